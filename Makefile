@@ -1,0 +1,36 @@
+# pglocks: PGXS build. `make && make install` against pg_config; `make installcheck` runs the
+# regression and isolation suites against a running server (PGHOST/PGPORT); `make unittest`
+# builds and runs the GoogleTest suite of the pure C++ code.
+EXTENSION = pglocks
+MODULE_big = pglocks
+OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
+       src/pg_functions.o src/pg_module.o
+DATA = sql/pglocks--1.0.sql
+
+REGRESS = keys acquire release scopes with_lock errors core_interop
+REGRESS_OPTS = --inputdir=. --load-extension=pglocks
+ISOLATION = exclusive shared_wait try_fail waiter_gets disconnect deadlock core_blocks \
+            timeout_wait xact_scope with_lock_iso
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
+
+PG_CONFIG ?= pg_config
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
+              -Wno-missing-field-initializers -fno-omit-frame-pointer
+SHLIB_LINK = -lstdc++
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# clang's default dialect is older than ours; keep the LLVM bitcode build in step.
+override BITCODE_CXXFLAGS += -std=c++17 -Wno-register
+
+UNIT_SRCS = test/unit/lock_key_test.cpp test/unit/holds_registry_test.cpp \
+            src/lock_key.cpp src/holds_registry.cpp
+test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) -lgtest -lgtest_main -pthread -o $@
+
+.PHONY: unittest
+unittest: test/unit/run_unit_tests
+	test/unit/run_unit_tests
+
+EXTRA_CLEAN = test/unit/run_unit_tests output_iso

@@ -1,0 +1,93 @@
+# Shared set-up for scripts/demo.sh, scripts/test.sh and the benchmarks (sourced, not run).
+#
+#   pglocks_setup          install missing Debian packages, build and install pglocks
+#   pglocks_start_server   start a throwaway server in a temporary directory, on its own
+#                          socket and port, and export PG* for it; stopped and removed on exit.
+#                          With PGHOST set beforehand, the existing server is used instead.
+set -euo pipefail
+
+PGLOCKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGLOCKS_PGVER=${PGLOCKS_PGVER:-15}
+PGLOCKS_PACKAGES=(build-essential g++ make clang-"${PGLOCKS_CLANG:-14}" llvm-"${PGLOCKS_CLANG:-14}"
+    postgresql-"$PGLOCKS_PGVER" postgresql-server-dev-"$PGLOCKS_PGVER" postgresql-client-"$PGLOCKS_PGVER"
+    libgtest-dev pgbouncer python3 python3-psycopg2 libipc-run-perl procps iproute2)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+pglocks_install_packages() {
+    local missing=() p
+    for p in "${PGLOCKS_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing with apt-get: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+    # Debian starts a cluster on port 5432 when it installs the server; we never use it.
+    export PATH="/usr/lib/postgresql/$PGLOCKS_PGVER/bin:$PATH"
+    export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin/pg_config}
+}
+
+pglocks_build_install() {
+    log "building and installing pglocks"
+    make -C "$PGLOCKS_ROOT" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+    as_root make -C "$PGLOCKS_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+pglocks_setup() {
+    pglocks_install_packages
+    pglocks_build_install
+}
+
+# Runs a command as the owner of the throwaway server (the server refuses to run as root).
+as_server_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+pglocks_stop_server() {
+    if [ -n "${PGLOCKS_TMP:-}" ] && [ -d "$PGLOCKS_TMP" ]; then
+        as_server_owner pg_ctl -D "$PGLOCKS_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$PGLOCKS_TMP"
+    fi
+}
+
+# pglocks_start_server [extra postgresql.conf lines...]
+pglocks_start_server() {
+    if [ -n "${PGHOST:-}" ] && [ -z "${PGLOCKS_TMP:-}" ]; then
+        log "using the existing server at PGHOST=$PGHOST PGPORT=${PGPORT:-5432}"
+        PGLOCKS_EXISTING=1
+        return 0
+    fi
+    PGLOCKS_EXISTING=0
+    PGLOCKS_TMP=$(mktemp -d /tmp/pglocks.XXXXXX)
+    chmod 755 "$PGLOCKS_TMP"
+    [ "$(id -u)" = 0 ] && chown postgres: "$PGLOCKS_TMP"
+    trap pglocks_stop_server EXIT
+    local port
+    port=$(free_port)
+    log "starting a throwaway PostgreSQL $PGLOCKS_PGVER in $PGLOCKS_TMP on port $port"
+    as_server_owner initdb -D "$PGLOCKS_TMP/data" -A trust -U postgres -E UTF8 --no-locale \
+        --no-sync >/dev/null
+    {
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$PGLOCKS_TMP'"
+        echo "fsync = off"
+        echo "max_connections = 60"
+        echo "shared_preload_libraries = 'pglocks'"
+        local line
+        for line in "$@"; do echo "$line"; done
+    } >>"$PGLOCKS_TMP/data/postgresql.conf"
+    as_server_owner pg_ctl -D "$PGLOCKS_TMP/data" -l "$PGLOCKS_TMP/server.log" -w -t 60 start >/dev/null
+    export PGHOST="$PGLOCKS_TMP" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+}

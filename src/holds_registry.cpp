@@ -1,0 +1,159 @@
+// Pure C++ holds registry; see holds_registry.hpp for the model.
+#include "holds_registry.hpp"
+
+#include <algorithm>
+
+namespace pglocks {
+
+namespace {
+bool transaction_bound(Scope s) { return s != Scope::Session; }
+}  // namespace
+
+Entry* HoldsRegistry::find_held(const LockId& id) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.holds.empty()) return nullptr;
+    return &it->second;
+}
+
+void HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_name) {
+    Entry& e = entries_[id];
+    if (has_name && !e.has_name) {
+        e.name.assign(name.data(), name.size());
+        e.has_name = true;
+    }
+    // Geometric growth: a session may take one lock thousands of times.
+    if (e.holds.size() == e.holds.capacity()) e.holds.reserve(std::max<size_t>(4, 2 * e.holds.size()));
+}
+
+uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact,
+                            int64_t now) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return 0;
+    auto& holds = it->second.holds;
+    if (holds.size() == holds.capacity()) return 0;
+    const uint64_t hold_id = next_hold_id_++;
+    holds.push_back(Hold{hold_id, scope, subxact, now});
+    hold_count_++;
+    if (transaction_bound(scope)) transaction_holds_++;
+    return hold_id;
+}
+
+void HoldsRegistry::drop_if_empty(const LockId& id) noexcept {
+    auto it = entries_.find(id);
+    if (it != entries_.end() && it->second.holds.empty()) entries_.erase(it);
+}
+
+void HoldsRegistry::note_removed(const Hold& h) noexcept {
+    hold_count_--;
+    if (transaction_bound(h.scope)) transaction_holds_--;
+}
+
+bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.holds.empty()) return false;
+    note_removed(it->second.holds.back());
+    it->second.holds.pop_back();
+    *now_empty = it->second.holds.empty();
+    if (*now_empty) entries_.erase(it);
+    return true;
+}
+
+bool HoldsRegistry::release_hold(const LockId& id, uint64_t hold_id, bool* now_empty) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    auto& holds = it->second.holds;
+    auto h = std::find_if(holds.rbegin(), holds.rend(),
+                          [hold_id](const Hold& x) { return x.id == hold_id; });
+    if (h == holds.rend()) return false;
+    note_removed(*h);
+    holds.erase(std::next(h).base());
+    *now_empty = holds.empty();
+    if (*now_empty) entries_.erase(it);
+    return true;
+}
+
+uint64_t HoldsRegistry::reconcile(LockPredicate still_held) noexcept {
+    uint64_t forgotten = 0;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (it->second.holds.empty() || !still_held(it->first)) {
+            for (const Hold& h : it->second.holds) note_removed(h);
+            forgotten += it->second.holds.size();
+            it = entries_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return forgotten;
+}
+
+uint64_t HoldsRegistry::release_all(LockPredicate still_held, LockAction release_lock) noexcept {
+    uint64_t released = 0;
+    for (auto& [id, entry] : entries_) {
+        if (entry.holds.empty()) continue;
+        if (still_held(id)) {
+            released += entry.holds.size();
+            release_lock(id);
+        }
+    }
+    entries_.clear();
+    hold_count_ = 0;
+    transaction_holds_ = 0;
+    return released;
+}
+
+void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate still_held,
+                                          LockAction release_lock) noexcept {
+    if (transaction_holds_ == 0) return;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        auto& holds = it->second.holds;
+        const bool had_holds = !holds.empty();
+        auto keep = std::remove_if(holds.begin(), holds.end(), [&](const Hold& h) {
+            const bool ends = transaction_bound(h.scope) && h.subxact >= from_subxact;
+            if (ends) note_removed(h);
+            return ends;
+        });
+        holds.erase(keep, holds.end());
+        if (had_holds && holds.empty()) {
+            if (still_held(it->first)) release_lock(it->first);
+            it = entries_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+size_t HoldsRegistry::held_row_count() const noexcept {
+    size_t n = 0;
+    for (const auto& [id, entry] : entries_) {
+        bool seen[kScopeCount] = {false, false, false};
+        for (const Hold& h : entry.holds) seen[static_cast<int>(h.scope)] = true;
+        for (bool s : seen) n += s ? 1 : 0;
+    }
+    return n;
+}
+
+size_t HoldsRegistry::held_rows(HeldRow* rows, size_t capacity) const noexcept {
+    size_t n = 0;
+    for (const auto& [id, entry] : entries_) {
+        HeldRow* group[kScopeCount] = {nullptr, nullptr, nullptr};
+        for (const Hold& h : entry.holds) {
+            HeldRow*& row = group[static_cast<int>(h.scope)];
+            if (row == nullptr) {
+                if (n == capacity) return n;
+                row = &rows[n++];
+                *row = HeldRow{id,       entry.name.data(), entry.name.size(), entry.has_name,
+                               h.scope,  0,                 h.acquired_at,     h.id};
+            }
+            row->holds++;
+            if (h.id < row->first_id) {
+                row->first_id = h.id;
+                row->acquired_at = h.acquired_at;
+            }
+        }
+    }
+    std::sort(rows, rows + n,
+              [](const HeldRow& a, const HeldRow& b) { return a.first_id < b.first_id; });
+    return n;
+}
+
+}  // namespace pglocks

@@ -1,0 +1,109 @@
+// Pure C++ (no postgres.h): the per-backend registry of the holds taken through pglocks.
+//
+// Model: for every lock and mode that has at least one pglocks hold, the registry owns
+// exactly one session-level count in the server's lock manager. Further holds of the same
+// lock and mode are counted here only. This makes a release behind pglocks' back
+// (pg_advisory_unlock, pg_advisory_unlock_all, DISCARD ALL) visible: the lock manager then
+// no longer holds the lock, and the caller drops the stale entry (see reconcile()).
+//
+// The registry never calls the server. Callers pass plain function pointers where a
+// decision needs the lock manager, so no frame here ever holds an object that a
+// PostgreSQL error could skip the destructor of.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "lock_key.hpp"
+
+namespace pglocks {
+
+struct Hold {
+    uint64_t id;
+    Scope scope;
+    uint32_t subxact;     // subtransaction that took it (transaction and call scopes)
+    int64_t acquired_at;  // server timestamp, microseconds
+};
+
+struct Entry {
+    std::string name;  // the text key as given (clipped by the caller); empty for numeric keys
+    bool has_name = false;
+    std::vector<Hold> holds;  // oldest first
+};
+
+// One row of pglocks_held(): holds of one lock, mode and scope.
+struct HeldRow {
+    LockId id;
+    const char* name;  // points into the registry; valid until the registry changes
+    size_t name_len;
+    bool has_name;
+    Scope scope;
+    int32_t holds;
+    int64_t acquired_at;  // the oldest hold of the group
+    uint64_t first_id;    // for a stable order: oldest hold first
+};
+
+class HoldsRegistry {
+public:
+    using LockPredicate = bool (*)(const LockId&);
+    using LockAction = void (*)(const LockId&);
+
+    // The entry of a lock with at least one hold, or nullptr.
+    Entry* find_held(const LockId& id) noexcept;
+
+    // Makes room for one more hold of `id`, creating an empty entry if needed, so that
+    // add() cannot fail afterwards. Throws std::bad_alloc.
+    void reserve(const LockId& id, std::string_view name, bool has_name);
+
+    // Records a hold; reserve() must have been called for `id`. Returns the hold's id, or 0
+    // when no room was reserved (a caller bug, reported instead of crashing).
+    uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now) noexcept;
+
+    // Removes an entry left empty by a failed or abandoned acquire.
+    void drop_if_empty(const LockId& id) noexcept;
+
+    // Releases the newest hold of `id`. Returns false when there is none. *now_empty tells
+    // whether that was the last one (the caller then releases the lock manager's count).
+    bool release_newest(const LockId& id, bool* now_empty) noexcept;
+
+    // Releases one particular hold. Same results as release_newest().
+    bool release_hold(const LockId& id, uint64_t hold_id, bool* now_empty) noexcept;
+
+    // Forgets every entry for which still_held() is false: the lock manager lost it.
+    // Returns how many holds were forgotten.
+    uint64_t reconcile(LockPredicate still_held) noexcept;
+
+    // Releases every hold. For each lock whose count goes, calls release_lock() if
+    // still_held() says the lock manager still has it. Returns the number of holds released
+    // (holds of locks the lock manager had already lost are not counted).
+    uint64_t release_all(LockPredicate still_held, LockAction release_lock) noexcept;
+
+    // Ends transaction-bound holds (transaction and call scopes) taken in subtransaction
+    // `from_subxact` or later: all of them at the end of a transaction (pass 0), those of an
+    // aborted subtransaction and its children otherwise. Subtransaction ids grow with time
+    // and an open subtransaction's later ids all belong to its children, so the comparison
+    // needs no bookkeeping at subtransaction commit.
+    void end_transaction_holds(uint32_t from_subxact, LockPredicate still_held,
+                               LockAction release_lock) noexcept;
+
+    bool has_transaction_holds() const noexcept { return transaction_holds_ > 0; }
+    uint64_t hold_count() const noexcept { return hold_count_; }
+
+    // Number of rows held_rows() writes.
+    size_t held_row_count() const noexcept;
+    // Writes up to `capacity` rows, oldest first. Returns the number written.
+    size_t held_rows(HeldRow* rows, size_t capacity) const noexcept;
+
+private:
+    void note_removed(const Hold& h) noexcept;
+
+    std::unordered_map<LockId, Entry, LockIdHash> entries_;
+    uint64_t next_hold_id_ = 1;
+    uint64_t hold_count_ = 0;
+    uint64_t transaction_holds_ = 0;
+};
+
+}  // namespace pglocks

@@ -1,0 +1,82 @@
+// Pure C++ (no postgres.h): lock identities, key derivation from a digest, CRC-32,
+// and the parsing of the scope and timeout options. Unit-tested on its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace pglocks {
+
+// The two advisory-lock forms of the server (objsubid 1 and 2 in pg_locks).
+enum class KeyForm : uint8_t { Bigint = 1, Pair = 2 };
+
+// One lock of the advisory-lock space of the current database, in one mode.
+// hi/lo are LOCKTAG fields 2 and 3, exactly as pg_advisory_lock fills them.
+struct LockId {
+    uint32_t hi = 0;
+    uint32_t lo = 0;
+    KeyForm form = KeyForm::Bigint;
+    bool shared = false;
+
+    static LockId from_bigint(int64_t key, bool shared) {
+        const auto u = static_cast<uint64_t>(key);
+        return LockId{static_cast<uint32_t>(u >> 32), static_cast<uint32_t>(u), KeyForm::Bigint,
+                      shared};
+    }
+    static LockId from_pair(int32_t key1, int32_t key2, bool shared) {
+        return LockId{static_cast<uint32_t>(key1), static_cast<uint32_t>(key2), KeyForm::Pair,
+                      shared};
+    }
+    int64_t bigint() const {
+        return static_cast<int64_t>((static_cast<uint64_t>(hi) << 32) | lo);
+    }
+    int32_t key1() const { return static_cast<int32_t>(hi); }
+    int32_t key2() const { return static_cast<int32_t>(lo); }
+
+    bool operator==(const LockId& o) const {
+        return hi == o.hi && lo == o.lo && form == o.form && shared == o.shared;
+    }
+};
+
+struct LockIdHash {
+    size_t operator()(const LockId& id) const noexcept {
+        uint64_t x = (static_cast<uint64_t>(id.hi) << 32) ^ id.lo;
+        x ^= (static_cast<uint64_t>(id.form) << 1) | static_cast<uint64_t>(id.shared);
+        // splitmix64 finaliser: keys are often sequential integers.
+        x ^= x >> 30;
+        x *= 0xbf58476d1ce4e5b9ULL;
+        x ^= x >> 27;
+        x *= 0x94d049bb133111ebULL;
+        x ^= x >> 31;
+        return static_cast<size_t>(x);
+    }
+};
+
+// pglocks_key: the first 8 bytes of the SHA-256 digest, big-endian, two's complement.
+int64_t key_from_sha256(const uint8_t digest[32]);
+
+// zlib's CRC-32, incrementally: start with crc32_init(), feed bytes, finish with crc32_final().
+uint32_t crc32_init();
+uint32_t crc32_update(uint32_t state, const uint8_t* data, size_t len);
+uint32_t crc32_final(uint32_t state);
+int32_t crc32_signed(std::string_view bytes);
+
+enum class Scope : uint8_t { Session = 0, Transaction = 1, Call = 2 };
+constexpr int kScopeCount = 3;
+
+// "session" or "transaction", ASCII case-insensitive; false for anything else.
+bool parse_scope(std::string_view text, Scope* out);
+const char* scope_name(Scope scope);
+
+// An interval converted to a lock wait. Months count as 30 days, as in the server's
+// interval arithmetic.
+struct Timeout {
+    enum Kind { Negative, Milliseconds, Unlimited } kind;
+    int32_t ms;  // meaningful for Milliseconds: 0 means try once
+};
+// Timeouts too large for the server's millisecond timer (about 24.8 days) wait without limit;
+// a positive timeout below one millisecond rounds up to one.
+Timeout timeout_from_interval(int32_t months, int32_t days, int64_t micros);
+
+}  // namespace pglocks

@@ -1,0 +1,171 @@
+// The SQL-callable lock functions: pglocks_acquire, pglocks_release, pglocks_release_all,
+// pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
+#include "holds_registry.hpp"
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+}
+
+namespace pglocks {
+namespace {
+
+using KeyReader = int (*)(FunctionCallInfo, KeyArg*);
+
+bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name) {
+    require_not_null(fcinfo, argno, name);
+    return PG_GETARG_BOOL(argno);
+}
+
+// The timeout argument: NULL waits without limit (-1), else milliseconds, 0 = try once.
+int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
+    if (PG_ARGISNULL(argno)) return -1;
+    const Interval* iv = PG_GETARG_INTERVAL_P(argno);
+    const Timeout t = timeout_from_interval(iv->month, iv->day, iv->time);
+    if (t.kind == Timeout::Negative)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("timeout must not be negative")));
+    if (!wait)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("timeout cannot be combined with wait => false"),
+                        errhint("Use wait => false alone to try once, or a timeout to wait "
+                                "at most that long.")));
+    return t.kind == Timeout::Unlimited ? -1 : t.ms;
+}
+
+Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
+    require_not_null(fcinfo, argno, "scope");
+    const char* s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+    Scope scope;
+    if (!parse_scope(s, &scope))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid pglocks scope \"%s\"", s),
+                        errhint("Valid scopes are \"session\" and \"transaction\".")));
+    return scope;
+}
+
+// (key..., shared, wait, timeout, scope)
+Datum acquire_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    AcquireRequest req;
+    int arg = read_key(fcinfo, &req.key);
+    req.key.id.shared = bool_arg(fcinfo, arg, "shared");
+    req.wait = bool_arg(fcinfo, arg + 1, "wait");
+    req.timeout_ms = timeout_arg(fcinfo, arg + 2, req.wait);
+    if (!req.wait) req.timeout_ms = 0;
+    req.scope = scope_arg(fcinfo, arg + 3);
+    return BoolGetDatum(acquire(req) != 0);
+}
+
+// (key..., shared)
+Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    KeyArg key;
+    const int arg = read_key(fcinfo, &key);
+    key.id.shared = bool_arg(fcinfo, arg, "shared");
+    return BoolGetDatum(release(key.id));
+}
+
+// (key..., command, shared, wait, timeout)
+Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    AcquireRequest req;
+    const int arg = read_key(fcinfo, &req.key);
+    require_not_null(fcinfo, arg, "command");
+    char* command = text_to_cstring(PG_GETARG_TEXT_PP(arg));
+    req.key.id.shared = bool_arg(fcinfo, arg + 1, "shared");
+    req.wait = bool_arg(fcinfo, arg + 2, "wait");
+    req.timeout_ms = timeout_arg(fcinfo, arg + 3, req.wait);
+    if (!req.wait) req.timeout_ms = 0;
+    req.scope = Scope::Call;
+
+    const uint64_t hold = acquire(req);
+    if (hold == 0) return BoolGetDatum(false);
+    // On an error the (sub)transaction aborts and the abort callback ends this call-scope
+    // hold before the error reaches anyone who could act on it.
+    if (SPI_connect() != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
+    const int rc = SPI_execute(command, false, 0);
+    if (rc < 0)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("pglocks_with_lock could not run its command: %s",
+                               SPI_result_code_string(rc))));
+    SPI_finish();
+    release_hold(req.key.id, hold);
+    return BoolGetDatum(true);
+}
+
+}  // namespace
+}  // namespace pglocks
+
+using namespace pglocks;
+
+PGLOCKS_FUNCTION(pglocks_acquire_text) { return acquire_call(fcinfo, read_text_key); }
+PGLOCKS_FUNCTION(pglocks_acquire_bigint) { return acquire_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_acquire_pair) { return acquire_call(fcinfo, read_pair_key); }
+
+PGLOCKS_FUNCTION(pglocks_release_text) { return release_call(fcinfo, read_text_key); }
+PGLOCKS_FUNCTION(pglocks_release_bigint) { return release_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_release_pair) { return release_call(fcinfo, read_pair_key); }
+
+PGLOCKS_FUNCTION(pglocks_with_lock_text) { return with_lock_call(fcinfo, read_text_key); }
+PGLOCKS_FUNCTION(pglocks_with_lock_bigint) { return with_lock_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_with_lock_pair) { return with_lock_call(fcinfo, read_pair_key); }
+
+PGLOCKS_FUNCTION(pglocks_release_all) { return Int64GetDatum(static_cast<int64>(release_all())); }
+
+PGLOCKS_FUNCTION(pglocks_held) {
+    reconcile();
+    const HoldsRegistry& reg = registry();
+    const size_t capacity = reg.held_row_count();
+    auto* rows = static_cast<HeldRow*>(palloc(sizeof(HeldRow) * (capacity > 0 ? capacity : 1)));
+    const size_t n = reg.held_rows(rows, capacity);
+
+#if PG_VERSION_NUM >= 150000
+    InitMaterializedSRF(fcinfo, 0);
+    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    Tuplestorestate* store = rsinfo->setResult;
+    TupleDesc desc = rsinfo->setDesc;
+#else
+    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
+        (rsinfo->allowedModes & SFRM_Materialize) == 0)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("materialize mode required, but it is not allowed in this "
+                               "context")));
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("return type must be a row type")));
+    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+    desc = CreateTupleDescCopy(desc);
+    Tuplestorestate* store = tuplestore_begin_heap(true, false, work_mem);
+    MemoryContextSwitchTo(old);
+    rsinfo->returnMode = SFRM_Materialize;
+    rsinfo->setResult = store;
+    rsinfo->setDesc = desc;
+#endif
+
+    for (size_t i = 0; i < n; i++) {
+        const HeldRow& r = rows[i];
+        Datum values[6];
+        bool nulls[6] = {false, false, false, false, false, false};
+        if (r.has_name)
+            values[0] = PointerGetDatum(cstring_to_text_with_len(r.name, static_cast<int>(r.name_len)));
+        else if (r.id.form == KeyForm::Bigint)
+            values[0] = PointerGetDatum(cstring_to_text(psprintf(INT64_FORMAT, r.id.bigint())));
+        else
+            values[0] = PointerGetDatum(cstring_to_text(psprintf("%d,%d", r.id.key1(), r.id.key2())));
+        if (r.id.form == KeyForm::Bigint)
+            values[1] = Int64GetDatum(r.id.bigint());
+        else
+            nulls[1] = true;
+        values[2] = BoolGetDatum(r.id.shared);
+        values[3] = PointerGetDatum(cstring_to_text(scope_name(r.scope)));
+        values[4] = Int32GetDatum(r.holds);
+        values[5] = TimestampTzGetDatum(static_cast<TimestampTz>(r.acquired_at));
+        tuplestore_putvalues(store, desc, values, nulls);
+    }
+    return static_cast<Datum>(0);
+}

@@ -1,0 +1,226 @@
+// Holds in the server: every lock and mode held through pglocks owns one session-level
+// count in the lock manager (see holds_registry.hpp); transaction-bound holds are ended by
+// the transaction callbacks registered here.
+//
+// Waiting: a first non-blocking attempt serves the uncontended case at the cost of a plain
+// LockAcquire. Only when the lock is busy does pglocks enter the lock queue, inside an
+// internal subtransaction, so that whatever ends the wait (our timeout, the user's
+// lock_timeout or statement_timeout, a cancel, a deadlock) is caught, the wait cleaned up
+// by the server, and the race where the lock is granted in the very instant the wait ends
+// is settled: a lock granted that way is kept and counted when our timeout fired, and given
+// back before the error propagates in every other case, so no hold is ever left unknown.
+#include "pg_holds.hpp"
+
+#include "holds_registry.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+}
+
+extern bool pglocks_allow_on_standby;
+
+namespace pglocks {
+
+namespace {
+
+// Owned here for the whole backend; see rule 3 in pg_boundary.hpp.
+HoldsRegistry g_registry;
+
+LOCKTAG make_tag(const LockId& id) {
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
+    return tag;
+}
+
+LOCKMODE mode_of(const LockId& id) { return id.shared ? ShareLock : ExclusiveLock; }
+
+bool lm_held(const LockId& id) {
+    const LOCKTAG tag = make_tag(id);
+#if PG_VERSION_NUM >= 170000
+    return LockHeldByMe(&tag, mode_of(id), false);
+#else
+    return LockHeldByMe(&tag, mode_of(id));
+#endif
+}
+
+void lm_release(const LockId& id) {
+    const LOCKTAG tag = make_tag(id);
+    LockRelease(&tag, mode_of(id), true);
+}
+
+bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
+    return LockAcquire(tag, mode, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+// Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
+// applies and raises its error). Returns whether the lock is held.
+bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
+    MemoryContext caller_cxt = CurrentMemoryContext;
+    ResourceOwner caller_owner = CurrentResourceOwner;
+    const int user_lock_timeout = LockTimeout;
+    // Our timeout replaces lock_timeout for this wait unless the user's is shorter, in
+    // which case the user's fires first and raises its usual error.
+    const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms < user_lock_timeout);
+    volatile bool granted = false;
+    ErrorData* volatile failure = nullptr;
+
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(caller_cxt);
+    PG_TRY();
+    {
+        if (ours) LockTimeout = timeout_ms;
+        (void)LockAcquire(tag, mode, true, false);
+        LockTimeout = user_lock_timeout;
+        granted = true;
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        LockTimeout = user_lock_timeout;
+        MemoryContextSwitchTo(caller_cxt);
+        failure = CopyErrorData();
+        FlushErrorState();
+        // Takes us off the wait queue, or records a grant that raced with the error.
+        RollbackAndReleaseCurrentSubTransaction();
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(caller_cxt);
+    CurrentResourceOwner = caller_owner;
+
+    if (granted) return true;
+#if PG_VERSION_NUM >= 170000
+    const bool raced = LockHeldByMe(tag, mode, false);
+#else
+    const bool raced = LockHeldByMe(tag, mode);
+#endif
+    if (ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) {
+        FreeErrorData(failure);
+        return raced;
+    }
+    if (raced) LockRelease(tag, mode, true);
+    ReThrowError(failure);
+}
+
+void check_standby() {
+    if (!pglocks_allow_on_standby && RecoveryInProgress())
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("cannot take a pglocks lock on a server in recovery"),
+                 errdetail("Advisory locks taken on a standby do not exclude sessions on the "
+                           "primary."),
+                 errhint("Take the lock on the primary, or set pglocks.allow_on_standby = on "
+                         "to coordinate sessions of this standby only.")));
+}
+
+uint32_t current_subxact() {
+    return IsTransactionState() ? static_cast<uint32_t>(GetCurrentSubTransactionId()) : 0;
+}
+
+void record_hold(const AcquireRequest& req, uint64_t* hold_id) {
+    *hold_id = g_registry.add(req.key.id, req.scope, current_subxact(), GetCurrentTimestamp());
+}
+
+void xact_callback(XactEvent event, void*) {
+    switch (event) {
+        case XACT_EVENT_COMMIT:
+        case XACT_EVENT_ABORT:
+        case XACT_EVENT_PARALLEL_COMMIT:
+        case XACT_EVENT_PARALLEL_ABORT:
+        case XACT_EVENT_PREPARE:
+            g_registry.end_transaction_holds(0, lm_held, lm_release);
+            break;
+        case XACT_EVENT_PRE_PREPARE:
+            if (g_registry.has_transaction_holds())
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("cannot PREPARE a transaction that holds pglocks "
+                                       "transaction-scope locks"),
+                                errhint("Release them with pglocks_release() first.")));
+            break;
+        default:
+            break;
+    }
+}
+
+void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB)
+        g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
+}
+
+}  // namespace
+
+uint64_t acquire(const AcquireRequest& req) {
+    check_standby();
+    const LockId& id = req.key.id;
+    uint64_t hold_id = 0;
+
+    if (g_registry.find_held(id) != nullptr) {
+        if (lm_held(id)) {
+            // Another hold of a lock we already have: counted here, no lock-manager call.
+            g_registry.reserve(id, {req.key.name, static_cast<size_t>(req.key.name_len)},
+                               req.key.has_name);
+            record_hold(req, &hold_id);
+            return hold_id;
+        }
+        g_registry.reconcile(lm_held);  // released behind our back
+    }
+
+    // Room first: once the lock manager has granted the lock, recording it cannot fail.
+    g_registry.reserve(id, {req.key.name, static_cast<size_t>(req.key.name_len)},
+                       req.key.has_name);
+    const LOCKTAG tag = make_tag(id);
+    const LOCKMODE mode = mode_of(id);
+    bool got = lm_try(&tag, mode);
+    if (!got && req.wait && req.timeout_ms != 0) got = lm_wait(&tag, mode, req.timeout_ms);
+    if (!got) {
+        g_registry.drop_if_empty(id);
+        return 0;
+    }
+    record_hold(req, &hold_id);
+    if (hold_id == 0) {
+        LockRelease(&tag, mode, true);
+        g_registry.drop_if_empty(id);
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("pglocks could not record a hold it had reserved room for")));
+    }
+    return hold_id;
+}
+
+bool release(const LockId& id) {
+    if (g_registry.find_held(id) == nullptr) return false;
+    if (!lm_held(id)) {
+        g_registry.reconcile(lm_held);
+        return false;
+    }
+    bool now_empty = false;
+    g_registry.release_newest(id, &now_empty);
+    if (now_empty) lm_release(id);
+    return true;
+}
+
+bool release_hold(const LockId& id, uint64_t hold_id) {
+    bool now_empty = false;
+    if (!g_registry.release_hold(id, hold_id, &now_empty)) return false;
+    if (now_empty && lm_held(id)) lm_release(id);
+    return true;
+}
+
+uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }
+
+void reconcile() { g_registry.reconcile(lm_held); }
+
+const HoldsRegistry& registry() { return g_registry; }
+
+void register_hold_callbacks() {
+    RegisterXactCallback(xact_callback, nullptr);
+    RegisterSubXactCallback(subxact_callback, nullptr);
+}
+
+}  // namespace pglocks

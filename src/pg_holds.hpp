@@ -1,0 +1,39 @@
+// Taking and releasing pglocks holds: the lock manager calls (try, wait, timed wait) and the
+// bookkeeping of the holds registry, kept in step with each other and with the end of
+// transactions and subtransactions.
+#pragma once
+
+#include "pg_keys.hpp"
+
+namespace pglocks {
+
+struct AcquireRequest {
+    KeyArg key;
+    bool wait;
+    // Milliseconds the wait may last; -1 waits without limit, 0 tries once.
+    int timeout_ms;
+    Scope scope;
+};
+
+// Returns the new hold's id, or 0 when the lock was not obtained.
+uint64_t acquire(const AcquireRequest& req);
+
+// Releases the newest hold of the lock and mode; false when this session has none.
+bool release(const LockId& id);
+
+// Releases one particular hold (used by pglocks_with_lock); false if it is already gone.
+bool release_hold(const LockId& id, uint64_t hold_id);
+
+// Releases every hold; returns how many.
+uint64_t release_all();
+
+// Drops holds of locks that the lock manager no longer holds for this session.
+void reconcile();
+
+class HoldsRegistry;
+const HoldsRegistry& registry();
+
+// Registers the transaction callbacks; called once from _PG_init.
+void register_hold_callbacks();
+
+}  // namespace pglocks

@@ -1,0 +1,34 @@
+// Turning SQL key arguments into lock identities: the text hash (SHA-256 of the UTF-8
+// bytes, from PostgreSQL's own cryptohash), the CRC-32 key, and the display name.
+#pragma once
+
+#include "pg_boundary.hpp"
+#include "lock_key.hpp"
+
+namespace pglocks {
+
+// Longest text key pglocks remembers for pglocks_held() and pglocks_locks, in bytes.
+constexpr int kMaxNameBytes = 1024;
+
+// A key argument resolved to a lock: the lock identity (in exclusive mode; the caller sets
+// `shared`) and, for text keys, the name as given, clipped to kMaxNameBytes.
+struct KeyArg {
+    LockId id;
+    const char* name;
+    int name_len;
+    bool has_name;
+};
+
+int64_t text_key(const text* t);
+int32_t text_crc32(const text* t);
+
+// Reads the key argument(s) starting at argument 0; errors with 22004 on NULL.
+// Returns the index of the first argument after the key.
+int read_text_key(FunctionCallInfo fcinfo, KeyArg* out);
+int read_bigint_key(FunctionCallInfo fcinfo, KeyArg* out);
+int read_pair_key(FunctionCallInfo fcinfo, KeyArg* out);
+
+// Errors with SQLSTATE 22004 naming the argument when it is NULL.
+void require_not_null(FunctionCallInfo fcinfo, int argno, const char* name);
+
+}  // namespace pglocks

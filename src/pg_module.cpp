@@ -1,0 +1,26 @@
+// The module: PG_MODULE_MAGIC, the pglocks.* settings and the transaction callbacks.
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+}
+
+bool pglocks_allow_on_standby = false;
+
+extern "C" void _PG_init(void) {
+    DefineCustomBoolVariable(
+        "pglocks.allow_on_standby", "Allows pglocks locks to be taken on a hot standby.",
+        "Locks taken on a standby exclude only sessions of that standby, never those of the "
+        "primary.",
+        &pglocks_allow_on_standby, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+#if PG_VERSION_NUM >= 150000
+    MarkGUCPrefixReserved("pglocks");
+#else
+    EmitWarningsOnPlaceholders("pglocks");
+#endif
+    pglocks::register_hold_callbacks();
+}
