@@ -1,0 +1,46 @@
+-- pglocks_key and pglocks_crc32: the spec's vectors, an independent check against the
+-- server's own sha256(), labels, and independence from the database encoding.
+
+SELECT k, pglocks_key(k)
+FROM (VALUES (''), ('some lock'), ('orders:42'), ('Grüße'), ('日本語')) AS v(k);
+
+SELECT k, pglocks_crc32(k)
+FROM (VALUES (''), ('some lock'), ('orders:42'), ('Grüße'), ('日本語'), ('123456789')) AS v(k);
+
+-- The algorithm restated with built-in SQL: first 8 bytes of sha256 of the UTF-8 bytes,
+-- big-endian, signed. Any mismatch over these keys is listed.
+CREATE FUNCTION pg_temp.reference_key(t text) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+  SELECT ('x' || substr(encode(sha256(convert_to(t, 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint
+$$;
+SELECT count(*) AS keys_checked,
+       count(*) FILTER (WHERE pglocks_key(k) <> pg_temp.reference_key(k)) AS mismatches
+FROM (SELECT 'job-' || i || repeat('é', i % 7) || chr(1000 + i) AS k
+      FROM generate_series(1, 2000) AS i) AS s;
+
+-- Keys longer than one hashing chunk (1 MiB), ASCII and multibyte.
+SELECT pglocks_key(repeat('x', 3000001)) = pg_temp.reference_key(repeat('x', 3000001)) AS long_ascii,
+       pglocks_key(repeat('Ωx', 700001)) = pg_temp.reference_key(repeat('Ωx', 700001)) AS long_multibyte;
+
+-- STRICT, IMMUTABLE, PARALLEL SAFE as declared.
+SELECT pglocks_key(NULL) IS NULL AS key_null, pglocks_crc32(NULL) IS NULL AS crc_null;
+
+-- Every function's labels, as chosen deliberately.
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
+       p.provolatile, p.proisstrict, p.proparallel, p.prosecdef
+FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pglocks'
+ORDER BY 1, 2;
+
+-- A LATIN1 database gives the same keys for the same characters.
+CREATE DATABASE pglocks_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c pglocks_latin1
+SET client_encoding = 'UTF8';
+CREATE EXTENSION pglocks;
+SHOW server_encoding;
+SELECT k, pglocks_key(k), pglocks_crc32(k)
+FROM (VALUES (''), ('some lock'), ('orders:42'), ('Grüße')) AS v(k);
+SELECT pglocks_key(repeat('ü', 1500000)) =
+       ('x' || substr(encode(sha256(convert_to(repeat('ü', 1500000), 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint
+       AS long_latin1_converted_in_chunks;
+\c contrib_regression
+DROP DATABASE pglocks_latin1;

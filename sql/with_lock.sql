@@ -1,0 +1,60 @@
+-- pglocks_with_lock: lock, run the command, release on every exit.
+CREATE TABLE wl_log (note text, held text);
+
+SELECT pglocks_with_lock('job', $$INSERT INTO wl_log SELECT 'ran', string_agg(key || '/' || scope, ',') FROM pglocks_held()$$);
+SELECT * FROM wl_log;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+
+-- Several statements in one command.
+TRUNCATE wl_log;
+SELECT pglocks_with_lock(99, $$INSERT INTO wl_log VALUES ('one'); INSERT INTO wl_log VALUES ('two')$$);
+SELECT pglocks_with_lock(1, 2, $$INSERT INTO wl_log VALUES ('pair')$$, shared => true, timeout => '1s');
+SELECT note FROM wl_log ORDER BY note;
+
+-- The command's error propagates, and the lock is gone afterwards.
+SELECT pglocks_with_lock('job', 'SELECT 1/0');
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+
+-- Inside an open transaction: released when the call returns, not at commit.
+BEGIN;
+SELECT pglocks_with_lock('job', $$INSERT INTO wl_log VALUES ('in-tx')$$);
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+COMMIT;
+
+-- Nested, and next to a session hold of the same lock.
+TRUNCATE wl_log;
+SELECT pglocks_acquire('job');
+SELECT pglocks_with_lock('job', $$
+  SELECT pglocks_with_lock('inner', $i$INSERT INTO wl_log SELECT 'nested', string_agg(key || '/' || scope || '/' || holds, ',' ORDER BY key) FROM pglocks_held()$i$)
+$$);
+SELECT * FROM wl_log;
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release('job');
+
+-- In PL/pgSQL, with the error caught by an exception block.
+DO $$
+BEGIN
+  BEGIN
+    PERFORM pglocks_with_lock('job', 'SELECT no_such_column FROM wl_log');
+  EXCEPTION WHEN undefined_column THEN
+    RAISE NOTICE 'caught %, holds now: %', SQLSTATE, (SELECT count(*) FROM pglocks_held());
+  END;
+END $$;
+
+-- A command that releases the lock itself does not make the helper fail.
+SELECT pglocks_with_lock('job', 'SELECT pglocks_release_all()');
+SELECT count(*) AS held_rows FROM pglocks_held();
+
+-- The command runs as the calling role.
+CREATE ROLE pglocks_plain_role;
+GRANT SELECT, INSERT ON wl_log TO pglocks_plain_role;
+TRUNCATE wl_log;
+SET ROLE pglocks_plain_role;
+SELECT pglocks_with_lock('job', $$INSERT INTO wl_log VALUES (current_user)$$);
+SELECT pglocks_with_lock('job', 'DROP TABLE wl_log');
+RESET ROLE;
+SELECT * FROM wl_log;
+DROP TABLE wl_log;
+DROP ROLE pglocks_plain_role;

@@ -1,0 +1,160 @@
+// Unit tests of the holds registry: counting, newest-first release, scopes, subtransaction
+// ends, reconciliation with a (simulated) lock manager, and the held() rows.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "holds_registry.hpp"
+
+using namespace pglocks;
+
+namespace {
+// Stands for the lock manager's session locks in these tests.
+std::set<std::pair<uint64_t, bool>> g_lm;
+std::pair<uint64_t, bool> k(const LockId& id) {
+    return {(static_cast<uint64_t>(id.hi) << 32 | id.lo) ^ (static_cast<uint64_t>(id.form) << 60), id.shared};
+}
+bool lm_held(const LockId& id) { return g_lm.count(k(id)) > 0; }
+void lm_release(const LockId& id) { g_lm.erase(k(id)); }
+
+uint64_t take(HoldsRegistry& r, const LockId& id, Scope s, uint32_t sub = 1, int64_t t = 0) {
+    r.reserve(id, "", false);
+    if (r.find_held(id) == nullptr) g_lm.insert(k(id));
+    return r.add(id, s, sub, t);
+}
+
+class Registry : public ::testing::Test {
+protected:
+    void SetUp() override { g_lm.clear(); }
+    HoldsRegistry r;
+    LockId a = LockId::from_bigint(1, false);
+    LockId b = LockId::from_bigint(2, false);
+};
+}  // namespace
+
+TEST_F(Registry, CountsHoldsAndReleasesNewestFirst) {
+    EXPECT_NE(take(r, a, Scope::Session), 0u);
+    EXPECT_NE(take(r, a, Scope::Transaction), 0u);
+    EXPECT_EQ(r.hold_count(), 2u);
+    EXPECT_TRUE(r.has_transaction_holds());
+    bool empty = true;
+    EXPECT_TRUE(r.release_newest(a, &empty));
+    EXPECT_FALSE(empty);
+    EXPECT_FALSE(r.has_transaction_holds());  // the newest was the transaction hold
+    EXPECT_TRUE(r.release_newest(a, &empty));
+    EXPECT_TRUE(empty);
+    EXPECT_FALSE(r.release_newest(a, &empty));
+    EXPECT_EQ(r.find_held(a), nullptr);
+}
+
+TEST_F(Registry, SharedAndExclusiveAreDifferentLocks) {
+    LockId as = a;
+    as.shared = true;
+    take(r, a, Scope::Session);
+    take(r, as, Scope::Session);
+    bool empty = false;
+    EXPECT_TRUE(r.release_newest(as, &empty));
+    EXPECT_TRUE(empty);
+    EXPECT_NE(r.find_held(a), nullptr);
+}
+
+TEST_F(Registry, AddWithoutReserveIsRefused) {
+    EXPECT_EQ(r.add(a, Scope::Session, 1, 0), 0u);
+    EXPECT_EQ(r.hold_count(), 0u);
+}
+
+TEST_F(Registry, ReleaseParticularHold) {
+    const uint64_t h1 = take(r, a, Scope::Call);
+    take(r, a, Scope::Session);
+    bool empty = true;
+    EXPECT_TRUE(r.release_hold(a, h1, &empty));
+    EXPECT_FALSE(empty);
+    EXPECT_FALSE(r.release_hold(a, h1, &empty));
+    EXPECT_FALSE(r.has_transaction_holds());
+}
+
+TEST_F(Registry, TransactionEndKeepsSessionHolds) {
+    take(r, a, Scope::Session);
+    take(r, a, Scope::Transaction);
+    take(r, b, Scope::Transaction);
+    take(r, b, Scope::Call);
+    r.end_transaction_holds(0, lm_held, lm_release);
+    EXPECT_EQ(r.hold_count(), 1u);
+    EXPECT_TRUE(lm_held(a));
+    EXPECT_FALSE(lm_held(b));  // its last hold went, so did the lock manager's count
+    EXPECT_EQ(r.find_held(b), nullptr);
+}
+
+TEST_F(Registry, SubtransactionAbortEndsItsHoldsAndItsChildren) {
+    take(r, a, Scope::Transaction, 1);
+    take(r, b, Scope::Transaction, 3);  // taken in subxact 3
+    take(r, a, Scope::Transaction, 4);  // in its child, since committed into 3
+    take(r, a, Scope::Session, 4);      // session holds survive any rollback
+    r.end_transaction_holds(3, lm_held, lm_release);
+    EXPECT_EQ(r.hold_count(), 2u);
+    EXPECT_FALSE(lm_held(b));
+    EXPECT_TRUE(lm_held(a));
+    r.end_transaction_holds(0, lm_held, lm_release);
+    EXPECT_EQ(r.hold_count(), 1u);
+}
+
+TEST_F(Registry, ReconcileForgetsLocksReleasedBehindItsBack) {
+    take(r, a, Scope::Session);
+    take(r, a, Scope::Session);
+    take(r, b, Scope::Session);
+    g_lm.erase(k(a));  // e.g. pg_advisory_unlock
+    EXPECT_EQ(r.reconcile(lm_held), 2u);
+    EXPECT_EQ(r.find_held(a), nullptr);
+    EXPECT_NE(r.find_held(b), nullptr);
+    EXPECT_EQ(r.hold_count(), 1u);
+}
+
+TEST_F(Registry, ReleaseAllCountsOnlyLiveHolds) {
+    take(r, a, Scope::Session);
+    take(r, a, Scope::Transaction);
+    take(r, b, Scope::Session);
+    g_lm.erase(k(b));
+    EXPECT_EQ(r.release_all(lm_held, lm_release), 2u);
+    EXPECT_TRUE(g_lm.empty());
+    EXPECT_EQ(r.hold_count(), 0u);
+    EXPECT_FALSE(r.has_transaction_holds());
+}
+
+TEST_F(Registry, HeldRowsGroupByScopeOldestFirst) {
+    r.reserve(b, "bee", true);
+    take(r, b, Scope::Session, 1, 100);
+    take(r, a, Scope::Session, 1, 200);
+    take(r, b, Scope::Transaction, 1, 300);
+    take(r, b, Scope::Session, 1, 400);
+    ASSERT_EQ(r.held_row_count(), 3u);
+    HeldRow rows[3];
+    ASSERT_EQ(r.held_rows(rows, 3), 3u);
+    EXPECT_EQ(std::string(rows[0].name, rows[0].name_len), "bee");
+    EXPECT_EQ(rows[0].scope, Scope::Session);
+    EXPECT_EQ(rows[0].holds, 2);
+    EXPECT_EQ(rows[0].acquired_at, 100);
+    EXPECT_EQ(rows[1].id, a);
+    EXPECT_FALSE(rows[1].has_name);
+    EXPECT_EQ(rows[2].scope, Scope::Transaction);
+    EXPECT_EQ(rows[2].acquired_at, 300);
+    EXPECT_EQ(r.held_rows(rows, 1), 1u);  // never writes past the capacity
+}
+
+TEST_F(Registry, FirstNameIsKept) {
+    r.reserve(a, "first", true);
+    r.reserve(a, "second", true);
+    take(r, a, Scope::Session);
+    HeldRow row;
+    ASSERT_EQ(r.held_rows(&row, 1), 1u);
+    EXPECT_EQ(std::string(row.name, row.name_len), "first");
+}
+
+TEST_F(Registry, ManyHoldsOfOneLock) {
+    for (int i = 0; i < 10000; i++) ASSERT_NE(take(r, a, Scope::Session), 0u);
+    EXPECT_EQ(r.hold_count(), 10000u);
+    bool empty = false;
+    for (int i = 0; i < 9999; i++) ASSERT_TRUE(r.release_newest(a, &empty));
+    EXPECT_FALSE(empty);
+    EXPECT_TRUE(r.release_newest(a, &empty));
+    EXPECT_TRUE(empty);
+}
