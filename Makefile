@@ -9,7 +9,7 @@ DATA = sql/pglocks--1.0.sql
 
 REGRESS = keys acquire release scopes with_lock errors core_interop
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
-ISOLATION = exclusive shared_wait try_fail waiter_gets disconnect deadlock core_blocks \
+ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
             timeout_wait xact_scope with_lock_iso
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
