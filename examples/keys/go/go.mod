@@ -1,0 +1,3 @@
+module example.com/pglocks-key
+
+go 1.19
