@@ -1,0 +1,467 @@
+"""The pglocks benchmark driver; bench/run.sh sets up the server and calls it.
+
+Runs every scenario of the benchmark against the server that the libpq environment
+variables name, pglocks and its comparison in the same run, alternating them round by
+round, and reports medians as a plain-text table on stdout and a Markdown file.
+
+Usage: bench.py [--quick] --out FILE
+"""
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg2
+
+import handoff
+import inserver
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DB = "pglocks_bench"
+
+
+class Plan:
+    def __init__(self, quick):
+        self.quick = quick
+        # In-server loops: iterations per timed call, and rounds.
+        self.pairs_n = 20000 if quick else 100000
+        self.hash_n = {"16 B": 20000 if quick else 100000, "1 KB": 10000 if quick else 50000,
+                       "1 MB": 20 if quick else 100}
+        self.loop_rounds = 3 if quick else 11
+        # Round-trip scenarios: seconds per pgbench or hand-off run, and rounds.
+        # Short runs and many rounds: other work on the machine then hits both sides alike.
+        self.seconds = 1 if quick else 4
+        self.rounds = 1 if quick else 7
+        self.handoff_seconds = 1 if quick else 4
+        self.scale_rounds = 1 if quick else 5
+
+
+def log(msg):
+    print(f"-- {msg}", file=sys.stderr, flush=True)
+
+
+def connect(dbname=DB):
+    conn = psycopg2.connect(dbname=dbname, application_name="pglocks-bench")
+    conn.autocommit = True
+    return conn
+
+
+def scalar(conn, sql, args=()):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+
+def rotate(items, r):
+    r %= len(items)
+    return items[r:] + items[:r]
+
+
+class Row:
+    """One line of the results table."""
+
+    def __init__(self, scenario, measure, ours, theirs, ratio, target=None, note=""):
+        self.scenario, self.measure = scenario, measure
+        self.ours, self.theirs = ours, theirs
+        self.ratio, self.target, self.note = ratio, target, note
+
+    def target_text(self):
+        if self.target is None:
+            return "-"
+        op, value = self.target
+        return f"{op} {value:g}"
+
+    def verdict(self):
+        if self.target is None or self.ratio is None:
+            return "-"
+        op, value = self.target
+        ok = self.ratio <= value if op == "<=" else self.ratio >= value
+        return "met" if ok else "MISSED"
+
+    def ratio_text(self):
+        return "-" if self.ratio is None else f"{self.ratio:.2f}"
+
+
+def us(seconds):
+    return f"{seconds * 1e6:.3f} us"
+
+
+# -- Scenario 1: per-call cost inside the server ---------------------------------------------
+
+def scenario_inserver(conn, plan):
+    rows = []
+    n = plan.pairs_n
+    key16 = "orders:000012345"
+    assert len(key16) == 16
+
+    def timed(fn, iterations, arg):
+        if fn == "bench_pairs_empty":
+            arg = 0  # takes a bigint, and ignores it
+        return scalar(conn, f"SELECT {fn}(%s, %s)", (iterations, arg))
+
+    def warm_up(fns, arg):
+        # The first call of each function plans its expressions; keep that out of the rounds.
+        for fn in fns:
+            timed(fn, 10, arg)
+
+    def net_pairs(fn_core, fn_ours, arg):
+        warm_up(["bench_pairs_empty", fn_core, fn_ours], arg)
+        core, ours = [], []
+        for r in range(plan.loop_rounds):
+            t = {}
+            for fn in rotate(["bench_pairs_empty", fn_core, fn_ours], r):
+                t[fn] = timed(fn, n, arg)
+            core.append((t[fn_core] - t["bench_pairs_empty"]) / n)
+            ours.append((t[fn_ours] - t["bench_pairs_empty"]) / n)
+        return statistics.median(ours), statistics.median(core)
+
+    log("scenario 1: acquire + release inside the server, bigint key")
+    ours, core = net_pairs("bench_pairs_core_bigint", "bench_pairs_pglocks_bigint", 7)
+    rows.append(Row("1 in-server", "acquire + release, bigint key; ratio = pglocks / core",
+                    f"pglocks_acquire + pglocks_release: {us(ours)}",
+                    f"pg_advisory_lock + pg_advisory_unlock: {us(core)}", ours / core,
+                    ("<=", 1.10)))
+
+    log("scenario 1: acquire + release inside the server, 16-byte text key")
+    ours, core = net_pairs("bench_pairs_core_text", "bench_pairs_pglocks_text", key16)
+    rows.append(Row("1 in-server", "acquire + release, 16 B text key; ratio = pglocks / core",
+                    f"pglocks_acquire + pglocks_release: {us(ours)}",
+                    f"pg_advisory_lock/unlock(hashtextextended): {us(core)}", ours / core,
+                    ("<=", 1.10)))
+
+    log("scenario 1: pglocks_key alone")
+    keys = {"16 B": key16, "1 KB": ("k" * 1024), "1 MB": None}
+    # A non-repeating 1 MB key, so nothing along the way can shortcut it.
+    keys["1 MB"] = scalar(conn, "SELECT left(string_agg(md5(g::text), ''), 1048576) "
+                                "FROM generate_series(1, 32768) g")
+    for label, key in keys.items():
+        hn = plan.hash_n[label]
+        warm_up(["bench_hash_empty", "bench_hash_core", "bench_hash_pglocks"], key)
+        core, ours = [], []
+        for r in range(plan.loop_rounds):
+            t = {}
+            for fn in rotate(["bench_hash_empty", "bench_hash_core", "bench_hash_pglocks"], r):
+                t[fn] = timed(fn, hn, key)
+            core.append((t["bench_hash_core"] - t["bench_hash_empty"]) / hn)
+            ours.append((t["bench_hash_pglocks"] - t["bench_hash_empty"]) / hn)
+        o, c = statistics.median(ours), statistics.median(core)
+        if label == "1 MB":
+            mb = len(key) / 1048576.0
+            rows.append(Row("1 in-server", f"pglocks_key, {label} key (throughput); "
+                            "ratio = pglocks / core time",
+                            f"pglocks_key: {mb / o:.0f} MB/s", f"hashtextextended: {mb / c:.0f} MB/s",
+                            o / c))
+        else:
+            rows.append(Row("1 in-server", f"pglocks_key, {label} key; ratio = pglocks / core",
+                            f"pglocks_key: {us(o)}", f"hashtextextended: {us(c)}", o / c))
+    return rows
+
+
+# -- Scenarios 2-4: round trips with pgbench --------------------------------------------------
+
+TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
+
+
+def pgbench(script, clients, seconds):
+    cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
+           "-T", str(seconds), "-f", os.path.join(HERE, "pgbench", script), DB]
+    # Bounded: pgbench stops itself after -T seconds; the timeout only guards a hang.
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    m = TPS.search(p.stdout)
+    if p.returncode != 0 or not m:
+        raise RuntimeError(f"pgbench {script} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return float(m.group(1))
+
+
+def compare_pgbench(plan, scripts, clients):
+    """Median tps of each script, the scripts alternating round by round."""
+    results = {s: [] for s in scripts}
+    for r in range(plan.rounds):
+        for s in rotate(list(scripts), r):
+            results[s].append(pgbench(s, clients, plan.seconds))
+    return {s: statistics.median(v) for s, v in results.items()}
+
+
+def lock_unlock_row(plan, scenario, name, clients, what):
+    """pglocks against core, lock; unlock as two statements, from bench/pgbench/NAME_*.sql."""
+    log(f"scenario {scenario}: lock + unlock on {what}, {clients} clients")
+    ours, core = f"{name}_pglocks.sql", f"{name}_core.sql"
+    tps = compare_pgbench(plan, [core, ours], clients)
+    return Row(f"{scenario} pgbench", f"lock; unlock on {what}, {clients} clients; "
+               "ratio = pglocks / core tps", f"pglocks: {tps[ours]:.0f} tps",
+               f"core: {tps[core]:.0f} tps", tps[ours] / tps[core], (">=", 0.95))
+
+
+def scenario_roundtrips(plan):
+    rows = [lock_unlock_row(plan, 2, "random", 2, "random bigint keys"),
+            lock_unlock_row(plan, 3, "hot", 16, "one hot key")]
+
+    # One client: the claim is about round trips, so this measures the latency of one
+    # critical section; more clients on a small machine would measure CPU saturation.
+    log("scenario 4: critical section with a one-row UPDATE, 1 client")
+    tps = compare_pgbench(plan, ["section_seed.sql", "section_with_lock.sql",
+                                 "section_xact.sql"], 1)
+    seed, wl, xact = (tps["section_seed.sql"], tps["section_with_lock.sql"],
+                      tps["section_xact.sql"])
+    rows.append(Row("4 critical section", "pglocks_with_lock (1 round trip) vs lock; body; "
+                    "unlock (3), 1 client; ratio = with_lock / seed tps",
+                    f"pglocks_with_lock: {wl:.0f} tps", f"seed pattern: {seed:.0f} tps",
+                    wl / seed, (">=", 2.0)))
+    rows.append(Row("4 critical section", "pglocks_with_lock vs BEGIN; acquire "
+                    "(transaction scope); body; COMMIT (4); ratio = with_lock / xact tps",
+                    f"pglocks_with_lock: {wl:.0f} tps", f"transaction scope: {xact:.0f} tps",
+                    wl / xact))
+    return rows
+
+
+# -- Scenario 5: hand-off on a hot key --------------------------------------------------------
+
+def scenario_handoff(plan):
+    log("scenario 5: hand-off on a hot key "
+        f"({handoff.WORKERS} sessions, {handoff.HOLD_MS:g} ms hold, "
+        f"{handoff.OUTSIDE_MS:g} ms away)")
+    methods = ["pglocks_timed", "core_plain", "pglocks_plain", "try_sleep"]
+    runs = {m: [] for m in methods}
+    for r in range(plan.rounds):
+        for m in rotate(methods, r):
+            res = handoff.run(m, plan.handoff_seconds, DB)
+            if res["acquisitions"] < 2:
+                raise RuntimeError(f"hand-off {m}: too few acquisitions: {res}")
+            runs[m].append(res)
+
+    def med(m, field):
+        return statistics.median(x[field] for x in runs[m])
+
+    timed, plain, pplain, trys = (
+        {f: med(m, f) for f in ("gap_p50_ms", "gap_p99_ms", "throughput")}
+        for m in methods)
+    timeouts = sum(x["timeouts"] for x in runs["pglocks_timed"])
+
+    def fig(d):
+        return (f"p50 {d['gap_p50_ms']:.3f} ms, p99 {d['gap_p99_ms']:.3f} ms, "
+                f"{d['throughput']:.0f} holds/s")
+
+    note = f" ({timeouts} timed out)" if timeouts else ""
+    return [
+        Row("5 hand-off", "timed waiter vs plain waiter: release to next holder, p50; "
+            "ratio = pglocks timed / core plain",
+            f"pglocks_acquire(timeout): {fig(timed)}{note}", f"pg_advisory_lock: {fig(plain)}",
+            timed["gap_p50_ms"] / plain["gap_p50_ms"], ("<=", 1.10)),
+        Row("5 hand-off", "timed waiter vs plain waiter: throughput; "
+            "ratio = pglocks timed / core plain",
+            f"pglocks_acquire(timeout): {timed['throughput']:.0f} holds/s",
+            f"pg_advisory_lock: {plain['throughput']:.0f} holds/s",
+            timed["throughput"] / plain["throughput"]),
+        Row("5 hand-off", "pglocks plain waiter vs core plain waiter, p50; "
+            "ratio = pglocks / core",
+            f"pglocks_acquire: {fig(pplain)}", f"pg_advisory_lock: {fig(plain)}",
+            pplain["gap_p50_ms"] / plain["gap_p50_ms"]),
+        Row("5 hand-off", "timed waiter vs try-and-sleep loop (50-150 ms): p50; "
+            "ratio = try-sleep / pglocks timed (times faster)",
+            f"pglocks_acquire(timeout): {fig(timed)}", f"try-and-sleep: {fig(trys)}",
+            trys["gap_p50_ms"] / timed["gap_p50_ms"], (">=", 5.0)),
+    ]
+
+
+# -- Scenario 6: many holds in one session ----------------------------------------------------
+
+def scale_sizes(conn):
+    """1,000 and 10,000 holds, or fewer when the server's lock table cannot take them."""
+    mlpt = int(scalar(conn, "SELECT current_setting('max_locks_per_transaction')"))
+    maxconn = int(scalar(conn, "SELECT current_setting('max_connections')"))
+    room = mlpt * maxconn // 2
+    big = 10000 if room >= 10000 else max(1000, room // 1000 * 1000)
+    small = big // 10 if big >= 10000 else min(1000, big // 2)
+    return small, big
+
+
+def scenario_scale(plan):
+    with contextlib.closing(connect()) as probe:
+        small, big = scale_sizes(probe)
+    log(f"scenario 6: {small} and {big} holds in one session")
+    res = {}
+    for r in range(plan.scale_rounds):
+        for n in (small, big):
+            for fn in rotate(["bench_scale_core", "bench_scale_pglocks"], r):
+                # A fresh session each time: the server's local lock table never shrinks.
+                conn = connect()
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(f"SELECT * FROM {fn}(%s)", (n,))
+                        take, listed_s, release, listed, released = cur.fetchone()
+                finally:
+                    conn.close()
+                if listed != n or released != n:
+                    raise RuntimeError(f"{fn}({n}): listed {listed}, released {released}")
+                res.setdefault((fn, n), []).append((take, listed_s, release))
+
+    def med(fn, n, i):
+        return statistics.median(x[i] for x in res[(fn, n)])
+
+    rows = []
+    names = [("take", 0, "pglocks_acquire", "pg_advisory_lock"),
+             ("list", 1, "pglocks_held()", "pg_locks of this pid"),
+             ("release all", 2, "pglocks_release_all()", "pg_advisory_unlock_all()")]
+    for n in (small, big):
+        for what, i, ours_name, core_name in names:
+            o, c = med("bench_scale_pglocks", n, i), med("bench_scale_core", n, i)
+            rows.append(Row("6 scale", f"{what}, {n} holds: time per hold; ratio = pglocks / core",
+                            f"{ours_name}: {us(o / n)} ({o * 1000:.1f} ms)",
+                            f"{core_name}: {us(c / n)} ({c * 1000:.1f} ms)", o / c))
+    for what, i, ours_name, _ in names[1:]:
+        per_small = med("bench_scale_pglocks", small, i) / small
+        per_big = med("bench_scale_pglocks", big, i) / big
+        # Linear cost keeps the time per hold flat; a quadratic one would multiply it by
+        # big / small. The bound leaves room for caches, which the core functions show too.
+        rows.append(Row("6 scale", f"{ours_name} linear: time per hold at {big} / at {small}",
+                        f"{us(per_big)} per hold", f"{us(per_small)} per hold",
+                        per_big / per_small, ("<=", 2.0)))
+    total = med("bench_scale_pglocks", big, 1) + med("bench_scale_pglocks", big, 2)
+    rows.append(Row("6 scale", f"pglocks_held() + pglocks_release_all() of {big} holds, "
+                    "seconds (well under a second)", f"{total:.4f} s", "-", total,
+                    ("<=", 0.25)))
+    return rows
+
+
+# -- Report -----------------------------------------------------------------------------------
+
+def git_version():
+    try:
+        p = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
+                           capture_output=True, text=True, timeout=10)
+        return p.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine(conn):
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": f"{os.cpu_count()} (nproc)",
+        "cpu model": cpu,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "postgresql": scalar(conn, "SELECT version()"),
+        "pglocks": scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pglocks'")
+        + f" (source {git_version()})",
+        "settings": ", ".join(
+            f"{name}={scalar(conn, 'SELECT current_setting(%s)', (name,))}"
+            for name in ("shared_preload_libraries", "max_locks_per_transaction", "fsync", "jit")),
+    }
+
+
+HEADERS = ["scenario", "measure", "pglocks", "comparison", "ratio", "target", "result"]
+
+
+def cells(row):
+    return [row.scenario, row.measure, row.ours, row.theirs, row.ratio_text(),
+            row.target_text(), row.verdict()]
+
+
+def text_table(rows):
+    table = [HEADERS] + [cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+    out = []
+    for k, line in enumerate(table):
+        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def markdown(rows, info, plan, elapsed):
+    esc = lambda s: s.replace("|", "\\|")
+    out = ["# pglocks benchmark results", "",
+           "Written by `bench/run.sh`" + (" --quick" if plan.quick else "") +
+           "; see bench/README.md for what each scenario measures. Ratios are the headline: "
+           "both sides ran in the same run, alternating, and each figure is the median of "
+           "its rounds. Absolute figures belong to this machine:", ""]
+    out += [f"- {k}: {v}" for k, v in info.items()]
+    out += [f"- rounds: {plan.loop_rounds} (in-server loops), {plan.rounds} (round-trip "
+            f"scenarios, {plan.seconds} s each; hand-off {plan.handoff_seconds} s each), "
+            f"{plan.scale_rounds} (scale); whole run {elapsed:.0f} s", ""]
+    out.append("| " + " | ".join(HEADERS) + " |")
+    out.append("|" + "---|" * len(HEADERS))
+    for r in rows:
+        out.append("| " + " | ".join(esc(c) for c in cells(r)) + " |")
+    missed = [r for r in rows if r.verdict() == "MISSED"]
+    out += ["", f"Targets met: {sum(r.verdict() == 'met' for r in rows)}, "
+            f"missed: {len(missed)}."]
+    return "\n".join(out) + "\n"
+
+
+def prepare_database():
+    with contextlib.closing(connect("postgres")) as admin:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            cur.execute(f"CREATE DATABASE {DB}")
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION pglocks")
+        cur.execute(inserver.install_sql())
+        cur.execute("VACUUM ANALYZE bench_counter")
+    return conn
+
+
+def drop_database():
+    with contextlib.closing(connect("postgres")) as admin:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="about a second per scenario")
+    ap.add_argument("--out", required=True, help="Markdown file to write")
+    args = ap.parse_args()
+    plan = Plan(args.quick)
+    started = time.monotonic()
+    load_start = os.getloadavg()[0]
+    conn = prepare_database()
+    try:
+        info = machine(conn)
+        rows = scenario_inserver(conn, plan)
+        conn.close()
+        rows += scenario_roundtrips(plan)
+        rows += scenario_handoff(plan)
+        rows += scenario_scale(plan)
+    finally:
+        if not conn.closed:
+            conn.close()
+        drop_database()
+    elapsed = time.monotonic() - started
+    # Other work on the machine shows here; the alternation keeps it out of the ratios.
+    info["load average (1 min), start / end"] = f"{load_start:.2f} / {os.getloadavg()[0]:.2f}"
+
+    print()
+    for k, v in info.items():
+        print(f"{k}: {v}")
+    print()
+    print(text_table(rows))
+    missed = [r for r in rows if r.verdict() == "MISSED"]
+    print(f"\nTargets met: {sum(r.verdict() == 'met' for r in rows)}, missed: {len(missed)}"
+          + (" (" + "; ".join(f"{r.scenario}: {r.measure.split(';')[0]}" for r in missed) + ")"
+             if missed else ""))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(markdown(rows, info, plan, elapsed))
+    print(f"\nMarkdown table written to {args.out} ({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

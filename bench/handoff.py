@@ -1,0 +1,131 @@
+"""Scenario 5: hand-off of one hot lock between sessions.
+
+Each worker thread has its own connection and loops: take the lock, hold it for HOLD_MS,
+release it, stay away for OUTSIDE_MS. OUTSIDE_MS is shorter than the time the other workers
+hold the lock in turn, so at every release somebody is already waiting, and the releaser
+does not come straight back for it.
+
+The hand-off time is measured from the moment the holder sends its release to the moment
+the next holder's acquire returns: both are taken with time.perf_counter(), one clock for
+all threads. Threads suffice: the workers spend their time in libpq calls and sleeps,
+which release the GIL.
+
+Methods:
+  pglocks_timed   pglocks_acquire(k, timeout => ...)        waits in the lock queue
+  pglocks_plain   pglocks_acquire(k)                        waits in the lock queue
+  core_plain      pg_advisory_lock(k)                       waits in the lock queue
+  try_sleep       pg_try_advisory_lock(k), then a 50-150 ms jittered sleep between tries,
+                  as Ruby's with_advisory_lock does when given a timeout
+
+Usage: handoff.py METHOD SECONDS   (libpq environment variables name the server)
+"""
+
+import json
+import random
+import sys
+import threading
+import time
+
+import psycopg2
+
+HOT_KEY = 4242
+HOLD_MS = 5.0
+OUTSIDE_MS = 10.0
+WORKERS = 4
+TIMEOUT = "30s"
+SLEEP_MIN, SLEEP_MAX = 0.050, 0.150
+
+METHODS = {
+    "pglocks_timed": ("SELECT pglocks_acquire(%s::bigint, timeout => %s::interval)",
+                      "SELECT pglocks_release(%s::bigint)"),
+    "pglocks_plain": ("SELECT pglocks_acquire(%s::bigint)", "SELECT pglocks_release(%s::bigint)"),
+    "core_plain": ("SELECT pg_advisory_lock(%s::bigint)", "SELECT pg_advisory_unlock(%s::bigint)"),
+    "try_sleep": ("SELECT pg_try_advisory_lock(%s::bigint)",
+                  "SELECT pg_advisory_unlock(%s::bigint)"),
+}
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    i = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[i]
+
+
+def worker(method, deadline_box, dbname, records, failures, ready, go):
+    take_sql, release_sql = METHODS[method]
+    conn = psycopg2.connect(dbname=dbname, application_name="pglocks-bench-handoff")
+    conn.autocommit = True
+    cur = conn.cursor()
+    # Bounds every call, whatever goes wrong on the server.
+    cur.execute("SET statement_timeout = '60s'")
+    rng = random.Random()
+    ready.release()
+    go.wait()
+    deadline = deadline_box[0]
+    try:
+        while time.perf_counter() < deadline:
+            if method == "try_sleep":
+                while True:
+                    cur.execute(take_sql, (HOT_KEY,))
+                    if cur.fetchone()[0]:
+                        break
+                    if time.perf_counter() >= deadline + 5.0:
+                        return
+                    time.sleep(rng.uniform(SLEEP_MIN, SLEEP_MAX))
+            elif method == "pglocks_timed":
+                cur.execute(take_sql, (HOT_KEY, TIMEOUT))
+                if not cur.fetchone()[0]:
+                    failures.append(1)
+                    continue
+            else:
+                cur.execute(take_sql, (HOT_KEY,))
+                cur.fetchone()
+            acquired = time.perf_counter()
+            time.sleep(HOLD_MS / 1000.0)
+            released = time.perf_counter()
+            cur.execute(release_sql, (HOT_KEY,))
+            cur.fetchone()
+            records.append((acquired, released))
+            time.sleep(OUTSIDE_MS / 1000.0)
+    finally:
+        conn.close()
+
+
+def run(method, seconds, dbname="pglocks_bench"):
+    records, failures = [], []
+    ready = threading.Semaphore(0)
+    go = threading.Event()
+    deadline_box = [0.0]
+    threads = [threading.Thread(target=worker,
+                                args=(method, deadline_box, dbname, records, failures, ready, go))
+               for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    # The clock starts once every worker is connected, so connecting is not timed.
+    for _ in threads:
+        ready.acquire(timeout=30)
+    start = time.perf_counter()
+    deadline_box[0] = start + seconds
+    go.set()
+    for t in threads:
+        t.join(timeout=seconds + 90)
+
+    records.sort()
+    gaps = [records[i + 1][0] - records[i][1] for i in range(len(records) - 1)]
+    in_window = [r for r in records if r[0] <= start + seconds]
+    return {
+        "method": method,
+        "acquisitions": len(records),
+        "throughput": len(in_window) / seconds,
+        "gap_p50_ms": percentile(gaps, 50) * 1000.0,
+        "gap_p99_ms": percentile(gaps, 99) * 1000.0,
+        "timeouts": len(failures),
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in METHODS:
+        sys.exit(__doc__)
+    print(json.dumps(run(sys.argv[1], float(sys.argv[2]))))

@@ -1,0 +1,86 @@
+"""SQL of the in-server scenarios (1 and 6), installed in the benchmark's own database.
+
+Each timing function returns elapsed seconds measured with clock_timestamp().
+
+The per-call loops use PL/pgSQL simple expressions (x := f(...)), which skip the executor
+and so leave little besides the function calls themselves. Every expression that calls a
+volatile function makes PL/pgSQL take a snapshot, so the empty loop for the lock pairs
+calls random() twice: subtracting it removes the loop, the expression machinery and the
+snapshots, and leaves the lock functions. The key-hash loops call immutable functions
+only, so their empty loop is an immutable O(1) expression.
+"""
+
+LOOP = """
+CREATE FUNCTION {name}(n integer, arg {argtype}) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; x {vartype};
+BEGIN
+    t0 := clock_timestamp();
+    FOR i IN 1..n LOOP
+        {body}
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0);
+END $$;
+"""
+
+# name: (argument type, variable type, loop body)
+LOOPS = {
+    "bench_pairs_empty": ("bigint", "boolean", "x := random() IS NULL; x := random() > 2;"),
+    "bench_pairs_core_bigint": (
+        "bigint", "boolean", "x := pg_advisory_lock(arg) IS NULL; x := pg_advisory_unlock(arg);"),
+    "bench_pairs_pglocks_bigint": (
+        "bigint", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
+    "bench_pairs_core_text": (
+        "text", "boolean", "x := pg_advisory_lock(hashtextextended(arg, 0)) IS NULL; "
+                           "x := pg_advisory_unlock(hashtextextended(arg, 0));"),
+    "bench_pairs_pglocks_text": (
+        "text", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
+    "bench_hash_empty": ("text", "bigint", "x := octet_length(arg);"),
+    "bench_hash_core": ("text", "bigint", "x := hashtextextended(arg, 0);"),
+    "bench_hash_pglocks": ("text", "bigint", "x := pglocks_key(arg);"),
+}
+
+# Scenario 6: n holds of n distinct locks, then introspection and release of all of them.
+# Run on a fresh connection each time: the server's local lock table keeps its size once
+# grown.
+SCALE = """
+CREATE FUNCTION {name}(n integer,
+    OUT take float8, OUT list float8, OUT release float8, OUT listed bigint, OUT released bigint)
+LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; t1 timestamptz; t2 timestamptz; t3 timestamptz;
+BEGIN
+    t0 := clock_timestamp();
+    PERFORM {take} FROM generate_series(1, n) g;
+    t1 := clock_timestamp();
+    SELECT count(*) INTO listed FROM {list};
+    t2 := clock_timestamp();
+    {release}
+    t3 := clock_timestamp();
+    take := extract(epoch FROM t1 - t0);
+    list := extract(epoch FROM t2 - t1);
+    release := extract(epoch FROM t3 - t2);
+END $$;
+"""
+
+SCALES = {
+    "bench_scale_pglocks": dict(take="pglocks_acquire(g::bigint)", list="pglocks_held()",
+                                release="released := pglocks_release_all();"),
+    "bench_scale_core": dict(take="pg_advisory_lock(g::bigint)",
+                             list="pg_catalog.pg_locks WHERE locktype = 'advisory' "
+                                  "AND pid = pg_backend_pid()",
+                             release="PERFORM pg_advisory_unlock_all(); released := listed;"),
+}
+
+# Scenario 4: the short body of the critical section updates one row.
+TABLES = """
+CREATE TABLE bench_counter (id integer PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+INSERT INTO bench_counter (id) SELECT g FROM generate_series(1, 1000) g;
+"""
+
+
+def install_sql():
+    parts = [LOOP.format(name=name, argtype=a, vartype=v, body=b)
+             for name, (a, v, b) in LOOPS.items()]
+    parts += [SCALE.format(name=name, **stmts) for name, stmts in SCALES.items()]
+    parts.append(TABLES)
+    return "\n".join(parts)
