@@ -4,13 +4,13 @@
 EXTENSION = pglocks
 MODULE_big = pglocks
 OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
-       src/pg_functions.o src/pg_module.o
+       src/pg_names.o src/pg_locks_view.o src/pg_functions.o src/pg_module.o
 DATA = sql/pglocks--1.0.sql
 
-REGRESS = keys acquire release scopes with_lock errors core_interop
+REGRESS = keys acquire release scopes with_lock errors core_interop locks_view
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
-            timeout_wait xact_scope with_lock_iso
+            timeout_wait xact_scope with_lock_iso locks_view
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config

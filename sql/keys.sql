@@ -25,11 +25,11 @@ SELECT pglocks_key(repeat('x', 3000001)) = pg_temp.reference_key(repeat('x', 300
 SELECT pglocks_key(NULL) IS NULL AS key_null, pglocks_crc32(NULL) IS NULL AS crc_null;
 
 -- Every function's labels, as chosen deliberately.
-SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
+SELECT p.oid::regprocedure AS function,
        p.provolatile, p.proisstrict, p.proparallel, p.prosecdef
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pglocks'
-ORDER BY 1, 2;
+ORDER BY p.oid::regprocedure::text;
 
 -- A LATIN1 database gives the same keys for the same characters.
 CREATE DATABASE pglocks_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;

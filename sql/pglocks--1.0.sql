@@ -155,3 +155,35 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;
 
 COMMENT ON FUNCTION @extschema@.pglocks_held() IS
 'this session''s pglocks holds: one row per lock, mode and scope, oldest first';
+
+CREATE FUNCTION @extschema@.pglocks_locks_data(
+    OUT pid pg_catalog.int4,
+    OUT application_name pg_catalog.text,
+    OUT key pg_catalog.text,
+    OUT lock_key pg_catalog.int8,
+    OUT key1 pg_catalog.int4,
+    OUT key2 pg_catalog.int4,
+    OUT shared pg_catalog.bool,
+    OUT granted pg_catalog.bool,
+    OUT held_since pg_catalog.timestamptz,
+    OUT waiting_since pg_catalog.timestamptz,
+    OUT blocked_by pg_catalog.int4[])
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pglocks_locks_data'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+COMMENT ON FUNCTION @extschema@.pglocks_locks_data() IS
+'the rows of the pglocks_locks view';
+
+CREATE VIEW @extschema@.pglocks_locks AS
+SELECT d.pid, d.application_name, d.key, d.lock_key, d.key1, d.key2, d.shared, d.granted,
+       d.held_since, d.waiting_since,
+       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+           CASE WHEN d.granted THEN d.held_since ELSE d.waiting_since END AS duration,
+       d.blocked_by
+FROM @extschema@.pglocks_locks_data() AS d;
+
+COMMENT ON VIEW @extschema@.pglocks_locks IS
+'every advisory lock of the current database, granted or awaited, from every session, by name where known';
+
+GRANT SELECT ON @extschema@.pglocks_locks TO PUBLIC;

@@ -38,9 +38,33 @@ uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact,
     return hold_id;
 }
 
+HoldsRegistry::Map::iterator HoldsRegistry::erase(Map::iterator it) noexcept {
+    if (it->second.published && unpublish_ != nullptr) unpublish_(it->first);
+    return entries_.erase(it);
+}
+
+bool HoldsRegistry::mark_published(const LockId& id) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.holds.empty()) return false;
+    it->second.published = true;
+    return true;
+}
+
+void HoldsRegistry::unpublish_all() noexcept {
+    for (auto& [id, entry] : entries_) {
+        if (entry.published && unpublish_ != nullptr) unpublish_(id);
+        entry.published = false;
+    }
+}
+
+const Entry* HoldsRegistry::find(const LockId& id) const noexcept {
+    auto it = entries_.find(id);
+    return it == entries_.end() ? nullptr : &it->second;
+}
+
 void HoldsRegistry::drop_if_empty(const LockId& id) noexcept {
     auto it = entries_.find(id);
-    if (it != entries_.end() && it->second.holds.empty()) entries_.erase(it);
+    if (it != entries_.end() && it->second.holds.empty()) erase(it);
 }
 
 void HoldsRegistry::note_removed(const Hold& h) noexcept {
@@ -54,7 +78,7 @@ bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {
     note_removed(it->second.holds.back());
     it->second.holds.pop_back();
     *now_empty = it->second.holds.empty();
-    if (*now_empty) entries_.erase(it);
+    if (*now_empty) erase(it);
     return true;
 }
 
@@ -68,17 +92,18 @@ bool HoldsRegistry::release_hold(const LockId& id, uint64_t hold_id, bool* now_e
     note_removed(*h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
-    if (*now_empty) entries_.erase(it);
+    if (*now_empty) erase(it);
     return true;
 }
 
 uint64_t HoldsRegistry::reconcile(LockPredicate still_held) noexcept {
     uint64_t forgotten = 0;
     for (auto it = entries_.begin(); it != entries_.end();) {
-        if (it->second.holds.empty() || !still_held(it->first)) {
+        // An entry without holds is room reserved by an acquire in progress: keep it.
+        if (!it->second.holds.empty() && !still_held(it->first)) {
             for (const Hold& h : it->second.holds) note_removed(h);
             forgotten += it->second.holds.size();
-            it = entries_.erase(it);
+            it = erase(it);
         } else {
             ++it;
         }
@@ -88,14 +113,13 @@ uint64_t HoldsRegistry::reconcile(LockPredicate still_held) noexcept {
 
 uint64_t HoldsRegistry::release_all(LockPredicate still_held, LockAction release_lock) noexcept {
     uint64_t released = 0;
-    for (auto& [id, entry] : entries_) {
-        if (entry.holds.empty()) continue;
-        if (still_held(id)) {
-            released += entry.holds.size();
-            release_lock(id);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (!it->second.holds.empty() && still_held(it->first)) {
+            released += it->second.holds.size();
+            release_lock(it->first);
         }
+        it = erase(it);
     }
-    entries_.clear();
     hold_count_ = 0;
     transaction_holds_ = 0;
     return released;
@@ -115,7 +139,7 @@ void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate s
         holds.erase(keep, holds.end());
         if (had_holds && holds.empty()) {
             if (still_held(it->first)) release_lock(it->first);
-            it = entries_.erase(it);
+            it = erase(it);
         } else {
             ++it;
         }

@@ -31,6 +31,7 @@ struct Hold {
 struct Entry {
     std::string name;  // the text key as given (clipped by the caller); empty for numeric keys
     bool has_name = false;
+    bool published = false;   // the name is in the shared-memory registry of names
     std::vector<Hold> holds;  // oldest first
 };
 
@@ -50,6 +51,15 @@ class HoldsRegistry {
 public:
     using LockPredicate = bool (*)(const LockId&);
     using LockAction = void (*)(const LockId&);
+
+    // Called for every entry that goes away while published (so its shared name can go).
+    void set_unpublish_hook(LockAction hook) noexcept { unpublish_ = hook; }
+    // Marks the entry of `id` as published; false if it has no holds.
+    bool mark_published(const LockId& id) noexcept;
+    // Calls the unpublish hook for every published entry and marks it unpublished (at exit).
+    void unpublish_all() noexcept;
+    // The entry of `id` even when it has no holds (for names), or nullptr.
+    const Entry* find(const LockId& id) const noexcept;
 
     // The entry of a lock with at least one hold, or nullptr.
     Entry* find_held(const LockId& id) noexcept;
@@ -72,7 +82,8 @@ public:
     // Releases one particular hold. Same results as release_newest().
     bool release_hold(const LockId& id, uint64_t hold_id, bool* now_empty) noexcept;
 
-    // Forgets every entry for which still_held() is false: the lock manager lost it.
+    // Forgets every entry with holds for which still_held() is false: the lock manager lost
+    // it. Entries without holds (room reserved by an acquire in progress) stay.
     // Returns how many holds were forgotten.
     uint64_t reconcile(LockPredicate still_held) noexcept;
 
@@ -98,9 +109,12 @@ public:
     size_t held_rows(HeldRow* rows, size_t capacity) const noexcept;
 
 private:
+    using Map = std::unordered_map<LockId, Entry, LockIdHash>;
     void note_removed(const Hold& h) noexcept;
+    Map::iterator erase(Map::iterator it) noexcept;
 
-    std::unordered_map<LockId, Entry, LockIdHash> entries_;
+    Map entries_;
+    LockAction unpublish_ = nullptr;
     uint64_t next_hold_id_ = 1;
     uint64_t hold_count_ = 0;
     uint64_t transaction_holds_ = 0;

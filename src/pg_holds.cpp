@@ -12,6 +12,7 @@
 #include "pg_holds.hpp"
 
 #include "holds_registry.hpp"
+#include "pg_names.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -62,7 +63,8 @@ bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
 
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
 // applies and raises its error). Returns whether the lock is held.
-bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
+bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)(const LockId&),
+             const LockId& id) {
     MemoryContext caller_cxt = CurrentMemoryContext;
     ResourceOwner caller_owner = CurrentResourceOwner;
     const int user_lock_timeout = LockTimeout;
@@ -106,6 +108,7 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
         return raced;
     }
     if (raced) LockRelease(tag, mode, true);
+    if (on_error != nullptr) on_error(id);
     ReThrowError(failure);
 }
 
@@ -124,8 +127,22 @@ uint32_t current_subxact() {
     return IsTransactionState() ? static_cast<uint32_t>(GetCurrentSubTransactionId()) : 0;
 }
 
-void record_hold(const AcquireRequest& req, uint64_t* hold_id) {
-    *hold_id = g_registry.add(req.key.id, req.scope, current_subxact(), GetCurrentTimestamp());
+// Publishes the name of a lock this backend now holds or waits for. When the shared table is
+// full, locks released behind our back may still hold names there: dropping those once per
+// transaction makes room without putting a scan of the registry on every acquire.
+bool publish_name(const AcquireRequest& req, TimestampTz now) {
+    static LocalTransactionId last_cleanup = InvalidLocalTransactionId;
+    if (!req.key.has_name || !names_available()) return false;
+    const LockId& id = req.key.id;
+    if (names_publish(id, req.key.name, req.key.name_len, now)) return true;
+    if (last_cleanup == MyProc->lxid) return false;
+    last_cleanup = MyProc->lxid;
+    g_registry.reconcile(lm_held);
+    return names_publish(id, req.key.name, req.key.name_len, now);
+}
+
+uint64_t record_hold(const AcquireRequest& req, TimestampTz now) {
+    return g_registry.add(req.key.id, req.scope, current_subxact(), now);
 }
 
 void xact_callback(XactEvent event, void*) {
@@ -159,15 +176,13 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
     const LockId& id = req.key.id;
-    uint64_t hold_id = 0;
 
     if (g_registry.find_held(id) != nullptr) {
         if (lm_held(id)) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
             g_registry.reserve(id, {req.key.name, static_cast<size_t>(req.key.name_len)},
                                req.key.has_name);
-            record_hold(req, &hold_id);
-            return hold_id;
+            return record_hold(req, GetCurrentTimestamp());
         }
         g_registry.reconcile(lm_held);  // released behind our back
     }
@@ -178,18 +193,25 @@ uint64_t acquire(const AcquireRequest& req) {
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
-    if (!got && req.wait && req.timeout_ms != 0) got = lm_wait(&tag, mode, req.timeout_ms);
+    if (!got && req.wait && req.timeout_ms != 0) {
+        // Name the lock we queue for, so that pglocks_locks shows what we wait on.
+        const bool named = publish_name(req, GetCurrentTimestamp());
+        got = lm_wait(&tag, mode, req.timeout_ms, named ? names_unpublish : nullptr, id);
+        if (!got && named) names_unpublish(id);
+    }
     if (!got) {
         g_registry.drop_if_empty(id);
         return 0;
     }
-    record_hold(req, &hold_id);
+    const TimestampTz now = GetCurrentTimestamp();
+    const uint64_t hold_id = record_hold(req, now);
     if (hold_id == 0) {
         LockRelease(&tag, mode, true);
         g_registry.drop_if_empty(id);
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                         errmsg("pglocks could not record a hold it had reserved room for")));
     }
+    if (publish_name(req, now)) g_registry.mark_published(id);
     return hold_id;
 }
 

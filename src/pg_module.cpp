@@ -1,5 +1,6 @@
 // The module: PG_MODULE_MAGIC, the pglocks.* settings and the transaction callbacks.
 #include "pg_holds.hpp"
+#include "pg_names.hpp"
 
 extern "C" {
 #include "utils/guc.h"
@@ -17,10 +18,12 @@ extern "C" void _PG_init(void) {
         "Locks taken on a standby exclude only sessions of that standby, never those of the "
         "primary.",
         &pglocks_allow_on_standby, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    pglocks::names_define_settings();
 #if PG_VERSION_NUM >= 150000
     MarkGUCPrefixReserved("pglocks");
 #else
     EmitWarningsOnPlaceholders("pglocks");
 #endif
     pglocks::register_hold_callbacks();
+    pglocks::names_init_preload();
 }

@@ -158,3 +158,41 @@ TEST_F(Registry, ManyHoldsOfOneLock) {
     EXPECT_TRUE(r.release_newest(a, &empty));
     EXPECT_TRUE(empty);
 }
+
+namespace {
+std::vector<LockId> g_unpublished;
+void note_unpublished(const LockId& id) { g_unpublished.push_back(id); }
+}  // namespace
+
+TEST_F(Registry, PublishedEntriesAreUnpublishedOnEveryWayOut) {
+    g_unpublished.clear();
+    r.set_unpublish_hook(note_unpublished);
+    LockId c = LockId::from_bigint(3, false);
+    LockId d = LockId::from_bigint(4, false);
+    LockId e = LockId::from_bigint(5, false);
+    for (const LockId& id : {a, b, c, d, e}) take(r, id, Scope::Session);
+    take(r, d, Scope::Transaction);
+    for (const LockId& id : {a, b, c, d}) EXPECT_TRUE(r.mark_published(id));
+    EXPECT_FALSE(r.mark_published(LockId::from_bigint(99, false)));
+
+    bool empty = false;
+    r.release_newest(a, &empty);  // last hold released
+    EXPECT_EQ(g_unpublished.size(), 1u);
+    g_lm.erase(k(b));  // released behind the registry's back
+    r.reconcile(lm_held);
+    EXPECT_EQ(g_unpublished.size(), 2u);
+    r.end_transaction_holds(0, lm_held, lm_release);  // d keeps its session hold
+    EXPECT_EQ(g_unpublished.size(), 2u);
+    r.release_all(lm_held, lm_release);  // c and d; e was never published
+    ASSERT_EQ(g_unpublished.size(), 4u);
+    EXPECT_EQ(g_unpublished[0], a);
+    EXPECT_EQ(g_unpublished[1], b);
+}
+
+TEST_F(Registry, ReconcileKeepsRoomReservedByAnAcquireInProgress) {
+    take(r, b, Scope::Session);
+    g_lm.erase(k(b));
+    r.reserve(a, "waiting-for", true);  // acquire of `a` waiting in the lock queue
+    EXPECT_EQ(r.reconcile(lm_held), 1u);
+    EXPECT_NE(r.add(a, Scope::Session, 1, 0), 0u);  // the grant can still be recorded
+}

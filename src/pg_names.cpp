@@ -1,0 +1,208 @@
+// Shared-memory registry of lock names, keyed by database, backend and lock: a fixed-size
+// partitioned hash table sized by pglocks.max_named_locks at server start. Publishing takes
+// one partition LWLock; when the table is full the name is not recorded and the lock is
+// shown by its numeric key, so the acquire path never fails because of it.
+#include "pg_names.hpp"
+
+#include "holds_registry.hpp"
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "mb/pg_wchar.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+}
+
+namespace pglocks {
+namespace {
+
+constexpr int kPartitions = 16;
+constexpr const char* kTranche = "pglocks_names";
+
+struct NameKey {
+    Oid db;
+    int32 pid;
+    uint32 hi;
+    uint32 lo;
+    uint16 form;
+    uint16 shared;
+};
+
+struct NameEntry {
+    NameKey key;
+    TimestampTz since;
+    int32 len;
+    char name[kSharedNameBytes];
+};
+
+struct NamesShared {
+    pg_atomic_uint32 count;
+};
+
+int g_max_named_locks = 4096;
+bool g_preloaded = false;
+NamesShared* g_shared = nullptr;
+HTAB* g_table = nullptr;
+LWLockPadded* g_locks = nullptr;
+bool g_exit_hook_set = false;
+
+shmem_startup_hook_type g_prev_startup = nullptr;
+#if PG_VERSION_NUM >= 150000
+shmem_request_hook_type g_prev_request = nullptr;
+#endif
+
+Size shmem_size() {
+    return MAXALIGN(sizeof(NamesShared)) +
+           hash_estimate_size(g_max_named_locks, sizeof(NameEntry));
+}
+
+void request_shmem() {
+    RequestAddinShmemSpace(shmem_size());
+    RequestNamedLWLockTranche(kTranche, kPartitions);
+}
+
+#if PG_VERSION_NUM >= 150000
+void shmem_request() {
+    if (g_prev_request) g_prev_request();
+    request_shmem();
+}
+#endif
+
+void shmem_startup() {
+    if (g_prev_startup) g_prev_startup();
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    bool found = false;
+    g_shared = static_cast<NamesShared*>(ShmemInitStruct("pglocks names", sizeof(NamesShared), &found));
+    if (!found) pg_atomic_init_u32(&g_shared->count, 0);
+    HASHCTL info;
+    memset(&info, 0, sizeof(info));
+    info.keysize = sizeof(NameKey);
+    info.entrysize = sizeof(NameEntry);
+    info.num_partitions = kPartitions;
+    const long size = g_max_named_locks > 0 ? g_max_named_locks : 1;
+    g_table = ShmemInitHash("pglocks names table", size, size, &info,
+                            HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+    g_locks = GetNamedLWLockTranche(kTranche);
+    LWLockRelease(AddinShmemInitLock);
+}
+
+NameKey make_key(int pid, const LockId& id) {
+    NameKey k;
+    memset(&k, 0, sizeof(k));  // padding is part of the hashed bytes
+    k.db = MyDatabaseId;
+    k.pid = pid;
+    k.hi = id.hi;
+    k.lo = id.lo;
+    k.form = static_cast<uint16>(id.form);
+    k.shared = id.shared ? 1 : 0;
+    return k;
+}
+
+LWLock* partition_lock(uint32 hash) { return &g_locks[hash % kPartitions].lock; }
+
+void unpublish_hook(const LockId& id) { names_unpublish(id); }
+
+void unpublish_at_exit(int, Datum) {
+    // The holds themselves go with the lock manager's own cleanup; only names stay behind.
+    const_cast<HoldsRegistry&>(registry()).unpublish_all();
+}
+
+}  // namespace
+
+void names_define_settings() {
+    // A server-start setting can only be defined while the server starts.
+    if (!process_shared_preload_libraries_in_progress) return;
+    DefineCustomIntVariable(
+        "pglocks.max_named_locks",
+        "Number of lock names kept in shared memory for pglocks_locks.",
+        "Only used when pglocks is in shared_preload_libraries. When full, further locks are "
+        "shown by their numeric key.",
+        &g_max_named_locks, 4096, 0, 1 << 24, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+}
+
+void names_init_preload() {
+    if (!process_shared_preload_libraries_in_progress) return;
+    g_preloaded = true;
+#if PG_VERSION_NUM >= 150000
+    g_prev_request = shmem_request_hook;
+    shmem_request_hook = shmem_request;
+#else
+    request_shmem();
+#endif
+    g_prev_startup = shmem_startup_hook;
+    shmem_startup_hook = shmem_startup;
+    const_cast<HoldsRegistry&>(registry()).set_unpublish_hook(unpublish_hook);
+}
+
+bool names_available() { return g_preloaded && g_table != nullptr && g_max_named_locks > 0; }
+
+bool names_publish(const LockId& id, const char* name, int len, TimestampTz since) {
+    if (!names_available()) return false;
+    if (!g_exit_hook_set) {
+        before_shmem_exit(unpublish_at_exit, 0);
+        g_exit_hook_set = true;
+    }
+    const NameKey key = make_key(MyProcPid, id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = partition_lock(hash);
+    LWLockAcquire(lock, LW_EXCLUSIVE);
+    bool found = false;
+    auto* e = static_cast<NameEntry*>(
+        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, &found));
+    if (e == nullptr) {
+        // The count, not the hash table, bounds the memory: dynahash would otherwise take
+        // more from the server's spare shared memory, which the lock table needs.
+        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) >= static_cast<uint32>(g_max_named_locks)) {
+            pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+        } else {
+            e = static_cast<NameEntry*>(
+                hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+            if (e == nullptr) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+        }
+    }
+    if (e != nullptr) {
+        const int n = len <= kSharedNameBytes ? len : pg_mbcliplen(name, len, kSharedNameBytes);
+        memcpy(e->name, name, n);
+        e->len = n;
+        e->since = since;
+    }
+    LWLockRelease(lock);
+    return e != nullptr;
+}
+
+void names_unpublish(const LockId& id) {
+    if (!names_available()) return;
+    const NameKey key = make_key(MyProcPid, id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = partition_lock(hash);
+    LWLockAcquire(lock, LW_EXCLUSIVE);
+    bool found = false;
+    hash_search_with_hash_value(g_table, &key, hash, HASH_REMOVE, &found);
+    LWLockRelease(lock);
+    if (found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+}
+
+bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since) {
+    if (!names_available()) return false;
+    const NameKey key = make_key(pid, id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = partition_lock(hash);
+    LWLockAcquire(lock, LW_SHARED);
+    bool found = false;
+    auto* e = static_cast<NameEntry*>(
+        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, &found));
+    if (e != nullptr) {
+        memcpy(name, e->name, e->len);
+        *len = e->len;
+        *since = e->since;
+    }
+    LWLockRelease(lock);
+    return e != nullptr;
+}
+
+}  // namespace pglocks

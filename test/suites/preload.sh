@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# pglocks_locks with and without shared_preload_libraries, and with a full name registry:
+# starts its own small servers (the shared test server preloads pglocks).
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+check() { # check "what" expected actual
+    if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; fi
+    echo "ok: $1"
+}
+
+start() { # start DIR [conf lines...]
+    local dir=$1; shift
+    mkdir -p "$dir"; [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_server_owner initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    { echo "port = $(free_port)"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$dir'"
+      echo "fsync = off"; local l; for l in "$@"; do echo "$l"; done; } >>"$dir/data/postgresql.conf"
+    as_server_owner pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+
+root=$(mktemp -d /tmp/pglocks-preload.XXXXXX); chmod 755 "$root"
+trap 'stop "$root/plain"; stop "$root/small"; rm -rf "$root"' EXIT
+
+use() { # DIR: point libpq at that server
+    export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
+}
+
+run_case() { # DIR: session A holds three named locks; B takes one of its own and looks
+    use "$1"
+    psql -X -q -c "CREATE EXTENSION IF NOT EXISTS pglocks"
+    psql -X -q -At -c "SELECT pglocks_acquire('first'), pglocks_acquire('second'), pglocks_acquire('third'), pg_sleep(3)" >/dev/null &
+    local holder=$!
+    for _ in $(seq 50); do
+        [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 3 ] && break
+        sleep 0.1
+    done
+    # B's own locks are always named, whatever the configuration.
+    seen=$(psql -X -At -c "SELECT pglocks_acquire('mine')" \
+                      -c "SELECT string_agg(CASE WHEN key IN ('first','second','third','mine') THEN key ELSE 'numeric' END, ',' ORDER BY lock_key)
+                          FROM pglocks_locks")
+    wait $holder
+    echo "$seen" | tail -n 1
+}
+
+# 1. Without the preload: everything works; other sessions' text keys are numeric.
+start "$root/plain"
+expected_plain=$(psql -X -At -h "$root/plain" -p "$(sed -n 's/^port = //p' "$root/plain/data/postgresql.conf")" -U postgres -d postgres -c \
+  "CREATE EXTENSION pglocks; SELECT string_agg(CASE WHEN k = 'mine' THEN k ELSE 'numeric' END, ',' ORDER BY pglocks_key(k)) FROM unnest(ARRAY['first','second','third','mine']) k" | tail -n 1)
+got=$(run_case "$root/plain")
+check "without shared_preload_libraries other sessions' keys are numeric" "$expected_plain" "$got"
+
+# 2. Preloaded with room for two names: the third of A's locks is shown by number, and
+#    nothing fails in the acquire path.
+start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_named_locks = 2"
+got=$(run_case "$root/small")
+named=$(echo "$got" | tr ',' '\n' | grep -cv numeric || true)
+check "a full registry names only what fits (two of A's three, plus B's own)" 3 "$named"
+
+# 3. Names are freed when their holders go: A's successor gets both slots.
+use "$root/small"
+psql -X -q -At -c "SELECT pglocks_acquire('fourth'), pglocks_acquire('fifth'), pg_sleep(2)" >/dev/null &
+holder=$!
+sleep 1
+got=$(psql -X -At -c "SELECT string_agg(key, ',' ORDER BY key) FROM pglocks_locks")
+wait $holder
+check "names of ended sessions are freed" "fifth,fourth" "$got"
+
+# 4. The same after a release behind pglocks' back (DISCARD ALL) in a live session: the
+#    stale names are dropped to make room, as seen from another session.
+psql -X -q -At -c "SELECT pglocks_acquire('sixth'), pglocks_acquire('seventh')" -c "DISCARD ALL" \
+     -c "SELECT pglocks_acquire('eighth'), pglocks_acquire('ninth'), pg_sleep(2)" >/dev/null &
+holder=$!
+sleep 1
+got=$(psql -X -At -c "SELECT string_agg(key, ',' ORDER BY key) FROM pglocks_locks")
+wait $holder
+check "names of locks released by DISCARD ALL are freed" "eighth,ninth" "$got"
+echo "preload: all checks passed"
