@@ -52,6 +52,12 @@ SELECT pg_temp.err($$SELECT pglocks_with_lock('k', 'SELECT 1', timeout => '-1 mo
 SELECT pglocks_acquire('k', timeout => '1 mon 2 days 3 hours'), pglocks_release('k');
 SELECT pglocks_acquire('k', timeout => '1 microsecond'), pglocks_release('k');
 
+-- Commands pglocks_with_lock cannot run; the lock is released all the same.
+SELECT pg_temp.err($$SELECT pglocks_with_lock('k', 'COMMIT')$$);
+SELECT pg_temp.err($$SELECT pglocks_with_lock('k', 'SELECT 1; ROLLBACK')$$);
+SELECT pg_temp.err($$SELECT pglocks_with_lock('k', 'COPY (SELECT 1) TO STDOUT')$$);
+SELECT count(*) AS held_rows FROM pglocks_held();
+
 -- Extreme keys.
 SELECT pglocks_acquire(9223372036854775807), pglocks_acquire(-2147483648, 2147483647), pglocks_acquire('');
 SELECT key, lock_key FROM pglocks_held();

@@ -88,6 +88,15 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     if (SPI_connect() != SPI_OK_CONNECT)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
     const int rc = SPI_execute(command, false, 0);
+    if (rc == SPI_ERROR_TRANSACTION)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+                        errmsg("pglocks_with_lock cannot run transaction control commands"),
+                        errhint("The command runs inside the caller's transaction. To hold a lock "
+                                "until commit, use pglocks_acquire(..., scope => "
+                                "'transaction').")));
+    if (rc == SPI_ERROR_COPY)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("pglocks_with_lock cannot run COPY to or from the client")));
     if (rc < 0)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                         errmsg("pglocks_with_lock could not run its command: %s",
