@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Releases racing timed waits: runs test/stress/timeout_race.py for a bounded time against the
+# test server and fails on any round where pglocks_acquire's answer disagrees with the
+# server's lock table or with pglocks_held().
+#
+# Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
+# PGLOCKS_RACE_SECONDS sets the duration (default 20), PGLOCKS_RACE_SEED replays a run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib.sh"
+
+# Debian's interpreter, not whatever python3 comes first on PATH: python3-psycopg2 is
+# installed for it.
+PY=/usr/bin/python3
+
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing with apt-get: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+if [ -z "${PGHOST:-}" ]; then
+    pglocks_setup
+    pglocks_start_server
+fi
+ensure_packages python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
+export PATH="/usr/lib/postgresql/$PGLOCKS_PGVER/bin:$PATH"
+
+db=pglocks_race
+cleanup() {
+    local rc=$?
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    pglocks_stop_server
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+    -c "CREATE DATABASE $db"
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pglocks"
+
+seconds=${PGLOCKS_RACE_SECONDS:-20}
+args=(--dsn "dbname=$db" --seconds "$seconds")
+[ -n "${PGLOCKS_RACE_SEED:-}" ] && args+=(--seed "$PGLOCKS_RACE_SEED")
+# The rounds stop at the time limit; the outer limit only guards against a hang.
+timeout $((seconds * 3 + 60)) "$PY" "$here/../stress/timeout_race.py" "${args[@]}"
