@@ -30,7 +30,8 @@ say "Session B waits at most 300 ms: false when the time is up."
 q -c "SELECT pglocks_acquire('nightly-report', timeout => '300ms') AS b_timed"
 
 say "Who holds and who waits, by name (pglocks_locks), while session C waits in the queue:"
-q -c "SELECT pglocks_acquire('nightly-report', timeout => '10s') AS c_got_it_after_wait, pg_sleep(0.2), pglocks_release('nightly-report')" >/tmp/pglocks_demo_c.$$ 2>&1 &
+q -c "SELECT pglocks_acquire('nightly-report', timeout => '10s') AS c_got_it_after_wait" \
+  -c "SELECT pglocks_release('nightly-report')" >/tmp/pglocks_demo_c.$$ 2>&1 &
 waiter=$!
 sleep 0.5
 q -c "SELECT pid, key, shared, granted, blocked_by FROM pglocks_locks ORDER BY granted DESC, pid" \
@@ -38,16 +39,19 @@ q -c "SELECT pid, key, shared, granted, blocked_by FROM pglocks_locks ORDER BY g
 
 say "Session C waited in the server's lock queue and got the lock when A released it:"
 wait "$holder"; wait "$waiter"
-sed -n '1,3p' /tmp/pglocks_demo_c.$$ | cut -c1-22
+sed -n '1,3p' /tmp/pglocks_demo_c.$$
 rm -f /tmp/pglocks_demo_a.$$ /tmp/pglocks_demo_c.$$
 
-say "Shared holders coexist; an exclusive try fails while they hold."
-q <<'SQL'
-SELECT pglocks_acquire('catalog', shared => true) AS s1, pglocks_acquire('catalog', shared => true) AS s2_same_session;
-SELECT key, shared, scope, holds FROM pglocks_held();
-SQL
+say "Shared holders coexist; an exclusive request must wait for all of them."
+q -c "SELECT pglocks_acquire('catalog', shared => true) AS s1, pglocks_acquire('catalog', shared => true) AS s2_same_session" \
+  -c "SELECT key, shared, scope, holds FROM pglocks_held()" -c "SELECT pg_sleep(2)" >/tmp/pglocks_demo_s.$$ 2>&1 &
+reader=$!
+sleep 0.7
+sed -n '1,9p' /tmp/pglocks_demo_s.$$
 q -c "SELECT pglocks_acquire('catalog', shared => true, wait => false) AS other_shared_try,
              pglocks_acquire('catalog', wait => false) AS other_exclusive_try"
+wait "$reader"
+rm -f /tmp/pglocks_demo_s.$$
 
 say "A transaction-scope hold ends with the transaction, or earlier with pglocks_release."
 q <<'SQL'
