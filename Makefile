@@ -10,7 +10,7 @@ DATA = sql/pglocks--1.0.sql
 REGRESS = keys acquire release scopes with_lock errors core_interop locks_view
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
-            timeout_wait xact_scope with_lock_iso locks_view
+            timeout_wait xact_scope with_lock_iso with_lock_commit locks_view
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config

@@ -4,6 +4,7 @@
 #include "pg_holds.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -102,7 +103,12 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
                         errmsg("pglocks_with_lock could not run its command: %s",
                                SPI_result_code_string(rc))));
     SPI_finish();
-    release_hold(req.key.id, hold);
+    // Outside a transaction block the statement's transaction commits right after this
+    // call; releasing before that commit would let the next holder read what the command
+    // read, not what it wrote. The hold then ends from the commit callback instead, as a
+    // lock/work/unlock sequence in autocommit mode would. In a transaction block the caller
+    // chose when to commit, and the lock ends with the call, as documented.
+    if (IsTransactionBlock()) release_hold(req.key.id, hold);
     return BoolGetDatum(true);
 }
 
