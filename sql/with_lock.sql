@@ -43,6 +43,12 @@ BEGIN
   END;
 END $$;
 
+-- pglocks_release leaves the helper's hold to the helper, also when it outlives the call
+-- until the statement's commit.
+SELECT pglocks_acquire('mixed'), pglocks_with_lock('mixed', 'SELECT pglocks_release(''mixed'')'),
+       pglocks_release('mixed');
+SELECT count(*) AS held_rows FROM pglocks_held();
+
 -- A command that releases the lock itself does not make the helper fail.
 SELECT pglocks_with_lock('job', 'SELECT pglocks_release_all()');
 SELECT count(*) AS held_rows FROM pglocks_held();

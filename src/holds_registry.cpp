@@ -25,14 +25,14 @@ void HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_na
     if (e.holds.size() == e.holds.capacity()) e.holds.reserve(std::max<size_t>(4, 2 * e.holds.size()));
 }
 
-uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact,
-                            int64_t now) noexcept {
+uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
+                            int64_t token) noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
     auto& holds = it->second.holds;
     if (holds.size() == holds.capacity()) return 0;
     const uint64_t hold_id = next_hold_id_++;
-    holds.push_back(Hold{hold_id, scope, subxact, now});
+    holds.push_back(Hold{hold_id, scope, subxact, now, token});
     hold_count_++;
     if (transaction_bound(scope)) transaction_holds_++;
     return hold_id;
@@ -62,6 +62,14 @@ const Entry* HoldsRegistry::find(const LockId& id) const noexcept {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
+int64_t HoldsRegistry::newest_token(const LockId& id) const noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return 0;
+    for (auto h = it->second.holds.rbegin(); h != it->second.holds.rend(); ++h)
+        if (h->token != 0) return h->token;
+    return 0;
+}
+
 void HoldsRegistry::drop_if_empty(const LockId& id) noexcept {
     auto it = entries_.find(id);
     if (it != entries_.end() && it->second.holds.empty()) erase(it);
@@ -74,10 +82,15 @@ void HoldsRegistry::note_removed(const Hold& h) noexcept {
 
 bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {
     auto it = entries_.find(id);
-    if (it == entries_.end() || it->second.holds.empty()) return false;
-    note_removed(it->second.holds.back());
-    it->second.holds.pop_back();
-    *now_empty = it->second.holds.empty();
+    if (it == entries_.end()) return false;
+    auto& holds = it->second.holds;
+    // Holds of pglocks_with_lock belong to their call, which releases them.
+    auto h = std::find_if(holds.rbegin(), holds.rend(),
+                          [](const Hold& x) { return x.scope != Scope::Call; });
+    if (h == holds.rend()) return false;
+    note_removed(*h);
+    holds.erase(std::next(h).base());
+    *now_empty = holds.empty();
     if (*now_empty) erase(it);
     return true;
 }

@@ -26,6 +26,7 @@ struct Hold {
     Scope scope;
     uint32_t subxact;     // subtransaction that took it (transaction and call scopes)
     int64_t acquired_at;  // server timestamp, microseconds
+    int64_t token;        // fencing token, 0 when the hold has none
 };
 
 struct Entry {
@@ -70,12 +71,17 @@ public:
 
     // Records a hold; reserve() must have been called for `id`. Returns the hold's id, or 0
     // when no room was reserved (a caller bug, reported instead of crashing).
-    uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now) noexcept;
+    uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
+                 int64_t token = 0) noexcept;
+
+    // The token of the newest hold of `id` that has one, or 0.
+    int64_t newest_token(const LockId& id) const noexcept;
 
     // Removes an entry left empty by a failed or abandoned acquire.
     void drop_if_empty(const LockId& id) noexcept;
 
-    // Releases the newest hold of `id`. Returns false when there is none. *now_empty tells
+    // Releases the newest hold of `id` other than those of pglocks_with_lock calls (which
+    // their call releases). Returns false when there is none. *now_empty tells
     // whether that was the last one (the caller then releases the lock manager's count).
     bool release_newest(const LockId& id, bool* now_empty) noexcept;
 

@@ -50,15 +50,23 @@ Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
     return scope;
 }
 
+}  // namespace
+
+void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req) {
+    req->key.id.shared = bool_arg(fcinfo, arg, "shared");
+    req->wait = bool_arg(fcinfo, arg + 1, "wait");
+    req->timeout_ms = timeout_arg(fcinfo, arg + 2, req->wait);
+    if (!req->wait) req->timeout_ms = 0;
+    req->scope = scope_arg(fcinfo, arg + 3);
+}
+
+namespace {
+
 // (key..., shared, wait, timeout, scope)
 Datum acquire_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
-    int arg = read_key(fcinfo, &req.key);
-    req.key.id.shared = bool_arg(fcinfo, arg, "shared");
-    req.wait = bool_arg(fcinfo, arg + 1, "wait");
-    req.timeout_ms = timeout_arg(fcinfo, arg + 2, req.wait);
-    if (!req.wait) req.timeout_ms = 0;
-    req.scope = scope_arg(fcinfo, arg + 3);
+    const int arg = read_key(fcinfo, &req.key);
+    read_acquire_options(fcinfo, arg, &req);
     return BoolGetDatum(acquire(req) != 0);
 }
 

@@ -141,8 +141,22 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
     return names_publish(id, req.key.name, req.key.name_len, now);
 }
 
-uint64_t record_hold(const AcquireRequest& req, TimestampTz now) {
-    return g_registry.add(req.key.id, req.scope, current_subxact(), now);
+uint64_t record_hold(const AcquireRequest& req, TimestampTz now, int64_t token) {
+    return g_registry.add(req.key.id, req.scope, current_subxact(), now, token);
+}
+
+// Makes room in the registry. An allocation failure becomes SQLSTATE 53200 once the catch
+// has closed, so callers see only PostgreSQL errors and may run under PG_TRY.
+void reserve_room(const KeyArg& key) {
+    bool failed = false;
+    try {
+        g_registry.reserve(key.id, {key.name, static_cast<size_t>(key.name_len)}, key.has_name);
+    } catch (...) {
+        failed = true;
+    }
+    if (failed)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+                        errmsg("out of memory for pglocks' holds")));
 }
 
 void xact_callback(XactEvent event, void*) {
@@ -180,16 +194,14 @@ uint64_t acquire(const AcquireRequest& req) {
     if (g_registry.find_held(id) != nullptr) {
         if (lm_held(id)) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
-            g_registry.reserve(id, {req.key.name, static_cast<size_t>(req.key.name_len)},
-                               req.key.has_name);
-            return record_hold(req, GetCurrentTimestamp());
+            reserve_room(req.key);
+            return record_hold(req, GetCurrentTimestamp(), req.token);
         }
         g_registry.reconcile(lm_held);  // released behind our back
     }
 
     // Room first: once the lock manager has granted the lock, recording it cannot fail.
-    g_registry.reserve(id, {req.key.name, static_cast<size_t>(req.key.name_len)},
-                       req.key.has_name);
+    reserve_room(req.key);
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
@@ -204,7 +216,7 @@ uint64_t acquire(const AcquireRequest& req) {
         return 0;
     }
     const TimestampTz now = GetCurrentTimestamp();
-    const uint64_t hold_id = record_hold(req, now);
+    const uint64_t hold_id = record_hold(req, now, req.token);
     if (hold_id == 0) {
         LockRelease(&tag, mode, true);
         g_registry.drop_if_empty(id);
@@ -222,7 +234,7 @@ bool release(const LockId& id) {
         return false;
     }
     bool now_empty = false;
-    g_registry.release_newest(id, &now_empty);
+    if (!g_registry.release_newest(id, &now_empty)) return false;
     if (now_empty) lm_release(id);
     return true;
 }
@@ -232,6 +244,11 @@ bool release_hold(const LockId& id, uint64_t hold_id) {
     if (!g_registry.release_hold(id, hold_id, &now_empty)) return false;
     if (now_empty && lm_held(id)) lm_release(id);
     return true;
+}
+
+int64_t newest_token(const LockId& id) {
+    reconcile();
+    return g_registry.newest_token(id);
 }
 
 uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }

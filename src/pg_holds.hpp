@@ -13,9 +13,14 @@ struct AcquireRequest {
     // Milliseconds the wait may last; -1 waits without limit, 0 tries once.
     int timeout_ms;
     Scope scope;
+    int64_t token = 0;  // fencing token recorded with the hold (0: none)
 };
 
-// Returns the new hold's id, or 0 when the lock was not obtained.
+// Reads (shared, wait, timeout, scope) starting at argument `arg`, with their checks.
+void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req);
+
+// Returns the new hold's id, or 0 when the lock was not obtained. Raises only PostgreSQL
+// errors (never a C++ exception), so it may run under PG_TRY.
 uint64_t acquire(const AcquireRequest& req);
 
 // Releases the newest hold of the lock and mode; false when this session has none.
@@ -23,6 +28,9 @@ bool release(const LockId& id);
 
 // Releases one particular hold (used by pglocks_with_lock); false if it is already gone.
 bool release_hold(const LockId& id, uint64_t hold_id);
+
+// The token of the newest hold of `id` that has one, or 0.
+int64_t newest_token(const LockId& id);
 
 // Releases every hold; returns how many.
 uint64_t release_all();

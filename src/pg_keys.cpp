@@ -122,14 +122,17 @@ void require_not_null(FunctionCallInfo fcinfo, int argno, const char* name) {
 
 int read_text_key(FunctionCallInfo fcinfo, KeyArg* out) {
     require_not_null(fcinfo, 0, "key");
-    const text* t = PG_GETARG_TEXT_PP(0);
+    key_from_text(PG_GETARG_TEXT_PP(0), out);
+    return 1;
+}
+
+void key_from_text(const text* t, KeyArg* out) {
     out->id = LockId::from_bigint(text_key(t), false);
     const char* data = VARDATA_ANY(t);
     const int len = VARSIZE_ANY_EXHDR(t);
     out->name = data;
     out->name_len = len <= kMaxNameBytes ? len : pg_mbcliplen(data, len, kMaxNameBytes);
     out->has_name = true;
-    return 1;
 }
 
 int read_bigint_key(FunctionCallInfo fcinfo, KeyArg* out) {

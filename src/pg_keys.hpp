@@ -22,6 +22,9 @@ struct KeyArg {
 int64_t text_key(const text* t);
 int32_t text_crc32(const text* t);
 
+// The lock and display name of a text key (exclusive mode; the caller sets `shared`).
+void key_from_text(const text* t, KeyArg* out);
+
 // Reads the key argument(s) starting at argument 0; errors with 22004 on NULL.
 // Returns the index of the first argument after the key.
 int read_text_key(FunctionCallInfo fcinfo, KeyArg* out);

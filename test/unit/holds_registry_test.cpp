@@ -196,3 +196,14 @@ TEST_F(Registry, ReconcileKeepsRoomReservedByAnAcquireInProgress) {
     EXPECT_EQ(r.reconcile(lm_held), 1u);
     EXPECT_NE(r.add(a, Scope::Session, 1, 0), 0u);  // the grant can still be recorded
 }
+
+TEST_F(Registry, ReleaseNewestLeavesWithLockHoldsToTheirCall) {
+    take(r, a, Scope::Session);
+    const uint64_t call = take(r, a, Scope::Call);
+    bool empty = true;
+    EXPECT_TRUE(r.release_newest(a, &empty));  // the session hold, not the newer call hold
+    EXPECT_FALSE(empty);
+    EXPECT_FALSE(r.release_newest(a, &empty));
+    EXPECT_TRUE(r.release_hold(a, call, &empty));
+    EXPECT_TRUE(empty);
+}

@@ -1,0 +1,49 @@
+-- pglocks_acquire_all and pglocks_release_all(keys) (1.1), one session.
+-- Locks are taken in ascending lock-key order, duplicates once.
+SELECT pglocks_acquire_all(ARRAY['b', 'a', 'c', 'a']);
+SELECT key, lock_key, holds FROM pglocks_held();
+SELECT key FROM unnest(ARRAY['a', 'b', 'c']) AS key ORDER BY pglocks_key(key);
+SELECT pglocks_release_all(ARRAY['a', 'b', 'c', 'c']);
+SELECT count(*) AS held_rows FROM pglocks_held();
+
+-- bigint keys, shared mode, transaction scope.
+BEGIN;
+SELECT pglocks_acquire_all(ARRAY[30, -5, 10]::bigint[], shared => true, scope => 'transaction');
+SELECT key, shared, scope FROM pglocks_held();
+COMMIT;
+SELECT count(*) AS held_rows FROM pglocks_held();
+
+-- An empty set is trivially held; a try and a timeout on free locks succeed.
+SELECT pglocks_acquire_all(ARRAY[]::text[]), pglocks_acquire_all(ARRAY['x'], wait => false),
+       pglocks_acquire_all(ARRAY['y'], timeout => '1s');
+SELECT pglocks_release_all(ARRAY['x', 'y', 'not-held']);
+SELECT pglocks_release_all(ARRAY['x']::text[]);
+
+-- Bad input.
+CREATE FUNCTION pg_temp.err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE msg text;
+BEGIN
+  EXECUTE cmd;
+  RETURN 'no error';
+EXCEPTION WHEN others THEN
+  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+  RETURN SQLSTATE || ': ' || msg;
+END $$;
+SELECT pg_temp.err($$SELECT pglocks_acquire_all(NULL::text[])$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY['a', NULL])$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY[1, NULL]::bigint[])$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY['a'], scope => 'x')$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY['a'], timeout => '-1s')$$);
+SELECT pg_temp.err($$SELECT pglocks_release_all(ARRAY['a'], NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_release_all(NULL::bigint[])$$);
+SELECT count(*) AS held_rows FROM pglocks_held();
+
+-- The lock table fills part-way through a set: nothing of the set stays held.
+DO $$
+BEGIN
+  PERFORM pglocks_acquire_all(ARRAY(SELECT i::bigint FROM generate_series(1, 200000) i));
+EXCEPTION WHEN out_of_memory THEN
+  RAISE NOTICE 'stopped with %', SQLSTATE;
+END $$;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();

@@ -1,0 +1,54 @@
+-- Fencing tokens (1.1): greater than every token before, NULL when not acquired, kept with
+-- the hold, in every key form and scope.
+SELECT pglocks_acquire_token('a') AS t1 \gset
+SELECT pglocks_acquire_token(42) AS t2 \gset
+SELECT pglocks_acquire_token(1, 2, shared => true) AS t3 \gset
+SELECT :t1 < :t2 AND :t2 < :t3 AS increasing,
+       :t1 >> 40 = (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline_in_high_bits;
+SELECT pglocks_token('a') = :t1 AS a, pglocks_token(42) = :t2 AS b,
+       pglocks_token(1, 2, shared => true) = :t3 AS pair, pglocks_token(1, 2) IS NULL AS other_mode;
+
+-- A second hold of the same lock gets its own token; pglocks_token shows the newest, and
+-- the older one again after the newest is released.
+SELECT pglocks_acquire_token('a') AS t4 \gset
+SELECT :t4 > :t3 AS greater, pglocks_token('a') = :t4 AS newest;
+SELECT pglocks_release('a');
+SELECT pglocks_token('a') = :t1 AS older_again;
+-- a plain hold taken later has no token; the token of the older hold is still reported
+SELECT pglocks_acquire('a'), pglocks_token('a') = :t1 AS still_t1;
+SELECT pglocks_release_all();
+SELECT pglocks_token('a') IS NULL AS gone, pglocks_token('never') IS NULL AS never;
+
+-- Transaction scope: the token goes with the hold.
+BEGIN;
+SELECT pglocks_acquire_token('tx', scope => 'transaction') > :t4 AS in_tx;
+SELECT pglocks_token('tx') IS NOT NULL AS has_token;
+COMMIT;
+SELECT pglocks_token('tx') IS NULL AS ended;
+
+-- Bad input as pglocks_acquire.
+CREATE FUNCTION pg_temp.err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE msg text;
+BEGIN
+  EXECUTE cmd;
+  RETURN 'no error';
+EXCEPTION WHEN others THEN
+  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+  RETURN SQLSTATE || ': ' || msg;
+END $$;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token(NULL::text)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', scope => 'forever')$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', wait => false, timeout => '1s')$$);
+SELECT pg_temp.err($$SELECT pglocks_token(NULL::bigint)$$);
+SELECT pg_temp.err($$SELECT pglocks_token('k', NULL)$$);
+SELECT count(*) AS held_rows FROM pglocks_held();
+
+-- Nobody can draw from or move the sequence directly.
+CREATE ROLE pglocks_token_user;
+SET ROLE pglocks_token_user;
+SELECT pg_temp.err($$SELECT nextval('pglocks_token_seq')$$);
+SELECT pg_temp.err($$SELECT setval('pglocks_token_seq', 1)$$);
+SELECT pglocks_acquire_token('k') > :t4 AS plain_role_gets_tokens;
+SELECT pglocks_release_all();
+RESET ROLE;
+DROP ROLE pglocks_token_user;

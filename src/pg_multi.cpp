@@ -1,0 +1,124 @@
+// Several locks at once: pglocks_acquire_all(keys[], ...) and pglocks_release_all(keys[]).
+// The locks are taken in one canonical order — ascending lock key, duplicates once — so
+// callers that use it never deadlock one another, and all or nothing: when a try fails, the
+// time runs out or an error ends the wait, the locks this call took are released again.
+// The timeout covers the whole set.
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+}
+
+namespace pglocks {
+namespace {
+
+int compare_keys(const void* a, const void* b) {
+    const int64_t x = static_cast<const KeyArg*>(a)->id.bigint();
+    const int64_t y = static_cast<const KeyArg*>(b)->id.bigint();
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+// The array's keys in canonical order without duplicates; *count receives their number.
+KeyArg* sorted_keys(FunctionCallInfo fcinfo, bool text_keys, bool shared, int* count) {
+    require_not_null(fcinfo, 0, "keys");
+    ArrayType* arr = PG_GETARG_ARRAYTYPE_P(0);
+    Datum* elems;
+    bool* nulls;
+    int n;
+    if (text_keys)
+        deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    else
+        deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+    auto* keys = static_cast<KeyArg*>(palloc(sizeof(KeyArg) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        if (nulls[i])
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("argument \"keys\" of %s must not contain nulls",
+                                   get_func_name(fcinfo->flinfo->fn_oid))));
+        if (text_keys) {
+            key_from_text(DatumGetTextPP(elems[i]), &keys[i]);
+        } else {
+            keys[i] = KeyArg{LockId::from_bigint(DatumGetInt64(elems[i]), false), nullptr, 0, false};
+        }
+        keys[i].id.shared = shared;
+    }
+    qsort(keys, n, sizeof(KeyArg), compare_keys);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || !(keys[m - 1].id == keys[i].id)) keys[m++] = keys[i];
+    *count = m;
+    return keys;
+}
+
+void release_taken(const KeyArg* keys, const uint64_t* holds, int taken) {
+    for (int i = taken - 1; i >= 0; i--) release_hold(keys[i].id, holds[i]);
+}
+
+// (keys[], shared, wait, timeout, scope)
+Datum acquire_all_call(FunctionCallInfo fcinfo, bool text_keys) {
+    AcquireRequest opts;
+    read_acquire_options(fcinfo, 1, &opts);
+    int n;
+    KeyArg* keys = sorted_keys(fcinfo, text_keys, opts.key.id.shared, &n);
+    auto* holds = static_cast<uint64_t*>(palloc(sizeof(uint64_t) * (n > 0 ? n : 1)));
+    const bool timed = opts.wait && opts.timeout_ms > 0;
+    const TimestampTz deadline =
+        timed ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opts.timeout_ms) : 0;
+
+    volatile int taken = 0;
+    PG_TRY();
+    {
+        for (int i = 0; i < n; i++) {
+            AcquireRequest req = opts;
+            req.key = keys[i];
+            if (timed) {
+                const long left_ms =
+                    (deadline - GetCurrentTimestamp() + 999) / 1000;  // round up
+                req.timeout_ms = left_ms > 0 ? static_cast<int>(left_ms) : 0;
+            }
+            const uint64_t hold = acquire(req);
+            if (hold == 0) break;
+            holds[taken] = hold;
+            taken = taken + 1;
+        }
+    }
+    PG_CATCH();
+    {
+        // The error came from a wait that the server has already cleaned up (or from a
+        // check before any lock call), so the lock manager is in a normal state here.
+        release_taken(keys, holds, taken);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+
+    if (taken < n) {
+        release_taken(keys, holds, taken);
+        return BoolGetDatum(false);
+    }
+    return BoolGetDatum(true);
+}
+
+// (keys[], shared)
+Datum release_keys_call(FunctionCallInfo fcinfo, bool text_keys) {
+    require_not_null(fcinfo, 1, "shared");
+    int n;
+    KeyArg* keys = sorted_keys(fcinfo, text_keys, PG_GETARG_BOOL(1), &n);
+    int64 released = 0;
+    for (int i = 0; i < n; i++)
+        if (release(keys[i].id)) released++;
+    PG_RETURN_INT64(released);
+}
+
+}  // namespace
+}  // namespace pglocks
+
+using namespace pglocks;
+
+PGLOCKS_FUNCTION(pglocks_acquire_all_text) { return acquire_all_call(fcinfo, true); }
+PGLOCKS_FUNCTION(pglocks_acquire_all_bigint) { return acquire_all_call(fcinfo, false); }
+PGLOCKS_FUNCTION(pglocks_release_all_text) { return release_keys_call(fcinfo, true); }
+PGLOCKS_FUNCTION(pglocks_release_all_bigint) { return release_keys_call(fcinfo, false); }

@@ -1,0 +1,112 @@
+// Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is
+//   (timeline << 40) + nextval(pglocks_token_seq)
+// The sequence is the extension's own. Its WAL record is flushed before a token is handed
+// out, so a crash restart never issues a token again; the timeline grows with every
+// promotion, so tokens issued after a failover to a physical standby exceed every token of
+// the old primary even when the standby had not replayed its last sequence records.
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "access/relation.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "storage/bufmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+}
+
+namespace pglocks {
+namespace {
+
+constexpr int kSequenceBits = 40;
+constexpr const char* kSequenceName = "pglocks_token_seq";
+
+// The sequence sits in the extension's schema, which is the calling function's schema.
+Oid token_sequence(FunctionCallInfo fcinfo) {
+    static Oid cached = InvalidOid;
+    if (OidIsValid(cached)) {
+        // The extension may have been dropped and created again in this session.
+        const char* name = get_rel_name(cached);
+        if (name != nullptr && strcmp(name, kSequenceName) == 0) return cached;
+    }
+    const Oid nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+    const Oid seq = OidIsValid(nsp) ? get_relname_relid(kSequenceName, nsp) : InvalidOid;
+    if (!OidIsValid(seq))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("fencing tokens need pglocks 1.1 or later"),
+                        errhint("Run ALTER EXTENSION pglocks UPDATE.")));
+    cached = seq;
+    return seq;
+}
+
+TimeLineID current_timeline() {
+#if PG_VERSION_NUM >= 150000
+    return GetWALInsertionTimeLine();
+#else
+    return ThisTimeLineID;
+#endif
+}
+
+int64_t next_token(FunctionCallInfo fcinfo) {
+    if (RecoveryInProgress())
+        ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+                        errmsg("cannot issue pglocks fencing tokens during recovery"),
+                        errhint("Fencing tokens are issued by the primary.")));
+    const Oid seq = token_sequence(fcinfo);
+    // No privilege on the sequence is needed or granted: tokens come only from here, and
+    // nobody can move the sequence back.
+    const int64 value = nextval_internal(seq, false);
+    // The WAL record covering this value may be another backend's, not yet flushed: flush
+    // up to the sequence page's LSN, a no-op when it is already on disk.
+    Relation rel = relation_open(seq, AccessShareLock);
+    Buffer buf = ReadBuffer(rel, 0);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    const XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
+    UnlockReleaseBuffer(buf);
+    relation_close(rel, AccessShareLock);
+    XLogFlush(lsn);
+
+    const uint64 tli = current_timeline();
+    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= (1U << 22))
+        ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+                        errmsg("pglocks fencing tokens are exhausted on this timeline")));
+    return static_cast<int64_t>((tli << kSequenceBits) | static_cast<uint64>(value));
+}
+
+using KeyReader = int (*)(FunctionCallInfo, KeyArg*);
+
+Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    AcquireRequest req;
+    const int arg = read_key(fcinfo, &req.key);
+    read_acquire_options(fcinfo, arg, &req);
+    // The token is drawn before the lock is taken, so it is recorded with the hold without
+    // a window; a token of a failed attempt is simply never used.
+    req.token = next_token(fcinfo);
+    if (acquire(req) == 0) PG_RETURN_NULL();
+    PG_RETURN_INT64(req.token);
+}
+
+Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    KeyArg key;
+    const int arg = read_key(fcinfo, &key);
+    require_not_null(fcinfo, arg, "shared");
+    key.id.shared = PG_GETARG_BOOL(arg);
+    const int64_t token = newest_token(key.id);
+    if (token == 0) PG_RETURN_NULL();
+    PG_RETURN_INT64(token);
+}
+
+}  // namespace
+}  // namespace pglocks
+
+using namespace pglocks;
+
+PGLOCKS_FUNCTION(pglocks_acquire_token_text) { return acquire_token_call(fcinfo, read_text_key); }
+PGLOCKS_FUNCTION(pglocks_acquire_token_bigint) { return acquire_token_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_acquire_token_pair) { return acquire_token_call(fcinfo, read_pair_key); }
+PGLOCKS_FUNCTION(pglocks_token_text) { return token_call(fcinfo, read_text_key); }
+PGLOCKS_FUNCTION(pglocks_token_bigint) { return token_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_token_pair) { return token_call(fcinfo, read_pair_key); }
