@@ -52,3 +52,21 @@ SELECT pglocks_acquire_token('k') > :t4 AS plain_role_gets_tokens;
 SELECT pglocks_release_all();
 RESET ROLE;
 DROP ROLE pglocks_token_user;
+
+-- The README's worked example: a paused holder's late write is refused.
+CREATE TABLE report_store (id int PRIMARY KEY, body text, fence bigint NOT NULL DEFAULT 0);
+INSERT INTO report_store VALUES (1, 'initial', 0);
+CREATE FUNCTION store_report(p_body text, p_token bigint) RETURNS boolean LANGUAGE sql AS $$
+  UPDATE report_store SET body = p_body, fence = p_token
+  WHERE id = 1 AND fence <= p_token
+  RETURNING true
+$$;
+SELECT pglocks_acquire_token('report-writer') AS token_a \gset
+SELECT pglocks_release_all();  -- A loses its lock (its session ends, say)
+SELECT pglocks_acquire_token('report-writer') AS token_b \gset
+SELECT store_report('from B', :token_b) AS b_accepted;
+SELECT store_report('from A', :token_a) AS a_accepted;
+SELECT body, fence = :token_b AS fenced_by_b FROM report_store;
+SELECT pglocks_release_all();
+DROP FUNCTION store_report(text, bigint);
+DROP TABLE report_store;
