@@ -237,6 +237,14 @@ is( $su->(
 		'owned'),
 	'postgres',
 	'its functions belong to the bootstrap superuser, so the owner cannot redefine them');
+for my $seq (split /\n/, $su->("SELECT objid::regclass FROM ($ext_members) m "
+		  . "WHERE classid = 'pg_class'::regclass "
+		  . "AND (SELECT relkind FROM pg_class WHERE oid = objid) = 'S'", 'owned'))
+{
+	(undef, undef, $err) = $node->psql('owned', "SELECT setval('$seq', 1)",
+		extra_params => [ '-U', 'dbowner', '-v', 'VERBOSITY=verbose' ]);
+	is(sqlstate($err), '42501', "the installing owner cannot move $seq back");
+}
 ($ret, $out, $err) = $node->psql('owned', 'DROP EXTENSION pglocks', extra_params => [ '-U', 'dbowner' ]);
 is($ret, 0, 'the database owner can drop it again');
 
