@@ -17,7 +17,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
-              -Wno-missing-field-initializers -fno-omit-frame-pointer
+              -Wno-missing-field-initializers -fno-omit-frame-pointer -MMD -MP
 SHLIB_LINK = -lstdc++
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -35,4 +35,7 @@ test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp
 unittest: test/unit/run_unit_tests
 	test/unit/run_unit_tests
 
-EXTRA_CLEAN = test/unit/run_unit_tests output_iso
+EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d
+
+# Rebuild objects when a header they include changes.
+-include $(wildcard src/*.d)

@@ -15,21 +15,44 @@ Entry* HoldsRegistry::find_held(const LockId& id) noexcept {
     return &it->second;
 }
 
-void HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_name) {
-    Entry& e = entries_[id];
+Entry* HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_name) {
+    if (spare_.capacity() == 0) spare_.reserve(kSpareNodes);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+        if (spare_.empty()) {
+            it = entries_.emplace(id, Entry{}).first;
+        } else {
+            Map::node_type node = std::move(spare_.back());
+            spare_.pop_back();
+            node.key() = id;
+            Entry& reused = node.mapped();
+            reused.name.clear();
+            reused.has_name = false;
+            reused.published = false;
+            reused.holds.clear();
+            it = entries_.insert(std::move(node)).position;
+        }
+    }
+    Entry& e = it->second;
     if (has_name && !e.has_name) {
         e.name.assign(name.data(), name.size());
         e.has_name = true;
     }
     // Geometric growth: a session may take one lock thousands of times.
     if (e.holds.size() == e.holds.capacity()) e.holds.reserve(std::max<size_t>(4, 2 * e.holds.size()));
+    return &e;
 }
 
 uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
                             int64_t token) noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
-    auto& holds = it->second.holds;
+    return add(&it->second, scope, subxact, now, token);
+}
+
+uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
+                            int64_t token) noexcept {
+    auto& holds = entry->holds;
     if (holds.size() == holds.capacity()) return 0;
     const uint64_t hold_id = next_hold_id_++;
     holds.push_back(Hold{hold_id, scope, subxact, now, token});
@@ -40,7 +63,10 @@ uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int
 
 HoldsRegistry::Map::iterator HoldsRegistry::erase(Map::iterator it) noexcept {
     if (it->second.published && unpublish_ != nullptr) unpublish_(it->first);
-    return entries_.erase(it);
+    if (spare_.size() == spare_.capacity()) return entries_.erase(it);
+    auto next = std::next(it);
+    spare_.push_back(entries_.extract(it));  // within capacity: cannot throw
+    return next;
 }
 
 bool HoldsRegistry::mark_published(const LockId& id) noexcept {
@@ -62,6 +88,18 @@ const Entry* HoldsRegistry::find(const LockId& id) const noexcept {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
+bool HoldsRegistry::set_token(const LockId& id, uint64_t hold_id, int64_t token) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    for (Hold& h : it->second.holds) {
+        if (h.id == hold_id) {
+            h.token = token;
+            return true;
+        }
+    }
+    return false;
+}
+
 int64_t HoldsRegistry::newest_token(const LockId& id) const noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
@@ -78,6 +116,22 @@ void HoldsRegistry::drop_if_empty(const LockId& id) noexcept {
 void HoldsRegistry::note_removed(const Hold& h) noexcept {
     hold_count_--;
     if (transaction_bound(h.scope)) transaction_holds_--;
+}
+
+int HoldsRegistry::release_newest_checked(const LockId& id, LockPredicate still_held,
+                                          bool* now_empty) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.holds.empty()) return 0;
+    if (!still_held(id)) return -1;
+    auto& holds = it->second.holds;
+    auto h = std::find_if(holds.rbegin(), holds.rend(),
+                          [](const Hold& x) { return x.scope != Scope::Call; });
+    if (h == holds.rend()) return 0;
+    note_removed(*h);
+    holds.erase(std::next(h).base());
+    *now_empty = holds.empty();
+    if (*now_empty) erase(it);
+    return 1;
 }
 
 bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {

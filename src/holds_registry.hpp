@@ -66,13 +66,26 @@ public:
     Entry* find_held(const LockId& id) noexcept;
 
     // Makes room for one more hold of `id`, creating an empty entry if needed, so that
-    // add() cannot fail afterwards. Throws std::bad_alloc.
-    void reserve(const LockId& id, std::string_view name, bool has_name);
+    // add() cannot fail afterwards. Throws std::bad_alloc. The entry stays where it is
+    // until it is erased (map nodes never move), so callers may keep the pointer across a
+    // lock wait: entries without holds are never erased by anything but drop_if_empty().
+    Entry* reserve(const LockId& id, std::string_view name, bool has_name);
 
-    // Records a hold; reserve() must have been called for `id`. Returns the hold's id, or 0
-    // when no room was reserved (a caller bug, reported instead of crashing).
+    // Records a hold in an entry returned by reserve(). Returns the hold's id, or 0 when no
+    // room was reserved (a caller bug, reported instead of crashing).
+    uint64_t add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
+                 int64_t token = 0) noexcept;
     uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
                  int64_t token = 0) noexcept;
+
+    // One lookup for a release: 1 when the newest releasable hold of `id` was released
+    // (*now_empty: it was the last hold), 0 when there is none, -1 when still_held() says
+    // the lock manager lost the lock behind our back (nothing changed; reconcile()).
+    int release_newest_checked(const LockId& id, LockPredicate still_held,
+                               bool* now_empty) noexcept;
+
+    // Sets the token of one hold; false if the hold is gone.
+    bool set_token(const LockId& id, uint64_t hold_id, int64_t token) noexcept;
 
     // The token of the newest hold of `id` that has one, or 0.
     int64_t newest_token(const LockId& id) const noexcept;
@@ -118,6 +131,11 @@ private:
     using Map = std::unordered_map<LockId, Entry, LockIdHash>;
     void note_removed(const Hold& h) noexcept;
     Map::iterator erase(Map::iterator it) noexcept;
+
+    // Erased map nodes are kept for reuse, with the capacity of their vector and string, so
+    // that a lock taken and released again and again allocates nothing.
+    static constexpr size_t kSpareNodes = 64;
+    std::vector<Map::node_type> spare_;
 
     Map entries_;
     LockAction unpublish_ = nullptr;

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <climits>
+#include <cstring>
 
 namespace pglocks {
 
@@ -84,6 +85,30 @@ Timeout timeout_from_interval(int32_t months, int32_t days, int64_t micros) {
     const __int128 ms = (total + 999) / 1000;
     if (ms >= INT_MAX) return Timeout{Timeout::Unlimited, 0};
     return Timeout{Timeout::Milliseconds, static_cast<int32_t>(ms)};
+}
+
+size_t KeyCache::slot(std::string_view name) noexcept {
+    uint64_t h = 14695981039346656037ULL;  // FNV-1a
+    for (char c : name) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+    return static_cast<size_t>(h ^ (h >> 32)) % kSlots;
+}
+
+bool KeyCache::lookup(std::string_view name, int64_t* key) const noexcept {
+    if (name.size() > kMaxBytes) return false;
+    const Slot& s = slots_[slot(name)];
+    if (!s.used || s.len != name.size() || std::memcmp(s.bytes, name.data(), name.size()) != 0)
+        return false;
+    *key = s.key;
+    return true;
+}
+
+void KeyCache::store(std::string_view name, int64_t key) noexcept {
+    if (name.size() > kMaxBytes) return;
+    Slot& s = slots_[slot(name)];
+    s.used = true;
+    s.len = static_cast<uint8_t>(name.size());
+    std::memcpy(s.bytes, name.data(), name.size());
+    s.key = key;
 }
 
 }  // namespace pglocks

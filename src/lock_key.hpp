@@ -79,4 +79,26 @@ struct Timeout {
 // a positive timeout below one millisecond rounds up to one.
 Timeout timeout_from_interval(int32_t months, int32_t days, int64_t micros);
 
+// A small direct-mapped cache of text key -> pglocks_key for short names, because
+// applications take the same few lock names again and again and SHA-256 costs far more
+// than a lookup. Keys are the name's bytes as the server holds them (one database, one
+// encoding per backend).
+class KeyCache {
+public:
+    static constexpr size_t kMaxBytes = 64;
+    static constexpr size_t kSlots = 256;
+    bool lookup(std::string_view name, int64_t* key) const noexcept;
+    void store(std::string_view name, int64_t key) noexcept;
+
+private:
+    static size_t slot(std::string_view name) noexcept;
+    struct Slot {
+        uint8_t len = 0;
+        bool used = false;
+        char bytes[kMaxBytes];
+        int64_t key = 0;
+    };
+    Slot slots_[kSlots];
+};
+
 }  // namespace pglocks

@@ -41,11 +41,11 @@ int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
 
 Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
     require_not_null(fcinfo, argno, "scope");
-    const char* s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+    const text* t = PG_GETARG_TEXT_PP(argno);
     Scope scope;
-    if (!parse_scope(s, &scope))
+    if (!parse_scope({VARDATA_ANY(t), static_cast<size_t>(VARSIZE_ANY_EXHDR(t))}, &scope))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid pglocks scope \"%s\"", s),
+                        errmsg("invalid pglocks scope \"%s\"", text_to_cstring(t)),
                         errhint("Valid scopes are \"session\" and \"transaction\".")));
     return scope;
 }

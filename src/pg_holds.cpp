@@ -26,6 +26,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <time.h>
+
 extern bool pglocks_allow_on_standby;
 
 namespace pglocks {
@@ -123,6 +125,18 @@ void check_standby() {
                          "to coordinate sessions of this standby only.")));
 }
 
+// The time a hold was taken, for pglocks_held() and pglocks_locks: the coarse clock (a few
+// milliseconds of resolution) is plenty for "how long has this been held", and it costs a
+// fraction of a precise reading on every acquire.
+TimestampTz hold_time() {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (static_cast<TimestampTz>(ts.tv_sec) -
+            static_cast<TimestampTz>(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) *
+               USECS_PER_SEC +
+           ts.tv_nsec / 1000;
+}
+
 uint32_t current_subxact() {
     return IsTransactionState() ? static_cast<uint32_t>(GetCurrentSubTransactionId()) : 0;
 }
@@ -141,22 +155,24 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
     return names_publish(id, req.key.name, req.key.name_len, now);
 }
 
-uint64_t record_hold(const AcquireRequest& req, TimestampTz now, int64_t token) {
-    return g_registry.add(req.key.id, req.scope, current_subxact(), now, token);
+uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now) {
+    return g_registry.add(entry, req.scope, current_subxact(), now);
 }
 
 // Makes room in the registry. An allocation failure becomes SQLSTATE 53200 once the catch
 // has closed, so callers see only PostgreSQL errors and may run under PG_TRY.
-void reserve_room(const KeyArg& key) {
-    bool failed = false;
+Entry* reserve_room(const KeyArg& key) {
+    Entry* entry = nullptr;
     try {
-        g_registry.reserve(key.id, {key.name, static_cast<size_t>(key.name_len)}, key.has_name);
+        entry = g_registry.reserve(key.id, {key.name, static_cast<size_t>(key.name_len)},
+                                   key.has_name);
     } catch (...) {
-        failed = true;
+        entry = nullptr;
     }
-    if (failed)
+    if (entry == nullptr)
         ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
                         errmsg("out of memory for pglocks' holds")));
+    return entry;
 }
 
 void xact_callback(XactEvent event, void*) {
@@ -194,20 +210,19 @@ uint64_t acquire(const AcquireRequest& req) {
     if (g_registry.find_held(id) != nullptr) {
         if (lm_held(id)) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
-            reserve_room(req.key);
-            return record_hold(req, GetCurrentTimestamp(), req.token);
+            return record_hold(reserve_room(req.key), req, hold_time());
         }
         g_registry.reconcile(lm_held);  // released behind our back
     }
 
     // Room first: once the lock manager has granted the lock, recording it cannot fail.
-    reserve_room(req.key);
+    Entry* entry = reserve_room(req.key);
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
     if (!got && req.wait && req.timeout_ms != 0) {
         // Name the lock we queue for, so that pglocks_locks shows what we wait on.
-        const bool named = publish_name(req, GetCurrentTimestamp());
+        const bool named = publish_name(req, hold_time());
         got = lm_wait(&tag, mode, req.timeout_ms, named ? names_unpublish : nullptr, id);
         if (!got && named) names_unpublish(id);
     }
@@ -215,8 +230,8 @@ uint64_t acquire(const AcquireRequest& req) {
         g_registry.drop_if_empty(id);
         return 0;
     }
-    const TimestampTz now = GetCurrentTimestamp();
-    const uint64_t hold_id = record_hold(req, now, req.token);
+    const TimestampTz now = hold_time();
+    const uint64_t hold_id = record_hold(entry, req, now);
     if (hold_id == 0) {
         LockRelease(&tag, mode, true);
         g_registry.drop_if_empty(id);
@@ -228,15 +243,14 @@ uint64_t acquire(const AcquireRequest& req) {
 }
 
 bool release(const LockId& id) {
-    if (g_registry.find_held(id) == nullptr) return false;
-    if (!lm_held(id)) {
+    bool now_empty = false;
+    const int released = g_registry.release_newest_checked(id, lm_held, &now_empty);
+    if (released < 0) {
         g_registry.reconcile(lm_held);
         return false;
     }
-    bool now_empty = false;
-    if (!g_registry.release_newest(id, &now_empty)) return false;
-    if (now_empty) lm_release(id);
-    return true;
+    if (released > 0 && now_empty) lm_release(id);
+    return released > 0;
 }
 
 bool release_hold(const LockId& id, uint64_t hold_id) {
@@ -246,16 +260,20 @@ bool release_hold(const LockId& id, uint64_t hold_id) {
     return true;
 }
 
-int64_t newest_token(const LockId& id) {
-    reconcile();
-    return g_registry.newest_token(id);
-}
-
 uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }
 
 void reconcile() { g_registry.reconcile(lm_held); }
 
 const HoldsRegistry& registry() { return g_registry; }
+
+void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token) {
+    g_registry.set_token(id, hold_id, token);
+}
+
+int64_t newest_token(const LockId& id) {
+    reconcile();
+    return g_registry.newest_token(id);
+}
 
 void register_hold_callbacks() {
     RegisterXactCallback(xact_callback, nullptr);

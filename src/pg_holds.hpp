@@ -13,7 +13,6 @@ struct AcquireRequest {
     // Milliseconds the wait may last; -1 waits without limit, 0 tries once.
     int timeout_ms;
     Scope scope;
-    int64_t token = 0;  // fencing token recorded with the hold (0: none)
 };
 
 // Reads (shared, wait, timeout, scope) starting at argument `arg`, with their checks.
@@ -28,6 +27,9 @@ bool release(const LockId& id);
 
 // Releases one particular hold (used by pglocks_with_lock); false if it is already gone.
 bool release_hold(const LockId& id, uint64_t hold_id);
+
+// Records the fencing token of a hold taken by acquire().
+void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token);
 
 // The token of the newest hold of `id` that has one, or 0.
 int64_t newest_token(const LockId& id);

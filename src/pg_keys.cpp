@@ -81,7 +81,20 @@ void crc_chunk(void* state, const uint8_t* data, size_t len) {
 
 }  // namespace
 
+namespace {
+KeyCache g_key_cache;  // see lock_key.hpp
+}  // namespace
+
 int64_t text_key(const text* t) {
+    const std::string_view bytes(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    int64_t cached;
+    if (g_key_cache.lookup(bytes, &cached)) return cached;
+    const int64_t key = text_key_uncached(t);
+    g_key_cache.store(bytes, key);
+    return key;
+}
+
+int64_t text_key_uncached(const text* t) {
     uint8_t digest[32];
 #if PG_VERSION_NUM >= 140000
     pg_cryptohash_ctx* ctx = pg_cryptohash_create(PG_SHA256);

@@ -19,7 +19,8 @@ struct KeyArg {
     bool has_name;
 };
 
-int64_t text_key(const text* t);
+int64_t text_key(const text* t);           // through a small cache of short names
+int64_t text_key_uncached(const text* t);  // always hashes
 int32_t text_crc32(const text* t);
 
 // The lock and display name of a text key (exclusive mode; the caller sets `shared`).

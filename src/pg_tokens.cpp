@@ -82,11 +82,24 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
     read_acquire_options(fcinfo, arg, &req);
-    // The token is drawn before the lock is taken, so it is recorded with the hold without
-    // a window; a token of a failed attempt is simply never used.
-    req.token = next_token(fcinfo);
-    if (acquire(req) == 0) PG_RETURN_NULL();
-    PG_RETURN_INT64(req.token);
+    const uint64_t hold = acquire(req);
+    if (hold == 0) PG_RETURN_NULL();
+    // Drawn once the lock is granted, so that successive holders of a lock get increasing
+    // tokens whatever order they queued in. If drawing fails, the hold goes too: a hold
+    // without its token would defeat the fencing.
+    volatile int64_t token = 0;
+    PG_TRY();
+    {
+        token = next_token(fcinfo);
+    }
+    PG_CATCH();
+    {
+        release_hold(req.key.id, hold);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    set_hold_token(req.key.id, hold, token);
+    PG_RETURN_INT64(token);
 }
 
 Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {

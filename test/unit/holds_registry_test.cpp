@@ -207,3 +207,21 @@ TEST_F(Registry, ReleaseNewestLeavesWithLockHoldsToTheirCall) {
     EXPECT_TRUE(r.release_hold(a, call, &empty));
     EXPECT_TRUE(empty);
 }
+
+TEST_F(Registry, RecycledEntriesStartClean) {
+    r.set_unpublish_hook(nullptr);
+    r.reserve(a, "old-name", true);
+    take(r, a, Scope::Transaction);
+    r.mark_published(a);
+    bool empty = false;
+    ASSERT_TRUE(r.release_newest(a, &empty));
+    ASSERT_TRUE(empty);
+    take(r, b, Scope::Session);  // reuses a's node
+    HeldRow row;
+    ASSERT_EQ(r.held_rows(&row, 1), 1u);
+    EXPECT_EQ(row.id, b);
+    EXPECT_FALSE(row.has_name);
+    EXPECT_EQ(row.holds, 1);
+    EXPECT_FALSE(r.has_transaction_holds());
+    EXPECT_FALSE(r.find(b)->published);
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <climits>
+#include <memory>
 #include <string>
 
 #include "lock_key.hpp"
@@ -98,4 +99,28 @@ TEST(LockId, FieldsMatchCoreAdvisoryLocks) {
     EXPECT_EQ(pair.key2(), 7);
     EXPECT_FALSE(pair == LockId::from_pair(-1, 7, false));
     EXPECT_FALSE(LockId::from_bigint(5, false) == LockId::from_pair(0, 5, false));
+}
+
+TEST(KeyCache, HitsOnlyForTheSameBytes) {
+    auto cache = std::make_unique<KeyCache>();
+    int64_t key = 0;
+    EXPECT_FALSE(cache->lookup("job", &key));
+    cache->store("job", 42);
+    ASSERT_TRUE(cache->lookup("job", &key));
+    EXPECT_EQ(key, 42);
+    EXPECT_FALSE(cache->lookup("jo", &key));
+    EXPECT_FALSE(cache->lookup(std::string_view("job\0", 4), &key));
+    cache->store("", 7);  // the empty name is a key like any other
+    ASSERT_TRUE(cache->lookup("", &key));
+    EXPECT_EQ(key, 7);
+    const std::string long_name(KeyCache::kMaxBytes + 1, 'x');
+    cache->store(long_name, 9);  // too long to cache: never stored
+    EXPECT_FALSE(cache->lookup(long_name, &key));
+    // Colliding names replace each other; a lookup never returns another name's key.
+    for (int i = 0; i < 10000; i++) cache->store("name-" + std::to_string(i), i);
+    for (int i = 0; i < 10000; i++) {
+        if (cache->lookup("name-" + std::to_string(i), &key)) {
+            EXPECT_EQ(key, i);
+        }
+    }
 }
