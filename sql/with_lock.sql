@@ -53,6 +53,22 @@ SELECT count(*) AS held_rows FROM pglocks_held();
 SELECT pglocks_with_lock('job', 'SELECT pglocks_release_all()');
 SELECT count(*) AS held_rows FROM pglocks_held();
 
+-- A command run again is planned once, and replanned when what it uses changes.
+CREATE TABLE wl_target (a int);
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_target SELECT 1');
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_target SELECT 1');
+DROP TABLE wl_target;
+CREATE TABLE wl_target (b text, a int);
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_target SELECT 1');
+SELECT * FROM wl_target;
+DROP TABLE wl_target;
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_target SELECT 1');
+-- Statements of one command may use what earlier ones made.
+SELECT pglocks_with_lock('plan', 'CREATE TEMP TABLE wl_made (x int); INSERT INTO wl_made VALUES (7)');
+SELECT * FROM wl_made;
+DROP TABLE wl_made;
+SELECT count(*) AS held_rows FROM pglocks_held();
+
 -- The command runs as the calling role.
 CREATE ROLE pglocks_plain_role;
 GRANT SELECT, INSERT ON wl_log TO pglocks_plain_role;

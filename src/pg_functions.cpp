@@ -6,6 +6,8 @@
 extern "C" {
 #include "access/xact.h"
 #include "executor/spi.h"
+#include "parser/parser.h"
+#include "utils/memutils.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -78,6 +80,52 @@ Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     return BoolGetDatum(release(key.id));
 }
 
+// Plans of recent single-statement commands, so that a job run again and again under
+// pglocks_with_lock is parsed and planned once per session, like a prepared statement. The
+// plan cache revalidates them (schema changes, search_path) as it does any saved plan;
+// privileges are checked at each execution. Commands of several statements are parsed one
+// statement at a time as they run, so a later statement may use what an earlier one made.
+constexpr int kCachedCommands = 16;
+struct CachedCommand {
+    char* text;
+    SPIPlanPtr plan;
+    uint64 last_used;
+};
+CachedCommand g_commands[kCachedCommands];
+uint64 g_command_clock = 0;
+
+// Called inside the SPI connection. Returns nullptr for commands that are not cached.
+SPIPlanPtr command_plan(const char* command) {
+    CachedCommand* victim = &g_commands[0];
+    for (CachedCommand& c : g_commands) {
+        if (c.text != nullptr && strcmp(c.text, command) == 0) {
+            c.last_used = ++g_command_clock;
+            return c.plan;
+        }
+        if (c.text == nullptr || (victim->text != nullptr && c.last_used < victim->last_used))
+            victim = &c;
+    }
+#if PG_VERSION_NUM >= 140000
+    List* statements = raw_parser(command, RAW_PARSE_DEFAULT);
+#else
+    List* statements = raw_parser(command);
+#endif
+    if (list_length(statements) != 1) return nullptr;
+    SPIPlanPtr plan = SPI_prepare(command, 0, nullptr);
+    if (plan == nullptr) return nullptr;  // SPI_execute reports the problem
+    char* text = MemoryContextStrdup(TopMemoryContext, command);
+    if (SPI_keepplan(plan) != 0) {
+        pfree(text);
+        return plan;
+    }
+    if (victim->text != nullptr) {
+        SPI_freeplan(victim->plan);
+        pfree(victim->text);
+    }
+    *victim = CachedCommand{text, plan, ++g_command_clock};
+    return plan;
+}
+
 // (key..., command, shared, wait, timeout)
 Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
@@ -96,7 +144,9 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     // hold before the error reaches anyone who could act on it.
     if (SPI_connect() != SPI_OK_CONNECT)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
-    const int rc = SPI_execute(command, false, 0);
+    SPIPlanPtr plan = command_plan(command);
+    const int rc = plan != nullptr ? SPI_execute_plan(plan, nullptr, nullptr, false, 0)
+                                   : SPI_execute(command, false, 0);
     if (rc == SPI_ERROR_TRANSACTION)
         ereport(ERROR, (errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
                         errmsg("pglocks_with_lock cannot run transaction control commands"),
