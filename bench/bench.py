@@ -40,7 +40,7 @@ class Plan:
         self.seconds = 1 if quick else 4
         self.rounds = 1 if quick else 7
         self.handoff_seconds = 1 if quick else 4
-        self.scale_rounds = 1 if quick else 5
+        self.scale_rounds = 3 if quick else 5
 
 
 def log(msg):
@@ -97,69 +97,58 @@ def us(seconds):
 
 def scenario_inserver(conn, plan):
     rows = []
-    n = plan.pairs_n
     key16 = "orders:000012345"
     assert len(key16) == 16
 
     def timed(fn, iterations, arg):
-        if fn == "bench_pairs_empty":
-            arg = 0  # takes a bigint, and ignores it
         return scalar(conn, f"SELECT {fn}(%s, %s)", (iterations, arg))
 
-    def warm_up(fns, arg):
+    def net_cost(family, n, arg):
+        """Median seconds per iteration of bench_<family>_{core,pglocks}, net of _empty."""
+        fns = [f"bench_{family}_{side}" for side in ("empty", "core", "pglocks")]
         # The first call of each function plans its expressions; keep that out of the rounds.
         for fn in fns:
             timed(fn, 10, arg)
-
-    def net_pairs(fn_core, fn_ours, arg):
-        warm_up(["bench_pairs_empty", fn_core, fn_ours], arg)
         core, ours = [], []
         for r in range(plan.loop_rounds):
-            t = {}
-            for fn in rotate(["bench_pairs_empty", fn_core, fn_ours], r):
-                t[fn] = timed(fn, n, arg)
-            core.append((t[fn_core] - t["bench_pairs_empty"]) / n)
-            ours.append((t[fn_ours] - t["bench_pairs_empty"]) / n)
+            t = {fn: timed(fn, n, arg) for fn in rotate(fns, r)}
+            core.append((t[fns[1]] - t[fns[0]]) / n)
+            ours.append((t[fns[2]] - t[fns[0]]) / n)
         return statistics.median(ours), statistics.median(core)
 
     log("scenario 1: acquire + release inside the server, bigint key")
-    ours, core = net_pairs("bench_pairs_core_bigint", "bench_pairs_pglocks_bigint", 7)
-    rows.append(Row("1 in-server", "acquire + release, bigint key; ratio = pglocks / core",
+    ours, core = net_cost("pairs_bigint", plan.pairs_n, 7)
+    rows.append(Row("1 in-server", "acquire + release, bigint key",
                     f"pglocks_acquire + pglocks_release: {us(ours)}",
                     f"pg_advisory_lock + pg_advisory_unlock: {us(core)}", ours / core,
                     ("<=", 1.10)))
 
     log("scenario 1: acquire + release inside the server, 16-byte text key")
-    ours, core = net_pairs("bench_pairs_core_text", "bench_pairs_pglocks_text", key16)
-    rows.append(Row("1 in-server", "acquire + release, 16 B text key; ratio = pglocks / core",
+    ours, core = net_cost("pairs_text", plan.pairs_n, key16)
+    rows.append(Row("1 in-server", "acquire + release, 16 B text key",
                     f"pglocks_acquire + pglocks_release: {us(ours)}",
                     f"pg_advisory_lock/unlock(hashtextextended): {us(core)}", ours / core,
                     ("<=", 1.10)))
 
     log("scenario 1: pglocks_key alone")
-    keys = {"16 B": key16, "1 KB": ("k" * 1024), "1 MB": None}
     # A non-repeating 1 MB key, so nothing along the way can shortcut it.
-    keys["1 MB"] = scalar(conn, "SELECT left(string_agg(md5(g::text), ''), 1048576) "
-                                "FROM generate_series(1, 32768) g")
-    for label, key in keys.items():
-        hn = plan.hash_n[label]
-        warm_up(["bench_hash_empty", "bench_hash_core", "bench_hash_pglocks"], key)
-        core, ours = [], []
-        for r in range(plan.loop_rounds):
-            t = {}
-            for fn in rotate(["bench_hash_empty", "bench_hash_core", "bench_hash_pglocks"], r):
-                t[fn] = timed(fn, hn, key)
-            core.append((t["bench_hash_core"] - t["bench_hash_empty"]) / hn)
-            ours.append((t["bench_hash_pglocks"] - t["bench_hash_empty"]) / hn)
-        o, c = statistics.median(ours), statistics.median(core)
-        if label == "1 MB":
+    key1m = scalar(conn, "SELECT left(string_agg(md5(g::text), ''), 1048576) "
+                         "FROM generate_series(1, 32768) g")
+    cases = [("16 B key, the same each call", "hash", key16, plan.hash_n["16 B"]),
+             # 'orders:' and nine digits of the loop counter: a new 16-byte key each call.
+             ("16 B key, a new one each call", "hash_distinct", "orders:", plan.hash_n["16 B"]),
+             ("1 KB key", "hash", "k" * 1024, plan.hash_n["1 KB"]),
+             ("1 MB key (throughput)", "hash", key1m, plan.hash_n["1 MB"])]
+    for label, family, key, n in cases:
+        o, c = net_cost(family, n, key)
+        if key is key1m:
             mb = len(key) / 1048576.0
-            rows.append(Row("1 in-server", f"pglocks_key, {label} key (throughput); "
-                            "ratio = pglocks / core time",
-                            f"pglocks_key: {mb / o:.0f} MB/s", f"hashtextextended: {mb / c:.0f} MB/s",
+            rows.append(Row("1 in-server", f"pglocks_key, {label}",
+                            f"pglocks_key: {mb / o:.0f} MB/s",
+                            f"hashtextextended: {mb / c:.0f} MB/s",
                             o / c))
         else:
-            rows.append(Row("1 in-server", f"pglocks_key, {label} key; ratio = pglocks / core",
+            rows.append(Row("1 in-server", f"pglocks_key, {label}",
                             f"pglocks_key: {us(o)}", f"hashtextextended: {us(c)}", o / c))
     return rows
 
@@ -194,8 +183,8 @@ def lock_unlock_row(plan, scenario, name, clients, what):
     log(f"scenario {scenario}: lock + unlock on {what}, {clients} clients")
     ours, core = f"{name}_pglocks.sql", f"{name}_core.sql"
     tps = compare_pgbench(plan, [core, ours], clients)
-    return Row(f"{scenario} pgbench", f"lock; unlock on {what}, {clients} clients; "
-               "ratio = pglocks / core tps", f"pglocks: {tps[ours]:.0f} tps",
+    return Row(f"{scenario} pgbench", f"lock; unlock on {what}, {clients} clients",
+               f"pglocks: {tps[ours]:.0f} tps",
                f"core: {tps[core]:.0f} tps", tps[ours] / tps[core], (">=", 0.95))
 
 
@@ -210,12 +199,12 @@ def scenario_roundtrips(plan):
                                  "section_xact.sql"], 1)
     seed, wl, xact = (tps["section_seed.sql"], tps["section_with_lock.sql"],
                       tps["section_xact.sql"])
-    rows.append(Row("4 critical section", "pglocks_with_lock (1 round trip) vs lock; body; "
-                    "unlock (3), 1 client; ratio = with_lock / seed tps",
+    rows.append(Row("4 critical section", "with_lock (1 round trip) vs lock; body; unlock (3), "
+                    "1 client",
                     f"pglocks_with_lock: {wl:.0f} tps", f"seed pattern: {seed:.0f} tps",
                     wl / seed, (">=", 2.0)))
-    rows.append(Row("4 critical section", "pglocks_with_lock vs BEGIN; acquire "
-                    "(transaction scope); body; COMMIT (4); ratio = with_lock / xact tps",
+    rows.append(Row("4 critical section", "with_lock vs BEGIN; acquire (transaction scope); "
+                    "body; COMMIT (4)",
                     f"pglocks_with_lock: {wl:.0f} tps", f"transaction scope: {xact:.0f} tps",
                     wl / xact))
     return rows
@@ -250,21 +239,18 @@ def scenario_handoff(plan):
 
     note = f" ({timeouts} timed out)" if timeouts else ""
     return [
-        Row("5 hand-off", "timed waiter vs plain waiter: release to next holder, p50; "
-            "ratio = pglocks timed / core plain",
+        Row("5 hand-off", "timed vs plain waiter: release to next holder, p50",
             f"pglocks_acquire(timeout): {fig(timed)}{note}", f"pg_advisory_lock: {fig(plain)}",
             timed["gap_p50_ms"] / plain["gap_p50_ms"], ("<=", 1.10)),
-        Row("5 hand-off", "timed waiter vs plain waiter: throughput; "
-            "ratio = pglocks timed / core plain",
+        Row("5 hand-off", "timed vs plain waiter: throughput",
             f"pglocks_acquire(timeout): {timed['throughput']:.0f} holds/s",
             f"pg_advisory_lock: {plain['throughput']:.0f} holds/s",
             timed["throughput"] / plain["throughput"]),
-        Row("5 hand-off", "pglocks plain waiter vs core plain waiter, p50; "
-            "ratio = pglocks / core",
+        Row("5 hand-off", "plain waiter, pglocks vs core: release to next holder, p50",
             f"pglocks_acquire: {fig(pplain)}", f"pg_advisory_lock: {fig(plain)}",
             pplain["gap_p50_ms"] / plain["gap_p50_ms"]),
-        Row("5 hand-off", "timed waiter vs try-and-sleep loop (50-150 ms): p50; "
-            "ratio = try-sleep / pglocks timed (times faster)",
+        Row("5 hand-off", "timed waiter vs try-and-sleep (50-150 ms), p50; "
+            "ratio = times faster",
             f"pglocks_acquire(timeout): {fig(timed)}", f"try-and-sleep: {fig(trys)}",
             trys["gap_p50_ms"] / timed["gap_p50_ms"], (">=", 5.0)),
     ]
@@ -312,7 +298,7 @@ def scenario_scale(plan):
     for n in (small, big):
         for what, i, ours_name, core_name in names:
             o, c = med("bench_scale_pglocks", n, i), med("bench_scale_core", n, i)
-            rows.append(Row("6 scale", f"{what}, {n} holds: time per hold; ratio = pglocks / core",
+            rows.append(Row("6 scale", f"{what}, {n} holds: time per hold",
                             f"{ours_name}: {us(o / n)} ({o * 1000:.1f} ms)",
                             f"{core_name}: {us(c / n)} ({c * 1000:.1f} ms)", o / c))
     for what, i, ours_name, _ in names[1:]:
@@ -320,12 +306,13 @@ def scenario_scale(plan):
         per_big = med("bench_scale_pglocks", big, i) / big
         # Linear cost keeps the time per hold flat; a quadratic one would multiply it by
         # big / small. The bound leaves room for caches, which the core functions show too.
-        rows.append(Row("6 scale", f"{ours_name} linear: time per hold at {big} / at {small}",
+        rows.append(Row("6 scale",
+                        f"{ours_name} linear; ratio = time per hold at {big} / at {small}",
                         f"{us(per_big)} per hold", f"{us(per_small)} per hold",
                         per_big / per_small, ("<=", 2.0)))
     total = med("bench_scale_pglocks", big, 1) + med("bench_scale_pglocks", big, 2)
-    rows.append(Row("6 scale", f"pglocks_held() + pglocks_release_all() of {big} holds, "
-                    "seconds (well under a second)", f"{total:.4f} s", "-", total,
+    rows.append(Row("6 scale", f"pglocks_held() + pglocks_release_all(), {big} holds; "
+                    "ratio = seconds", f"{total:.4f} s", "-", total,
                     ("<=", 0.25)))
     return rows
 
@@ -365,6 +352,8 @@ def machine(conn):
     }
 
 
+LEGEND = ("ratio: the pglocks figure over the comparison's, unless the measure says otherwise; "
+          "for times lower is better, for throughput higher.")
 HEADERS = ["scenario", "measure", "pglocks", "comparison", "ratio", "target", "result"]
 
 
@@ -395,6 +384,7 @@ def markdown(rows, info, plan, elapsed):
     out += [f"- rounds: {plan.loop_rounds} (in-server loops), {plan.rounds} (round-trip "
             f"scenarios, {plan.seconds} s each; hand-off {plan.handoff_seconds} s each), "
             f"{plan.scale_rounds} (scale); whole run {elapsed:.0f} s", ""]
+    out += [LEGEND, ""]
     out.append("| " + " | ".join(HEADERS) + " |")
     out.append("|" + "---|" * len(HEADERS))
     for r in rows:
@@ -452,6 +442,7 @@ def main():
     for k, v in info.items():
         print(f"{k}: {v}")
     print()
+    print(LEGEND)
     print(text_table(rows))
     missed = [r for r in rows if r.verdict() == "MISSED"]
     print(f"\nTargets met: {sum(r.verdict() == 'met' for r in rows)}, missed: {len(missed)}"

@@ -5,10 +5,11 @@ release it, stay away for OUTSIDE_MS. OUTSIDE_MS is shorter than the time the ot
 hold the lock in turn, so at every release somebody is already waiting, and the releaser
 does not come straight back for it.
 
-The hand-off time is measured from the moment the holder sends its release to the moment
-the next holder's acquire returns: both are taken with time.perf_counter(), one clock for
-all threads. Threads suffice: the workers spend their time in libpq calls and sleeps,
-which release the GIL.
+The hand-off time runs from the moment the holder's release starts to the moment the next
+holder's acquire returns, both read in the server with clock_timestamp() in the same
+statement as the lock call (a target list is evaluated in order): that is the time the
+lock takes to change hands, without the client's scheduling noise on top. Threads
+suffice: the workers spend their time in libpq calls and sleeps, which release the GIL.
 
 Methods:
   pglocks_timed   pglocks_acquire(k, timeout => ...)        waits in the lock queue
@@ -35,14 +36,23 @@ WORKERS = 4
 TIMEOUT = "30s"
 SLEEP_MIN, SLEEP_MAX = 0.050, 0.150
 
+# (take, release), prepared once per session like pgbench -M prepared, so that parsing and
+# planning each call does not load the machine differently for each method. take returns
+# (obtained, time obtained), release (time released, _); $2 of the timed take is the timeout.
 METHODS = {
-    "pglocks_timed": ("SELECT pglocks_acquire(%s::bigint, timeout => %s::interval)",
-                      "SELECT pglocks_release(%s::bigint)"),
-    "pglocks_plain": ("SELECT pglocks_acquire(%s::bigint)", "SELECT pglocks_release(%s::bigint)"),
-    "core_plain": ("SELECT pg_advisory_lock(%s::bigint)", "SELECT pg_advisory_unlock(%s::bigint)"),
-    "try_sleep": ("SELECT pg_try_advisory_lock(%s::bigint)",
-                  "SELECT pg_advisory_unlock(%s::bigint)"),
+    "pglocks_timed": (
+        "SELECT pglocks_acquire($1::bigint, timeout => $2::interval), clock_timestamp()",
+        "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
+    "pglocks_plain": ("SELECT pglocks_acquire($1::bigint), clock_timestamp()",
+                      "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
+    "core_plain": ("SELECT pg_advisory_lock($1::bigint) IS NULL, clock_timestamp()",
+                   "SELECT clock_timestamp(), pg_advisory_unlock($1::bigint)"),
+    "try_sleep": ("SELECT pg_try_advisory_lock($1::bigint), clock_timestamp()",
+                  "SELECT clock_timestamp(), pg_advisory_unlock($1::bigint)"),
 }
+TAKE = "EXECUTE pglocks_bench_take(%s)"
+TAKE_TIMED = "EXECUTE pglocks_bench_take(%s, %s)"
+RELEASE = "EXECUTE pglocks_bench_release(%s)"
 
 
 def percentile(values, p):
@@ -60,6 +70,8 @@ def worker(method, deadline_box, dbname, records, failures, ready, go):
     cur = conn.cursor()
     # Bounds every call, whatever goes wrong on the server.
     cur.execute("SET statement_timeout = '60s'")
+    cur.execute(f"PREPARE pglocks_bench_take AS {take_sql}")
+    cur.execute(f"PREPARE pglocks_bench_release AS {release_sql}")
     rng = random.Random()
     ready.release()
     go.wait()
@@ -68,26 +80,27 @@ def worker(method, deadline_box, dbname, records, failures, ready, go):
         while time.perf_counter() < deadline:
             if method == "try_sleep":
                 while True:
-                    cur.execute(take_sql, (HOT_KEY,))
-                    if cur.fetchone()[0]:
+                    cur.execute(TAKE, (HOT_KEY,))
+                    got, acquired = cur.fetchone()
+                    if got:
                         break
                     if time.perf_counter() >= deadline + 5.0:
                         return
                     time.sleep(rng.uniform(SLEEP_MIN, SLEEP_MAX))
-            elif method == "pglocks_timed":
-                cur.execute(take_sql, (HOT_KEY, TIMEOUT))
-                if not cur.fetchone()[0]:
+            else:
+                if method == "pglocks_timed":
+                    cur.execute(TAKE_TIMED, (HOT_KEY, TIMEOUT))
+                else:
+                    cur.execute(TAKE, (HOT_KEY,))
+                got, acquired = cur.fetchone()
+                if method == "pglocks_timed" and not got:
                     failures.append(1)
                     continue
-            else:
-                cur.execute(take_sql, (HOT_KEY,))
-                cur.fetchone()
-            acquired = time.perf_counter()
+            in_window = time.perf_counter() <= deadline
             time.sleep(HOLD_MS / 1000.0)
-            released = time.perf_counter()
-            cur.execute(release_sql, (HOT_KEY,))
-            cur.fetchone()
-            records.append((acquired, released))
+            cur.execute(RELEASE, (HOT_KEY,))
+            released = cur.fetchone()[0]
+            records.append((acquired, released, in_window))
             time.sleep(OUTSIDE_MS / 1000.0)
     finally:
         conn.close()
@@ -113,12 +126,11 @@ def run(method, seconds, dbname="pglocks_bench"):
         t.join(timeout=seconds + 90)
 
     records.sort()
-    gaps = [records[i + 1][0] - records[i][1] for i in range(len(records) - 1)]
-    in_window = [r for r in records if r[0] <= start + seconds]
+    gaps = [(records[i + 1][0] - records[i][1]).total_seconds() for i in range(len(records) - 1)]
     return {
         "method": method,
         "acquisitions": len(records),
-        "throughput": len(in_window) / seconds,
+        "throughput": sum(1 for r in records if r[2]) / seconds,
         "gap_p50_ms": percentile(gaps, 50) * 1000.0,
         "gap_p99_ms": percentile(gaps, 99) * 1000.0,
         "timeouts": len(failures),

@@ -23,21 +23,30 @@ BEGIN
 END $$;
 """
 
-# name: (argument type, variable type, loop body)
+EMPTY_PAIR = "x := random() IS NULL; x := random() > 2;"
+# A new 16-byte key each iteration: arg is 'orders:', the loop counter gives nine digits.
+NEW_KEY = "arg || lpad(i::text, 9, '0')"
+
+# name: (argument type, variable type, loop body). Each family has _empty, _core and
+# _pglocks, timed alternately.
 LOOPS = {
-    "bench_pairs_empty": ("bigint", "boolean", "x := random() IS NULL; x := random() > 2;"),
-    "bench_pairs_core_bigint": (
+    "bench_pairs_bigint_empty": ("bigint", "boolean", EMPTY_PAIR),
+    "bench_pairs_bigint_core": (
         "bigint", "boolean", "x := pg_advisory_lock(arg) IS NULL; x := pg_advisory_unlock(arg);"),
-    "bench_pairs_pglocks_bigint": (
+    "bench_pairs_bigint_pglocks": (
         "bigint", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
-    "bench_pairs_core_text": (
+    "bench_pairs_text_empty": ("text", "boolean", EMPTY_PAIR),
+    "bench_pairs_text_core": (
         "text", "boolean", "x := pg_advisory_lock(hashtextextended(arg, 0)) IS NULL; "
                            "x := pg_advisory_unlock(hashtextextended(arg, 0));"),
-    "bench_pairs_pglocks_text": (
+    "bench_pairs_text_pglocks": (
         "text", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
     "bench_hash_empty": ("text", "bigint", "x := octet_length(arg);"),
     "bench_hash_core": ("text", "bigint", "x := hashtextextended(arg, 0);"),
     "bench_hash_pglocks": ("text", "bigint", "x := pglocks_key(arg);"),
+    "bench_hash_distinct_empty": ("text", "bigint", f"x := octet_length({NEW_KEY});"),
+    "bench_hash_distinct_core": ("text", "bigint", f"x := hashtextextended({NEW_KEY}, 0);"),
+    "bench_hash_distinct_pglocks": ("text", "bigint", f"x := pglocks_key({NEW_KEY});"),
 }
 
 # Scenario 6: n holds of n distinct locks, then introspection and release of all of them.

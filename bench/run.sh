@@ -33,14 +33,14 @@ pglocks_start_server "max_locks_per_transaction = 512" "jit = off"
 
 # Debian's psycopg2 belongs to the system interpreter, not to any other python3 on PATH.
 PYTHON=${PGLOCKS_BENCH_PYTHON:-/usr/bin/python3}
+args=(--out "$BENCH_DIR/RESULTS.md")
+limit=3600
 if [ "$quick" = 1 ]; then
-    out="$BENCH_DIR/results/quick.md"
+    args=(--quick --out "$BENCH_DIR/results/quick.md")
     limit=300
     log "benchmark, quick mode"
 else
-    out="$BENCH_DIR/RESULTS.md"
-    limit=3600
-    log "benchmark, full run (about ten minutes)"
+    log "benchmark, full run (about six minutes)"
 fi
 # The driver bounds each scenario itself; this only guards against a hang.
-timeout --kill-after=30 "$limit" "$PYTHON" "$BENCH_DIR/bench.py" ${quick:+$([ "$quick" = 1 ] && echo --quick)} --out "$out"
+timeout --kill-after=30 "$limit" "$PYTHON" "$BENCH_DIR/bench.py" "${args[@]}"
