@@ -50,6 +50,16 @@ struct HeldRow {
 
 class HoldsRegistry {
 public:
+    HoldsRegistry() = default;
+    // A copy has the same holds (spare nodes are not copied); tests use it to look ahead.
+    HoldsRegistry(const HoldsRegistry& other)
+        : entries_(other.entries_),
+          unpublish_(other.unpublish_),
+          next_hold_id_(other.next_hold_id_),
+          hold_count_(other.hold_count_),
+          transaction_holds_(other.transaction_holds_) {}
+    HoldsRegistry& operator=(const HoldsRegistry&) = delete;
+
     using LockPredicate = bool (*)(const LockId&);
     using LockAction = void (*)(const LockId&);
 
