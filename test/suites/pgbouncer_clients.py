@@ -197,9 +197,9 @@ def transaction_scope_counter():
 # (b) pglocks_with_lock ---------------------------------------------------------------------
 
 # The counter is a sequence read and set with setval, which is not transactional: its new
-# value is visible to the next holder at once, so the lock alone orders the increments. (A
-# table row would also need the caller's commit to be visible before the next holder reads
-# it, and pglocks_with_lock releases when the call returns, before that commit.)
+# value is visible to the next holder at once, so the lock alone orders the increments. The
+# row-counter round below checks the other half: in autocommit the lock is held until the
+# statement's commit, so the next holder reads the committed row.
 CRITICAL = """DO $cs$
 DECLARE x bigint; s timestamptz := clock_timestamp();
 BEGIN
@@ -252,6 +252,35 @@ def with_lock(mon):
           "12 pooled clients sharing 2 server connections: pglocks_with_lock runs the critical "
           "sections one at a time", f"{final} of {expected}, {overlaps} overlapping pairs")
     check(all_advisory(mon) == [], "no advisory lock remains after the calls", str(all_advisory(mon)))
+
+    # A table row read and written under the lock, each call in its own (autocommit)
+    # transaction: the next holder must see the previous holder's committed row.
+    run(mon, "INSERT INTO pooler_counter VALUES ('with_lock_rows', 0)")
+    row_body = """DO $rw$
+DECLARE x int;
+BEGIN
+  SELECT v INTO x FROM pooler_counter WHERE name = 'with_lock_rows';
+  PERFORM pg_sleep(0.002);
+  UPDATE pooler_counter SET v = x + 1 WHERE name = 'with_lock_rows';
+END $rw$"""
+
+    def row_work(_):
+        c = pooled()
+        try:
+            for _ in range(5):
+                (got,) = one(c, "SELECT pglocks_with_lock('pooler:rows', %s, timeout => '30s')",
+                             (row_body,))
+                if got is not True:
+                    raise RuntimeError("pglocks_with_lock through the pooler timed out")
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(row_work, range(8)))
+    (rows_final,) = one(mon, "SELECT v FROM pooler_counter WHERE name = 'with_lock_rows'")
+    check(rows_final == 40,
+          "8 pooled clients, read-modify-write of a row under pglocks_with_lock: no lost update",
+          f"{rows_final} of 40")
 
     key = "pooler:busy"
     busy = {}
