@@ -134,7 +134,9 @@ public:
 
     // Number of rows held_rows() writes.
     size_t held_row_count() const noexcept;
-    // Writes up to `capacity` rows, oldest first. Returns the number written.
+    // Writes the rows, oldest first; `capacity` must be at least held_row_count() (with
+    // less, it stops there and the rows written may be any of them, partly counted).
+    // Returns the number written.
     size_t held_rows(HeldRow* rows, size_t capacity) const noexcept;
 
 private:

@@ -37,6 +37,21 @@ namespace {
 // Owned here for the whole backend; see rule 3 in pg_boundary.hpp.
 HoldsRegistry g_registry;
 
+// The lock an acquire is working on, so that the entry it reserved is dropped when an
+// error ends the acquire (a cancelled wait, a full lock table): otherwise the empty
+// entries of failed acquires would pile up. Not while the acquire waits inside its own
+// internal subtransaction, whose abort is part of the wait.
+LockId g_pending;
+bool g_has_pending = false;
+bool g_in_wait = false;
+
+void drop_pending() {
+    if (g_has_pending && !g_in_wait) {
+        g_registry.drop_if_empty(g_pending);
+        g_has_pending = false;
+    }
+}
+
 LOCKTAG make_tag(const LockId& id) {
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
@@ -76,6 +91,7 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
     volatile bool granted = false;
     ErrorData* volatile failure = nullptr;
 
+    g_in_wait = true;
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
@@ -83,6 +99,9 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
         if (ours) LockTimeout = timeout_ms;
         (void)LockAcquire(tag, mode, true, false);
         LockTimeout = user_lock_timeout;
+        // A cancel that arrived while we were being granted the lock is taken here, where
+        // the lock can still be given back, rather than after the function has returned.
+        CHECK_FOR_INTERRUPTS();
         granted = true;
         ReleaseCurrentSubTransaction();
     }
@@ -96,6 +115,7 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
         RollbackAndReleaseCurrentSubTransaction();
     }
     PG_END_TRY();
+    g_in_wait = false;
     MemoryContextSwitchTo(caller_cxt);
     CurrentResourceOwner = caller_owner;
 
@@ -177,10 +197,13 @@ Entry* reserve_room(const KeyArg& key) {
 
 void xact_callback(XactEvent event, void*) {
     switch (event) {
-        case XACT_EVENT_COMMIT:
         case XACT_EVENT_ABORT:
-        case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PARALLEL_ABORT:
+            drop_pending();
+            g_registry.end_transaction_holds(0, lm_held, lm_release);
+            break;
+        case XACT_EVENT_COMMIT:
+        case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PREPARE:
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             break;
@@ -197,8 +220,10 @@ void xact_callback(XactEvent event, void*) {
 }
 
 void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransactionId, void*) {
-    if (event == SUBXACT_EVENT_ABORT_SUB)
+    if (event == SUBXACT_EVENT_ABORT_SUB) {
+        drop_pending();
         g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
+    }
 }
 
 }  // namespace
@@ -216,6 +241,8 @@ uint64_t acquire(const AcquireRequest& req) {
     }
 
     // Room first: once the lock manager has granted the lock, recording it cannot fail.
+    g_pending = id;
+    g_has_pending = true;
     Entry* entry = reserve_room(req.key);
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
@@ -226,6 +253,7 @@ uint64_t acquire(const AcquireRequest& req) {
         got = lm_wait(&tag, mode, req.timeout_ms, named ? names_unpublish : nullptr, id);
         if (!got && named) names_unpublish(id);
     }
+    g_has_pending = false;
     if (!got) {
         g_registry.drop_if_empty(id);
         return 0;

@@ -27,12 +27,13 @@ constexpr const char* kSequenceName = "pglocks_token_seq";
 // The sequence sits in the extension's schema, which is the calling function's schema.
 Oid token_sequence(FunctionCallInfo fcinfo) {
     static Oid cached = InvalidOid;
+    const Oid nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
     if (OidIsValid(cached)) {
         // The extension may have been dropped and created again in this session.
         const char* name = get_rel_name(cached);
-        if (name != nullptr && strcmp(name, kSequenceName) == 0) return cached;
+        if (name != nullptr && strcmp(name, kSequenceName) == 0 && get_rel_namespace(cached) == nsp)
+            return cached;
     }
-    const Oid nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
     const Oid seq = OidIsValid(nsp) ? get_relname_relid(kSequenceName, nsp) : InvalidOid;
     if (!OidIsValid(seq))
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
