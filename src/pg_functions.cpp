@@ -2,6 +2,7 @@
 // pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
+#include "pg_srf.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -196,29 +197,9 @@ PGLOCKS_FUNCTION(pglocks_held) {
     auto* rows = static_cast<HeldRow*>(palloc(sizeof(HeldRow) * (capacity > 0 ? capacity : 1)));
     const size_t n = reg.held_rows(rows, capacity);
 
-#if PG_VERSION_NUM >= 150000
-    InitMaterializedSRF(fcinfo, 0);
-    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    Tuplestorestate* store = rsinfo->setResult;
-    TupleDesc desc = rsinfo->setDesc;
-#else
-    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
-        (rsinfo->allowedModes & SFRM_Materialize) == 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("materialize mode required, but it is not allowed in this "
-                               "context")));
+    Tuplestorestate* store;
     TupleDesc desc;
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("return type must be a row type")));
-    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-    desc = CreateTupleDescCopy(desc);
-    Tuplestorestate* store = tuplestore_begin_heap(true, false, work_mem);
-    MemoryContextSwitchTo(old);
-    rsinfo->returnMode = SFRM_Materialize;
-    rsinfo->setResult = store;
-    rsinfo->setDesc = desc;
-#endif
+    materialize_result(fcinfo, &store, &desc);
 
     for (size_t i = 0; i < n; i++) {
         const HeldRow& r = rows[i];

@@ -9,6 +9,7 @@
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
+#include "pg_srf.hpp"
 
 extern "C" {
 #include "funcapi.h"
@@ -53,38 +54,12 @@ const char* application_name_of(int pid) {
     return last_name;
 }
 
-void init_store(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc) {
-#if PG_VERSION_NUM >= 150000
-    InitMaterializedSRF(fcinfo, 0);
-    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    *store = rsinfo->setResult;
-    *desc = rsinfo->setDesc;
-#else
-    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
-        (rsinfo->allowedModes & SFRM_Materialize) == 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("materialize mode required, but it is not allowed in this "
-                               "context")));
-    TupleDesc d;
-    if (get_call_result_type(fcinfo, nullptr, &d) != TYPEFUNC_COMPOSITE)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("return type must be a row type")));
-    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-    *desc = CreateTupleDescCopy(d);
-    *store = tuplestore_begin_heap(true, false, work_mem);
-    MemoryContextSwitchTo(old);
-    rsinfo->returnMode = SFRM_Materialize;
-    rsinfo->setResult = *store;
-    rsinfo->setDesc = *desc;
-#endif
-}
-
 }  // namespace
 
 PGLOCKS_FUNCTION(pglocks_locks_data) {
     Tuplestorestate* store;
     TupleDesc desc;
-    init_store(fcinfo, &store, &desc);
+    materialize_result(fcinfo, &store, &desc);
     reconcile();
 
     LockData* data = GetLockStatusData();
