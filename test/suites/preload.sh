@@ -21,7 +21,7 @@ start() { # start DIR [conf lines...]
 stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
 
 root=$(mktemp -d /tmp/pglocks-preload.XXXXXX); chmod 755 "$root"
-trap 'stop "$root/plain"; stop "$root/small"; rm -rf "$root"' EXIT
+trap 'stop "$root/plain"; stop "$root/small"; stop "$root/full"; rm -rf "$root"' EXIT
 
 use() { # DIR: point libpq at that server
     export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
@@ -76,4 +76,20 @@ sleep 1
 got=$(psql -X -At -c "SELECT string_agg(key, ',' ORDER BY key) FROM pglocks_locks")
 wait $holder
 check "names of locks released by DISCARD ALL are freed" "eighth,ninth" "$got"
+# 5. The view works when the lock table is full, which is when one needs it most: B, already
+#    connected, reads it while A has taken every advisory lock the server has room for.
+start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
+use "$root/full"
+psql -X -q -c "CREATE EXTENSION pglocks"
+out=$(psql -X -At -c "SELECT count(*) >= 0 FROM pglocks_locks" -c "SELECT pg_sleep(2)" \
+           -c "SELECT count(*) FROM pglocks_locks" -c "SELECT count(*) FROM pglocks_locks WHERE key LIKE 'fill-%'" &
+      psql -X -q -At -c "DO \$\$ BEGIN FOR i IN 1..100000 LOOP PERFORM pglocks_acquire('fill-' || i); END LOOP;
+                        EXCEPTION WHEN out_of_memory THEN RAISE NOTICE 'full'; END \$\$" \
+                 -c "SELECT pg_sleep(3)" >/dev/null 2>&1 &
+      wait)
+total=$(echo "$out" | sed -n 3p)
+named=$(echo "$out" | sed -n 4p)
+echo "  the full lock table held $total advisory locks, $named of them listed by name"
+[ -n "$total" ] && [ "$total" -gt 50 ] || fail "pglocks_locks could not be read with a full lock table (got [$out])"
+check "pglocks_locks reads a full lock table and names its locks" "$total" "$named"
 echo "preload: all checks passed"
