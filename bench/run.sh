@@ -40,7 +40,7 @@ if [ "$quick" = 1 ]; then
     limit=300
     log "benchmark, quick mode"
 else
-    log "benchmark, full run (about six minutes)"
+    log "benchmark, full run (about eight minutes)"
 fi
 # The driver bounds each scenario itself; this only guards against a hang.
 timeout --kill-after=30 "$limit" "$PYTHON" "$BENCH_DIR/bench.py" "${args[@]}"
