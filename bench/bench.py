@@ -471,9 +471,9 @@ def main():
     print(LEGEND)
     print(text_table(rows))
     missed = [r for r in rows if r.verdict() == "MISSED"]
-    print(f"\nTargets met: {sum(r.verdict() == 'met' for r in rows)}, missed: {len(missed)}"
-          + (" (" + "; ".join(f"{r.scenario}: {r.measure.split(';')[0]}" for r in missed) + ")"
-             if missed else ""))
+    print(f"\nTargets met: {sum(r.verdict() == 'met' for r in rows)}, missed: {len(missed)}")
+    for r in missed:
+        print(f"  missed: {r.scenario}: {r.measure}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(markdown(rows, info, plan, elapsed))
