@@ -132,6 +132,25 @@ def scenario_inserver(conn, plan):
                     f"pg_advisory_lock/unlock(hashtextextended): {us(core)}", ours / core,
                     ("<=", 1.10)))
 
+    log("scenario 1: the same with pglocks.share_names off (as without the preload)")
+    with conn.cursor() as cur:
+        cur.execute("SET pglocks.share_names = off")
+    ours, core = net_cost("pairs_unshared", plan.pairs_n, key16)
+    with conn.cursor() as cur:
+        cur.execute("RESET pglocks.share_names")
+    rows.append(Row("1 in-server", "acquire + release, 16 B text key, names not shared",
+                    f"pglocks_acquire + pglocks_release: {us(ours)}",
+                    f"pg_advisory_lock/unlock(hashtextextended): {us(core)}", ours / core,
+                    ("<=", 1.10)))
+
+    log("scenario 7: cost of a fencing token")
+    ours, plain = net_cost("pairs_token", plan.pairs_n, 11)
+    rows.append(Row("7 tokens", "acquire_token + release against acquire + release, bigint key; "
+                    "ratio = with token / without",
+                    f"pglocks_acquire_token + pglocks_release: {us(ours)} "
+                    f"({us(ours - plain)} per token)",
+                    f"pglocks_acquire + pglocks_release: {us(plain)}", ours / plain))
+
     log("scenario 1: pglocks_key alone")
     # A non-repeating 1 MB key, so nothing along the way can shortcut it.
     key1m = scalar(conn, "SELECT left(string_agg(md5(g::text), ''), 1048576) "

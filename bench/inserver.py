@@ -41,6 +41,20 @@ LOOPS = {
                            "x := pg_advisory_unlock(hashtextextended(arg, 0));"),
     "bench_pairs_text_pglocks": (
         "text", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
+    # Scenario 1 again with pglocks.share_names off for the pglocks side: the name is not
+    # published in shared memory, as on a server without the preload.
+    "bench_pairs_unshared_empty": ("text", "boolean", EMPTY_PAIR),
+    "bench_pairs_unshared_core": (
+        "text", "boolean", "x := pg_advisory_lock(hashtextextended(arg, 0)) IS NULL; "
+                           "x := pg_advisory_unlock(hashtextextended(arg, 0));"),
+    "bench_pairs_unshared_pglocks": (
+        "text", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
+    # Scenario 7: a fencing token on top of a plain acquire + release.
+    "bench_pairs_token_empty": ("bigint", "boolean", EMPTY_PAIR),
+    "bench_pairs_token_core": (
+        "bigint", "boolean", "x := pglocks_acquire(arg) IS NULL; x := pglocks_release(arg);"),
+    "bench_pairs_token_pglocks": (
+        "bigint", "boolean", "x := pglocks_acquire_token(arg) IS NULL; x := pglocks_release(arg);"),
     "bench_hash_empty": ("text", "bigint", "x := octet_length(arg);"),
     "bench_hash_core": ("text", "bigint", "x := hashtextextended(arg, 0);"),
     "bench_hash_pglocks": ("text", "bigint", "x := pglocks_key(arg);"),

@@ -162,8 +162,9 @@ uint32_t current_subxact() {
 }
 
 // Publishes the name of a lock this backend now holds or waits for. When the shared table is
-// full, locks released behind our back may still hold names there: dropping those once per
-// transaction makes room without putting a scan of the registry on every acquire.
+// full, names of locks released behind our back, and names kept for locks this backend no
+// longer holds, may be taking room there: dropping those once per transaction makes room
+// without putting a scan of the registry on every acquire.
 bool publish_name(const AcquireRequest& req, TimestampTz now) {
     static LocalTransactionId last_cleanup = InvalidLocalTransactionId;
     if (!req.key.has_name || !names_available()) return false;
@@ -171,7 +172,8 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
     if (names_publish(id, req.key.name, req.key.name_len, now)) return true;
     if (last_cleanup == MyProc->lxid) return false;
     last_cleanup = MyProc->lxid;
-    g_registry.reconcile(lm_held);
+    g_registry.reconcile(lm_held);  // locks lost behind our back: their names become idle
+    names_drop_idle();
     return names_publish(id, req.key.name, req.key.name_len, now);
 }
 

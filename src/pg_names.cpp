@@ -35,16 +35,34 @@ struct NameKey {
 
 struct NameEntry {
     NameKey key;
-    TimestampTz since;
+    pg_atomic_uint64 since;  // written by the owner without the partition lock
     int32 len;
     char name[kSharedNameBytes];
 };
 
 struct NamesShared {
     pg_atomic_uint32 count;
+    // Bumped when a publish finds the table full: every backend then drops the names it
+    // kept for locks it no longer holds (see LocalName).
+    pg_atomic_uint32 pressure;
 };
 
+// Names of this backend's recent locks stay published after the lock is released, so that
+// taking the same name again costs one atomic store instead of a partition lock, an insert
+// and a delete. Only the owner ever removes its entries, so the pointer stays valid.
+// Direct-mapped and small: a handful of stale names per backend at most, and those go as
+// soon as the table runs short.
+constexpr int kLocalNames = 16;
+struct LocalName {
+    LockId id;
+    NameEntry* entry;  // nullptr: slot free
+    bool in_use;       // a hold or a wait of this backend names it now
+};
+LocalName g_local[kLocalNames];
+uint32 g_seen_pressure = 0;
+
 int g_max_named_locks = 4096;
+bool g_share_names = true;
 bool g_preloaded = false;
 NamesShared* g_shared = nullptr;
 HTAB* g_table = nullptr;
@@ -78,7 +96,10 @@ void shmem_startup() {
     LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
     bool found = false;
     g_shared = static_cast<NamesShared*>(ShmemInitStruct("pglocks names", sizeof(NamesShared), &found));
-    if (!found) pg_atomic_init_u32(&g_shared->count, 0);
+    if (!found) {
+        pg_atomic_init_u32(&g_shared->count, 0);
+        pg_atomic_init_u32(&g_shared->pressure, 0);
+    }
     HASHCTL info;
     memset(&info, 0, sizeof(info));
     info.keysize = sizeof(NameKey);
@@ -105,16 +126,58 @@ NameKey make_key(int pid, const LockId& id) {
 
 LWLock* partition_lock(uint32 hash) { return &g_locks[hash % kPartitions].lock; }
 
+void remove_shared(const LockId& id);
+
 void unpublish_hook(const LockId& id) { names_unpublish(id); }
 
 void unpublish_at_exit(int, Datum) {
     // The holds themselves go with the lock manager's own cleanup; only names stay behind.
     const_cast<HoldsRegistry&>(registry()).unpublish_all();
+    for (LocalName& l : g_local) {
+        if (l.entry != nullptr) remove_shared(l.id);
+        l.entry = nullptr;
+    }
+}
+
+void remove_shared(const LockId& id) {
+    const NameKey key = make_key(MyProcPid, id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = partition_lock(hash);
+    LWLockAcquire(lock, LW_EXCLUSIVE);
+    bool found = false;
+    hash_search_with_hash_value(g_table, &key, hash, HASH_REMOVE, &found);
+    LWLockRelease(lock);
+    if (found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+}
+
+LocalName& local_slot(const LockId& id) { return g_local[LockIdHash()(id) % kLocalNames]; }
+
+// Drops the kept names of locks this backend no longer uses.
+void drop_idle_names() {
+    for (LocalName& l : g_local) {
+        if (l.entry != nullptr && !l.in_use) {
+            remove_shared(l.id);
+            l.entry = nullptr;
+        }
+    }
+}
+
+void follow_pressure() {
+    const uint32 pressure = pg_atomic_read_u32(&g_shared->pressure);
+    if (pressure != g_seen_pressure) {
+        g_seen_pressure = pressure;
+        drop_idle_names();
+    }
 }
 
 }  // namespace
 
 void names_define_settings() {
+    DefineCustomBoolVariable(
+        "pglocks.share_names", "Shows the names of this session's locks to other sessions.",
+        "When off, other sessions see this session's locks in pglocks_locks by their numeric "
+        "key. Needs pglocks in shared_preload_libraries to have any effect.",
+        &g_share_names, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     // A server-start setting can only be defined while the server starts.
     if (!process_shared_preload_libraries_in_progress) return;
     DefineCustomIntVariable(
@@ -142,10 +205,17 @@ void names_init_preload() {
 bool names_available() { return g_preloaded && g_table != nullptr && g_max_named_locks > 0; }
 
 bool names_publish(const LockId& id, const char* name, int len, TimestampTz since) {
-    if (!names_available()) return false;
+    if (!names_available() || !g_share_names) return false;
     if (!g_exit_hook_set) {
         before_shmem_exit(unpublish_at_exit, 0);
         g_exit_hook_set = true;
+    }
+    follow_pressure();
+    LocalName& slot = local_slot(id);
+    if (slot.entry != nullptr && slot.id == id) {
+        pg_atomic_write_u64(&slot.entry->since, static_cast<uint64>(since));
+        slot.in_use = true;
+        return true;
     }
     const NameKey key = make_key(MyProcPid, id);
     const uint32 hash = get_hash_value(g_table, &key);
@@ -159,6 +229,7 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         // more from the server's spare shared memory, which the lock table needs.
         if (pg_atomic_fetch_add_u32(&g_shared->count, 1) >= static_cast<uint32>(g_max_named_locks)) {
             pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+            pg_atomic_fetch_add_u32(&g_shared->pressure, 1);
         } else {
             e = static_cast<NameEntry*>(
                 hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
@@ -169,23 +240,34 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         const int n = len <= kSharedNameBytes ? len : pg_mbcliplen(name, len, kSharedNameBytes);
         memcpy(e->name, name, n);
         e->len = n;
-        e->since = since;
+        if (!found) pg_atomic_init_u64(&e->since, 0);
+        pg_atomic_write_u64(&e->since, static_cast<uint64>(since));
     }
     LWLockRelease(lock);
-    return e != nullptr;
+    if (e == nullptr) return false;
+    // Keep it for next time, unless the slot names a lock in use.
+    if (slot.entry == nullptr || !slot.in_use) {
+        if (slot.entry != nullptr) remove_shared(slot.id);
+        slot = LocalName{id, e, true};
+    }
+    return true;
 }
 
 void names_unpublish(const LockId& id) {
     if (!names_available()) return;
-    const NameKey key = make_key(MyProcPid, id);
-    const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = partition_lock(hash);
-    LWLockAcquire(lock, LW_EXCLUSIVE);
-    bool found = false;
-    hash_search_with_hash_value(g_table, &key, hash, HASH_REMOVE, &found);
-    LWLockRelease(lock);
-    if (found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+    LocalName& slot = local_slot(id);
+    if (slot.entry != nullptr && slot.id == id) {
+        slot.in_use = false;  // kept published; dropped under pressure or at exit
+        follow_pressure();
+        return;
+    }
+    remove_shared(id);
 }
+
+void names_drop_idle() {
+    if (names_available()) drop_idle_names();
+}
+
 
 bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since) {
     if (!names_available()) return false;
@@ -199,7 +281,7 @@ bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* 
     if (e != nullptr) {
         memcpy(name, e->name, e->len);
         *len = e->len;
-        *since = e->since;
+        *since = static_cast<TimestampTz>(pg_atomic_read_u64(&e->since));
     }
     LWLockRelease(lock);
     return e != nullptr;

@@ -24,6 +24,8 @@ bool names_available();
 // recorded. Returns whether it is recorded.
 bool names_publish(const LockId& id, const char* name, int len, TimestampTz since);
 void names_unpublish(const LockId& id);
+// Drops names this backend keeps published for locks it no longer uses.
+void names_drop_idle();
 
 // Looks up the name of `pid`'s hold of `id` in this database.
 bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since);

@@ -76,6 +76,18 @@ sleep 1
 got=$(psql -X -At -c "SELECT string_agg(key, ',' ORDER BY key) FROM pglocks_locks")
 wait $holder
 check "names of locks released by DISCARD ALL are freed" "eighth,ninth" "$got"
+# 4b. A session that keeps its names to itself (pglocks.share_names = off) is shown by
+#     number to others, and by name to itself.
+psql -X -q -At -c "SET pglocks.share_names = off" -c "SELECT pglocks_acquire('private-a'), pg_sleep(2)" >/dev/null &
+holder=$!
+sleep 1
+got=$(psql -X -At -c "SELECT string_agg(CASE WHEN key ~ '^-?[0-9]+$' THEN 'numeric' ELSE key END, ',') FROM pglocks_locks")
+wait $holder
+check "pglocks.share_names = off keeps a session's names out of other sessions' view" "numeric" "$got"
+got=$(psql -X -At -c "SET pglocks.share_names = off" -c "SELECT pglocks_acquire('private-b')" \
+      -c "SELECT key FROM pglocks_locks" | tail -n 1)
+check "a session still sees its own names with pglocks.share_names = off" "private-b" "$got"
+
 # 5. The view works when the lock table is full, which is when one needs it most: B, already
 #    connected, reads it while A has taken every advisory lock the server has room for.
 start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
