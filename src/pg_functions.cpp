@@ -7,6 +7,7 @@
 extern "C" {
 #include "access/xact.h"
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "parser/parser.h"
 #include "utils/memutils.h"
 #include "funcapi.h"
@@ -82,7 +83,8 @@ Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 }
 
 // Plans of recent single-statement commands, so that a job run again and again under
-// pglocks_with_lock is parsed and planned once per session, like a prepared statement. The
+// pglocks_with_lock is planned once per session, like a prepared statement (from its
+// second run on). The
 // plan cache revalidates them (schema changes, search_path) as it does any saved plan;
 // privileges are checked at each execution. Commands of several statements are parsed one
 // statement at a time as they run, so a later statement may use what an earlier one made.
@@ -105,6 +107,17 @@ SPIPlanPtr command_plan(const char* command) {
         }
         if (c.text == nullptr || (victim->text != nullptr && c.last_used < victim->last_used))
             victim = &c;
+    }
+    // Only a text seen before is worth a saved plan: a command that differs on every call
+    // (a key spelled into it) is cheaper to run with SPI_execute than to plan, save and
+    // evict. Remember recent texts by hash.
+    static uint32 seen[64];
+    const uint32 h = hash_bytes(reinterpret_cast<const unsigned char*>(command),
+                                static_cast<int>(strlen(command)));
+    uint32& mark = seen[h % 64];
+    if (mark != h) {
+        mark = h;
+        return nullptr;
     }
 #if PG_VERSION_NUM >= 140000
     List* statements = raw_parser(command, RAW_PARSE_DEFAULT);
