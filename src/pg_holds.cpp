@@ -99,9 +99,6 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
         if (ours) LockTimeout = timeout_ms;
         (void)LockAcquire(tag, mode, true, false);
         LockTimeout = user_lock_timeout;
-        // A cancel that arrived while we were being granted the lock is taken here, where
-        // the lock can still be given back, rather than after the function has returned.
-        CHECK_FOR_INTERRUPTS();
         granted = true;
         ReleaseCurrentSubTransaction();
     }
