@@ -12,17 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 budget=${1:-60}
 targets=(lock_key holds_registry)
 
-need=()
-for p in clang-14 libclang-rt-14-dev zlib1g-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing with apt-get: ${need[*]}" >&2
-    sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${need[@]}" >/dev/null
-fi
+source "$(dirname "$0")/lib.sh"
+ensure_packages clang-14 libclang-rt-14-dev zlib1g-dev
 
 if [ -n "${FUZZ_WORK:-}" ]; then
     work=$FUZZ_WORK

@@ -18,17 +18,21 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-pglocks_install_packages() {
+# Installs those of the given Debian packages that are missing.
+ensure_packages() {
     local missing=() p
-    for p in "${PGLOCKS_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing with apt-get: ${missing[*]}"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
-    fi
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing with apt-get: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+pglocks_install_packages() {
+    ensure_packages "${PGLOCKS_PACKAGES[@]}"
     # Debian starts a cluster on port 5432 when it installs the server; we never use it.
     export PATH="/usr/lib/postgresql/$PGLOCKS_PGVER/bin:$PATH"
     export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin/pg_config}

@@ -17,10 +17,8 @@ export LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8
 # psycopg2 comes from Debian, so Debian's interpreter, not whichever python3 is first on PATH.
 PYTHON=/usr/bin/python3
 
-missing=()
-want_package() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing+=("$1")
-}
+wanted=()
+want_package() { wanted+=("$1"); }
 # A toolchain already on PATH (a newer one, say) is used as it is.
 want_command() { command -v "$1" >/dev/null || want_package "$2"; }
 
@@ -34,12 +32,7 @@ want_command ruby ruby
 want_command cargo cargo
 # Rust's standard library has no SHA-256: the example uses sha2, built from Debian's crates.
 want_package librust-sha2-dev
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing with apt-get: ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+ensure_packages "${wanted[@]}"
 
 WORK=$(mktemp -d /tmp/pglocks-clients.XXXXXX)
 export PGDATABASE=pglocks_clients_$$

@@ -13,17 +13,6 @@ source "$here/../../scripts/lib.sh"
 # installed for it.
 PY=/usr/bin/python3
 
-ensure_packages() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing with apt-get: ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
 if [ -z "${PGHOST:-}" ]; then
     pglocks_setup
