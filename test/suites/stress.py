@@ -207,7 +207,8 @@ class Worker(threading.Thread):
         try:
             took = self.acquire_stmt(k, key, shared, f"SELECT pglocks_acquire({key}, shared => {str(shared).lower()})")
         finally:
-            self.q("RESET statement_timeout")
+            # A cancel meant for the wait may land here once the acquire has returned.
+            self.q_retry("RESET statement_timeout")
         if took is not True:
             raise Failure("a waiting acquire returned false")
         self.got(k, key, shared)
@@ -277,8 +278,11 @@ class Worker(threading.Thread):
         shared = self.rng.random() < 0.4
         sfx = "_shared" if shared else ""
         if self.rng.random() < 0.5:
-            self.q(f"SELECT pg_advisory_lock{sfx}({LOCKS[k]['core']})")
+            # The lock call sits inside the try: a cancel after its grant fails the statement
+            # but leaves the lock, which the unlock then gives back (or, if the cancel came
+            # first, answers false with a warning).
             try:
+                self.q(f"SELECT pg_advisory_lock{sfx}({LOCKS[k]['core']})")
                 self.cs(k, shared)
             finally:
                 self.q_retry(f"SELECT pg_advisory_unlock{sfx}({LOCKS[k]['core']})")
