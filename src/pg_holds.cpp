@@ -41,14 +41,18 @@ HoldsRegistry g_registry;
 // error ends the acquire (a cancelled wait, a full lock table): otherwise the empty
 // entries of failed acquires would pile up. Not while the acquire waits inside its own
 // internal subtransaction, whose abort is part of the wait.
+// A name published for the wait goes the same way.
 LockId g_pending;
 bool g_has_pending = false;
+bool g_pending_named = false;
 bool g_in_wait = false;
 
 void drop_pending() {
     if (g_has_pending && !g_in_wait) {
+        if (g_pending_named) names_unpublish(g_pending);
         g_registry.drop_if_empty(g_pending);
         g_has_pending = false;
+        g_pending_named = false;
     }
 }
 
@@ -60,13 +64,17 @@ LOCKTAG make_tag(const LockId& id) {
 
 LOCKMODE mode_of(const LockId& id) { return id.shared ? ShareLock : ExclusiveLock; }
 
+bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) {
+#if PG_VERSION_NUM >= 170000
+    return LockHeldByMe(tag, mode, false);
+#else
+    return LockHeldByMe(tag, mode);
+#endif
+}
+
 bool lm_held(const LockId& id) {
     const LOCKTAG tag = make_tag(id);
-#if PG_VERSION_NUM >= 170000
-    return LockHeldByMe(&tag, mode_of(id), false);
-#else
-    return LockHeldByMe(&tag, mode_of(id));
-#endif
+    return held_by_me(&tag, mode_of(id));
 }
 
 void lm_release(const LockId& id) {
@@ -80,8 +88,7 @@ bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
 
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
 // applies and raises its error). Returns whether the lock is held.
-bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)(const LockId&),
-             const LockId& id) {
+bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     MemoryContext caller_cxt = CurrentMemoryContext;
     ResourceOwner caller_owner = CurrentResourceOwner;
     const int user_lock_timeout = LockTimeout;
@@ -91,8 +98,8 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
     volatile bool granted = false;
     ErrorData* volatile failure = nullptr;
 
-    g_in_wait = true;
     BeginInternalSubTransaction(nullptr);
+    g_in_wait = true;
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
     {
@@ -117,18 +124,13 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, void (*on_error)
     CurrentResourceOwner = caller_owner;
 
     if (granted) return true;
-#if PG_VERSION_NUM >= 170000
-    const bool raced = LockHeldByMe(tag, mode, false);
-#else
-    const bool raced = LockHeldByMe(tag, mode);
-#endif
+    const bool raced = held_by_me(tag, mode);
     if (ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) {
         FreeErrorData(failure);
         return raced;
     }
     if (raced) LockRelease(tag, mode, true);
-    if (on_error != nullptr) on_error(id);
-    ReThrowError(failure);
+    ReThrowError(failure);  // the abort ends the pending acquire (drop_pending)
 }
 
 void check_standby() {
@@ -231,25 +233,29 @@ uint64_t acquire(const AcquireRequest& req) {
     check_standby();
     const LockId& id = req.key.id;
 
-    if (g_registry.find_held(id) != nullptr) {
-        if (lm_held(id)) {
-            // Another hold of a lock we already have: counted here, no lock-manager call.
-            return record_hold(reserve_room(req.key), req, hold_time());
-        }
-        g_registry.reconcile(lm_held);  // released behind our back
-    }
-
-    // Room first: once the lock manager has granted the lock, recording it cannot fail.
+    // Room first (one lookup serves both paths): once the lock manager has granted the
+    // lock, recording it cannot fail.
     g_pending = id;
     g_has_pending = true;
     Entry* entry = reserve_room(req.key);
+    if (!entry->holds.empty()) {
+        if (lm_held(id)) {
+            // Another hold of a lock we already have: counted here, no lock-manager call.
+            g_has_pending = false;
+            return record_hold(entry, req, hold_time());
+        }
+        g_registry.reconcile(lm_held);  // released behind our back: the entry goes
+        entry = reserve_room(req.key);
+    }
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
     if (!got && req.wait && req.timeout_ms != 0) {
         // Name the lock we queue for, so that pglocks_locks shows what we wait on.
         const bool named = publish_name(req, hold_time());
-        got = lm_wait(&tag, mode, req.timeout_ms, named ? names_unpublish : nullptr, id);
+        g_pending_named = named;
+        got = lm_wait(&tag, mode, req.timeout_ms);
+        g_pending_named = false;
         if (!got && named) names_unpublish(id);
     }
     g_has_pending = false;
