@@ -20,8 +20,6 @@ extern "C" {
 namespace pglocks {
 namespace {
 
-using KeyReader = int (*)(FunctionCallInfo, KeyArg*);
-
 bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name) {
     require_not_null(fcinfo, argno, name);
     return PG_GETARG_BOOL(argno);

@@ -28,6 +28,7 @@ void key_from_text(const text* t, KeyArg* out);
 
 // Reads the key argument(s) starting at argument 0; errors with 22004 on NULL.
 // Returns the index of the first argument after the key.
+using KeyReader = int (*)(FunctionCallInfo fcinfo, KeyArg* out);
 int read_text_key(FunctionCallInfo fcinfo, KeyArg* out);
 int read_bigint_key(FunctionCallInfo fcinfo, KeyArg* out);
 int read_pair_key(FunctionCallInfo fcinfo, KeyArg* out);

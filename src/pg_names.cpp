@@ -124,7 +124,20 @@ NameKey make_key(int pid, const LockId& id) {
     return k;
 }
 
-LWLock* partition_lock(uint32 hash) { return &g_locks[hash % kPartitions].lock; }
+// A name's key, its hash and the partition lock that guards it.
+struct Place {
+    NameKey key;
+    uint32 hash;
+    LWLock* lock;
+};
+
+Place locate(int pid, const LockId& id) {
+    Place s;
+    s.key = make_key(pid, id);
+    s.hash = get_hash_value(g_table, &s.key);
+    s.lock = &g_locks[s.hash % kPartitions].lock;
+    return s;
+}
 
 void remove_shared(const LockId& id);
 
@@ -140,13 +153,11 @@ void unpublish_at_exit(int, Datum) {
 }
 
 void remove_shared(const LockId& id) {
-    const NameKey key = make_key(MyProcPid, id);
-    const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = partition_lock(hash);
-    LWLockAcquire(lock, LW_EXCLUSIVE);
+    const Place at = locate(MyProcPid, id);
+    LWLockAcquire(at.lock, LW_EXCLUSIVE);
     bool found = false;
-    hash_search_with_hash_value(g_table, &key, hash, HASH_REMOVE, &found);
-    LWLockRelease(lock);
+    hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_REMOVE, &found);
+    LWLockRelease(at.lock);
     if (found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
 }
 
@@ -217,13 +228,11 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         slot.in_use = true;
         return true;
     }
-    const NameKey key = make_key(MyProcPid, id);
-    const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = partition_lock(hash);
-    LWLockAcquire(lock, LW_EXCLUSIVE);
+    const Place at = locate(MyProcPid, id);
+    LWLockAcquire(at.lock, LW_EXCLUSIVE);
     bool found = false;
     auto* e = static_cast<NameEntry*>(
-        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, &found));
+        hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_FIND, &found));
     if (e == nullptr) {
         // The count, not the hash table, bounds the memory: dynahash would otherwise take
         // more from the server's spare shared memory, which the lock table needs.
@@ -232,7 +241,7 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
             pg_atomic_fetch_add_u32(&g_shared->pressure, 1);
         } else {
             e = static_cast<NameEntry*>(
-                hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+                hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_ENTER_NULL, &found));
             if (e == nullptr) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
         }
     }
@@ -243,7 +252,7 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         if (!found) pg_atomic_init_u64(&e->since, 0);
         pg_atomic_write_u64(&e->since, static_cast<uint64>(since));
     }
-    LWLockRelease(lock);
+    LWLockRelease(at.lock);
     if (e == nullptr) return false;
     // Keep it for next time, unless the slot names a lock in use.
     if (slot.entry == nullptr || !slot.in_use) {
@@ -268,22 +277,19 @@ void names_drop_idle() {
     if (names_available()) drop_idle_names();
 }
 
-
 bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since) {
     if (!names_available()) return false;
-    const NameKey key = make_key(pid, id);
-    const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = partition_lock(hash);
-    LWLockAcquire(lock, LW_SHARED);
+    const Place at = locate(pid, id);
+    LWLockAcquire(at.lock, LW_SHARED);
     bool found = false;
     auto* e = static_cast<NameEntry*>(
-        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, &found));
+        hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_FIND, &found));
     if (e != nullptr) {
         memcpy(name, e->name, e->len);
         *len = e->len;
         *since = static_cast<TimestampTz>(pg_atomic_read_u64(&e->since));
     }
-    LWLockRelease(lock);
+    LWLockRelease(at.lock);
     return e != nullptr;
 }
 

@@ -77,8 +77,6 @@ int64_t next_token(FunctionCallInfo fcinfo) {
     return static_cast<int64_t>((tli << kSequenceBits) | static_cast<uint64>(value));
 }
 
-using KeyReader = int (*)(FunctionCallInfo, KeyArg*);
-
 Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
