@@ -34,8 +34,10 @@ ensure_packages() {
 pglocks_install_packages() {
     ensure_packages "${PGLOCKS_PACKAGES[@]}"
     # Debian starts a cluster on port 5432 when it installs the server; we never use it.
-    export PATH="/usr/lib/postgresql/$PGLOCKS_PGVER/bin:$PATH"
-    export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin/pg_config}
+    # PGLOCKS_BINDIR points at another installation of the server (a relocated copy, say).
+    export PGLOCKS_BINDIR=${PGLOCKS_BINDIR:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin}
+    export PATH="$PGLOCKS_BINDIR:$PATH"
+    export PG_CONFIG=${PG_CONFIG:-$PGLOCKS_BINDIR/pg_config}
 }
 
 pglocks_build_install() {

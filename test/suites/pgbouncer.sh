@@ -19,7 +19,7 @@ if [ -z "${PGHOST:-}" ]; then
     pglocks_start_server
 fi
 ensure_packages pgbouncer python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
-export PATH="/usr/lib/postgresql/$PGLOCKS_PGVER/bin:$PATH"
+export PATH="${PGLOCKS_BINDIR:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin}:$PATH"
 
 db=pglocks_pooler
 work=$(mktemp -d /tmp/pglocks-pgbouncer.XXXXXX)
