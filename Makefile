@@ -4,12 +4,12 @@
 EXTENSION = pglocks
 MODULE_big = pglocks
 OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
-       src/pg_names.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o \
+       src/pg_names.o src/pg_compat.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o \
        src/pg_module.o
 DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql
 
 REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
-          tokens acquire_all upgrade
+          tokens acquire_all upgrade settings
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
             timeout_wait xact_scope with_lock_iso with_lock_commit locks_view acquire_all
@@ -19,9 +19,22 @@ PG_CONFIG ?= pg_config
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
               -Wno-missing-field-initializers -fno-omit-frame-pointer -MMD -MP
 SHLIB_LINK = -lstdc++
+PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" pglocks.control)
+PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
+# The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
+# without a warning on every major.
+ifdef PGLOCKS_WERROR
+PG_CXXFLAGS += -Werror
+endif
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Servers built with g++ 13 or later pass a flag that g++ 12 rejects for C++; it only
+# concerns floating-point code, which pglocks has none of.
+override CXXFLAGS := $(filter-out -fexcess-precision=standard,$(CXXFLAGS))
+# Likewise a warning option of newer gcc that the link step passes through CFLAGS.
+override CFLAGS := $(filter-out -Wmissing-variable-declarations,$(CFLAGS))
 
 # clang's default dialect is older than ours; keep the LLVM bitcode build in step.
 override BITCODE_CXXFLAGS += -std=c++17 -Wno-register

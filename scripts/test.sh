@@ -4,10 +4,13 @@
 #   unit          GoogleTest suite of the pure C++ code
 #   regress       pg_regress suites (sql/, expected/)
 #   isolation     isolation-tester specs (test/isolation/)
+#   pg13 pg17 pg18 the regression and isolation suites built against, and run on a server of,
+#                 PostgreSQL 13, 17 and 18, with pglocks preloaded (scripts/matrix.sh)
+#   pg19          builds against PostgreSQL 19's headers (no server of 19 to run)
 #   test/suites/* scripts for clusters, poolers, clients and stress (each exits non-zero on failure)
-# and ends with the line "N passed, N failed".
+# Everything else runs on the system's PostgreSQL 15. Ends with the line "N passed, N failed".
 #
-# Usage: scripts/test.sh [suite ...]     (default: all; names as listed above, e.g. regress)
+# Usage: scripts/test.sh [suite ...]     (default: all; names as listed above, e.g. regress, pg17)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$PGLOCKS_ROOT"
@@ -54,6 +57,9 @@ want() {
 want unit && run_suite unit suite_unit
 want regress && run_suite regress suite_regress
 want isolation && run_suite isolation suite_isolation
+for major in 13 17 18 19; do
+    want pg$major && run_suite pg$major bash scripts/matrix.sh $major
+done
 for script in test/suites/*.sh; do
     [ -e "$script" ] || continue
     name=$(basename "$script" .sh)

@@ -17,9 +17,9 @@
 //     failing palloc would longjmp out of the catch and strand the exception object).
 #pragma once
 
-extern "C" {
-#include "postgres.h"
+#include "pg_compat.hpp"
 
+extern "C" {
 #include "fmgr.h"
 }
 

@@ -2,13 +2,11 @@
 // pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
-#include "pg_srf.hpp"
 
 extern "C" {
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "common/hashfn.h"
-#include "parser/parser.h"
 #include "utils/memutils.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -117,11 +115,7 @@ SPIPlanPtr command_plan(const char* command) {
         mark = h;
         return nullptr;
     }
-#if PG_VERSION_NUM >= 140000
-    List* statements = raw_parser(command, RAW_PARSE_DEFAULT);
-#else
-    List* statements = raw_parser(command);
-#endif
+    List* statements = compat::raw_parse(command);
     if (list_length(statements) != 1) return nullptr;
     SPIPlanPtr plan = SPI_prepare(command, 0, nullptr);
     if (plan == nullptr) return nullptr;  // SPI_execute reports the problem
@@ -210,7 +204,7 @@ PGLOCKS_FUNCTION(pglocks_held) {
 
     Tuplestorestate* store;
     TupleDesc desc;
-    materialize_result(fcinfo, &store, &desc);
+    compat::materialize_result(fcinfo, &store, &desc);
 
     for (size_t i = 0; i < n; i++) {
         const HeldRow& r = rows[i];

@@ -64,13 +64,7 @@ LOCKTAG make_tag(const LockId& id) {
 
 LOCKMODE mode_of(const LockId& id) { return id.shared ? ShareLock : ExclusiveLock; }
 
-bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) {
-#if PG_VERSION_NUM >= 170000
-    return LockHeldByMe(tag, mode, false);
-#else
-    return LockHeldByMe(tag, mode);
-#endif
-}
+bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) { return compat::lock_held_by_me(tag, mode); }
 
 bool lm_held(const LockId& id) {
     const LOCKTAG tag = make_tag(id);
@@ -169,8 +163,8 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
     if (!req.key.has_name || !names_available()) return false;
     const LockId& id = req.key.id;
     if (names_publish(id, req.key.name, req.key.name_len, now)) return true;
-    if (last_cleanup == MyProc->lxid) return false;
-    last_cleanup = MyProc->lxid;
+    if (last_cleanup == compat::my_local_xid()) return false;
+    last_cleanup = compat::my_local_xid();
     g_registry.reconcile(lm_held);  // locks lost behind our back: their names become idle
     names_drop_idle();
     return names_publish(id, req.key.name, req.key.name_len, now);

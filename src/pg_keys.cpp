@@ -9,11 +9,6 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#if PG_VERSION_NUM >= 140000
-#include "common/cryptohash.h"
-#else
-#include "common/sha2.h"
-#endif
 }
 
 namespace pglocks {
@@ -61,18 +56,9 @@ void for_each_utf8_chunk(const text* t, ChunkFn fn, void* state) {
     }
 }
 
-#if PG_VERSION_NUM >= 140000
 void sha_chunk(void* state, const uint8_t* data, size_t len) {
-    auto* ctx = static_cast<pg_cryptohash_ctx*>(state);
-    if (pg_cryptohash_update(ctx, data, len) < 0)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                        errmsg("could not compute the SHA-256 digest of a pglocks key")));
+    compat::sha256_update(static_cast<compat::Sha256*>(state), data, len);
 }
-#else
-void sha_chunk(void* state, const uint8_t* data, size_t len) {
-    pg_sha256_update(static_cast<pg_sha256_ctx*>(state), data, len);
-}
-#endif
 
 void crc_chunk(void* state, const uint8_t* data, size_t len) {
     auto* crc = static_cast<uint32_t*>(state);
@@ -96,27 +82,9 @@ int64_t text_key(const text* t) {
 
 int64_t text_key_uncached(const text* t) {
     uint8_t digest[32];
-#if PG_VERSION_NUM >= 140000
-    pg_cryptohash_ctx* ctx = pg_cryptohash_create(PG_SHA256);
-    if (ctx == nullptr || pg_cryptohash_init(ctx) < 0)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                        errmsg("could not initialize SHA-256 for a pglocks key")));
+    compat::Sha256* ctx = compat::sha256_begin();
     for_each_utf8_chunk(t, sha_chunk, ctx);
-#if PG_VERSION_NUM >= 150000
-    const int rc = pg_cryptohash_final(ctx, digest, sizeof(digest));
-#else
-    const int rc = pg_cryptohash_final(ctx, digest);
-#endif
-    pg_cryptohash_free(ctx);
-    if (rc < 0)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                        errmsg("could not compute the SHA-256 digest of a pglocks key")));
-#else
-    pg_sha256_ctx ctx;
-    pg_sha256_init(&ctx);
-    for_each_utf8_chunk(t, sha_chunk, &ctx);
-    pg_sha256_final(&ctx, digest);
-#endif
+    compat::sha256_end(ctx, digest);
     return key_from_sha256(digest);
 }
 

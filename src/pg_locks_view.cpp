@@ -9,7 +9,6 @@
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
-#include "pg_srf.hpp"
 
 extern "C" {
 #include "funcapi.h"
@@ -17,7 +16,6 @@ extern "C" {
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/array.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
@@ -35,17 +33,13 @@ const char* application_name_of(int pid) {
     static int last_pid = 0;
     static const char* last_name = nullptr;
     static LocalTransactionId last_lxid = InvalidLocalTransactionId;
-    if (pid == last_pid && last_lxid == MyProc->lxid) return last_name;
+    if (pid == last_pid && last_lxid == compat::my_local_xid()) return last_name;
     last_pid = pid;
-    last_lxid = MyProc->lxid;
+    last_lxid = compat::my_local_xid();
     last_name = nullptr;
     const int n = pgstat_fetch_stat_numbackends();
     for (int i = 1; i <= n; i++) {
-#if PG_VERSION_NUM >= 160000
-        LocalPgBackendStatus* local = pgstat_get_local_beentry_by_index(i);
-#else
-        LocalPgBackendStatus* local = pgstat_fetch_stat_local_beentry(i);
-#endif
+        LocalPgBackendStatus* local = compat::local_backend_status(i);
         if (local != nullptr && local->backendStatus.st_procpid == pid) {
             last_name = local->backendStatus.st_appname;
             break;
@@ -59,7 +53,7 @@ const char* application_name_of(int pid) {
 PGLOCKS_FUNCTION(pglocks_locks_data) {
     Tuplestorestate* store;
     TupleDesc desc;
-    materialize_result(fcinfo, &store, &desc);
+    compat::materialize_result(fcinfo, &store, &desc);
     reconcile();
 
     LockData* data = GetLockStatusData();
@@ -122,12 +116,12 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
             values[7] = BoolGetDatum(granted);
             values[8] = TimestampTzGetDatum(held_since);
             nulls[8] = !(granted && have_since);
-#if PG_VERSION_NUM >= 140000
-            values[9] = TimestampTzGetDatum(inst->waitStart);
-            nulls[9] = granted || inst->waitStart == 0;
-#else
-            nulls[9] = true;
-#endif
+            TimestampTz wait_start = compat::lock_wait_start(inst);
+            // Servers before 14 do not record when a wait began; a pglocks waiter's
+            // published name does.
+            if (!granted && wait_start == 0 && name_len >= 0) wait_start = held_since;
+            values[9] = TimestampTzGetDatum(wait_start);
+            nulls[9] = granted || wait_start == 0;
             if (granted)
                 nulls[10] = true;
             else

@@ -5,7 +5,7 @@
 extern "C" {
 #include "utils/guc.h"
 
-PG_MODULE_MAGIC;
+PGLOCKS_MODULE_MAGIC;
 
 void _PG_init(void);
 }
@@ -19,11 +19,7 @@ extern "C" void _PG_init(void) {
         "primary.",
         &pglocks_allow_on_standby, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     pglocks::names_define_settings();
-#if PG_VERSION_NUM >= 150000
-    MarkGUCPrefixReserved("pglocks");
-#else
-    EmitWarningsOnPlaceholders("pglocks");
-#endif
+    pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
     pglocks::names_init_preload();
 }

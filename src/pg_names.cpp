@@ -70,9 +70,6 @@ LWLockPadded* g_locks = nullptr;
 bool g_exit_hook_set = false;
 
 shmem_startup_hook_type g_prev_startup = nullptr;
-#if PG_VERSION_NUM >= 150000
-shmem_request_hook_type g_prev_request = nullptr;
-#endif
 
 Size shmem_size() {
     return MAXALIGN(sizeof(NamesShared)) +
@@ -83,13 +80,6 @@ void request_shmem() {
     RequestAddinShmemSpace(shmem_size());
     RequestNamedLWLockTranche(kTranche, kPartitions);
 }
-
-#if PG_VERSION_NUM >= 150000
-void shmem_request() {
-    if (g_prev_request) g_prev_request();
-    request_shmem();
-}
-#endif
 
 void shmem_startup() {
     if (g_prev_startup) g_prev_startup();
@@ -106,7 +96,7 @@ void shmem_startup() {
     info.entrysize = sizeof(NameEntry);
     info.num_partitions = kPartitions;
     const long size = g_max_named_locks > 0 ? g_max_named_locks : 1;
-    g_table = ShmemInitHash("pglocks names table", size, size, &info,
+    g_table = compat::shmem_init_hash("pglocks names table", size, &info,
                             HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
     g_locks = GetNamedLWLockTranche(kTranche);
     LWLockRelease(AddinShmemInitLock);
@@ -202,12 +192,7 @@ void names_define_settings() {
 void names_init_preload() {
     if (!process_shared_preload_libraries_in_progress) return;
     g_preloaded = true;
-#if PG_VERSION_NUM >= 150000
-    g_prev_request = shmem_request_hook;
-    shmem_request_hook = shmem_request;
-#else
-    request_shmem();
-#endif
+    compat::on_shmem_request(request_shmem);
     g_prev_startup = shmem_startup_hook;
     shmem_startup_hook = shmem_startup;
     const_cast<HoldsRegistry&>(registry()).set_unpublish_hook(unpublish_hook);

@@ -43,14 +43,6 @@ Oid token_sequence(FunctionCallInfo fcinfo) {
     return seq;
 }
 
-TimeLineID current_timeline() {
-#if PG_VERSION_NUM >= 150000
-    return GetWALInsertionTimeLine();
-#else
-    return ThisTimeLineID;
-#endif
-}
-
 int64_t next_token(FunctionCallInfo fcinfo) {
     if (RecoveryInProgress())
         ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -70,7 +62,7 @@ int64_t next_token(FunctionCallInfo fcinfo) {
     relation_close(rel, AccessShareLock);
     XLogFlush(lsn);
 
-    const uint64 tli = current_timeline();
+    const uint64 tli = compat::wal_insert_timeline();
     if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= (1U << 22))
         ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
                         errmsg("pglocks fencing tokens are exhausted on this timeline")));

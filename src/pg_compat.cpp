@@ -1,0 +1,189 @@
+// Implementations of pg_compat.hpp: each PostgreSQL version difference, once.
+#include "pg_compat.hpp"
+
+extern "C" {
+#include "access/xlog.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "parser/parser.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#if PG_VERSION_NUM >= 140000
+#include "common/cryptohash.h"
+#else
+#include "common/sha2.h"
+#endif
+}
+
+namespace pglocks {
+namespace compat {
+
+LocalTransactionId my_local_xid() {
+#if PG_VERSION_NUM >= 170000
+    return MyProc->vxid.lxid;
+#else
+    return MyProc->lxid;
+#endif
+}
+
+bool lock_held_by_me(const LOCKTAG* tag, LOCKMODE mode) {
+#if PG_VERSION_NUM >= 170000
+    return LockHeldByMe(tag, mode, false);
+#else
+    return LockHeldByMe(tag, mode);
+#endif
+}
+
+TimeLineID wal_insert_timeline() {
+#if PG_VERSION_NUM >= 150000
+    return GetWALInsertionTimeLine();
+#else
+    return ThisTimeLineID;
+#endif
+}
+
+List* raw_parse(const char* command) {
+#if PG_VERSION_NUM >= 140000
+    return raw_parser(command, RAW_PARSE_DEFAULT);
+#else
+    return raw_parser(command);
+#endif
+}
+
+void reserve_settings_prefix(const char* prefix) {
+#if PG_VERSION_NUM >= 150000
+    MarkGUCPrefixReserved(prefix);
+#else
+    EmitWarningsOnPlaceholders(prefix);
+#endif
+}
+
+#if PG_VERSION_NUM >= 150000
+namespace {
+shmem_request_hook_type g_prev_request = nullptr;
+void (*g_request)() = nullptr;
+void shmem_request() {
+    if (g_prev_request) g_prev_request();
+    g_request();
+}
+}  // namespace
+#endif
+
+void on_shmem_request(void (*request)()) {
+#if PG_VERSION_NUM >= 150000
+    g_request = request;
+    g_prev_request = shmem_request_hook;
+    shmem_request_hook = shmem_request;
+#else
+    request();
+#endif
+}
+
+HTAB* shmem_init_hash(const char* name, long entries, HASHCTL* info, int flags) {
+#if PG_VERSION_NUM >= 190000
+    return ShmemInitHash(name, entries, info, flags);
+#else
+    return ShmemInitHash(name, entries, entries, info, flags);
+#endif
+}
+
+LocalPgBackendStatus* local_backend_status(int index) {
+#if PG_VERSION_NUM >= 160000
+    return pgstat_get_local_beentry_by_index(index);
+#else
+    return pgstat_fetch_stat_local_beentry(index);
+#endif
+}
+
+TimestampTz lock_wait_start(const LockInstanceData* lock) {
+#if PG_VERSION_NUM >= 140000
+    return lock->waitStart;
+#else
+    return 0;
+#endif
+}
+
+void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc) {
+#if PG_VERSION_NUM >= 150000
+    InitMaterializedSRF(fcinfo, 0);
+    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    *store = rsinfo->setResult;
+    *desc = rsinfo->setDesc;
+#else
+    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
+        (rsinfo->allowedModes & SFRM_Materialize) == 0)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("materialize mode required, but it is not allowed in this "
+                               "context")));
+    TupleDesc d;
+    if (get_call_result_type(fcinfo, nullptr, &d) != TYPEFUNC_COMPOSITE)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("return type must be a row type")));
+    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+    *desc = CreateTupleDescCopy(d);
+    *store = tuplestore_begin_heap(true, false, work_mem);
+    MemoryContextSwitchTo(old);
+    rsinfo->returnMode = SFRM_Materialize;
+    rsinfo->setResult = *store;
+    rsinfo->setDesc = *desc;
+#endif
+}
+
+
+#if PG_VERSION_NUM >= 140000
+struct Sha256 {
+    pg_cryptohash_ctx* ctx;
+};
+#else
+struct Sha256 {
+    pg_sha256_ctx ctx;
+};
+#endif
+
+#if PG_VERSION_NUM >= 140000
+namespace {
+[[noreturn]] void sha256_failed() {
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                    errmsg("could not compute the SHA-256 digest of a pglocks key")));
+    pg_unreachable();
+}
+}  // namespace
+#endif
+
+Sha256* sha256_begin() {
+    auto* s = static_cast<Sha256*>(palloc(sizeof(Sha256)));
+#if PG_VERSION_NUM >= 140000
+    s->ctx = pg_cryptohash_create(PG_SHA256);
+    if (s->ctx == nullptr || pg_cryptohash_init(s->ctx) < 0) sha256_failed();
+#else
+    pg_sha256_init(&s->ctx);
+#endif
+    return s;
+}
+
+void sha256_update(Sha256* s, const uint8* data, size_t len) {
+#if PG_VERSION_NUM >= 140000
+    if (pg_cryptohash_update(s->ctx, data, len) < 0) sha256_failed();
+#else
+    pg_sha256_update(&s->ctx, data, len);
+#endif
+}
+
+void sha256_end(Sha256* s, uint8 digest[32]) {
+#if PG_VERSION_NUM >= 140000
+    const int rc = pg_cryptohash_final(s->ctx, digest, 32);
+    pg_cryptohash_free(s->ctx);
+    pfree(s);
+    if (rc < 0) sha256_failed();
+#else
+    pg_sha256_final(&s->ctx, digest);
+    pfree(s);
+#endif
+}
+
+}  // namespace compat
+}  // namespace pglocks

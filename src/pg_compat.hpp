@@ -1,0 +1,83 @@
+// Every difference between the PostgreSQL majors pglocks supports (13 to 19), in one place:
+// the rest of src/ reads as if there were one PostgreSQL. Version tests (PG_VERSION_NUM)
+// belong here and in pg_compat.cpp only.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "access/xlogdefs.h"
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"  // VARDATA_ANY and friends left postgres.h in 16
+#endif
+#if PG_VERSION_NUM >= 140000
+#include "utils/backend_status.h"
+#else
+#include "pgstat.h"
+#endif
+}
+
+// The module's magic block; from 18 on it also names the library and its version.
+#if PG_VERSION_NUM >= 180000
+#define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pglocks", .version = PGLOCKS_VERSION)
+#else
+#define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+struct LOCKTAG;
+struct LockInstanceData;
+
+namespace pglocks {
+namespace compat {
+
+// This backend's local transaction id (MyProc->lxid; MyProc->vxid.lxid from 17 on).
+LocalTransactionId my_local_xid();
+
+// Whether this backend holds the lock in exactly that mode (any owner, any count).
+bool lock_held_by_me(const LOCKTAG* tag, LOCKMODE mode);
+
+// The timeline WAL is written on now.
+TimeLineID wal_insert_timeline();
+
+// The raw parse trees of a command string (the parser's default mode).
+List* raw_parse(const char* command);
+
+// Marks a prefix of custom settings as ours (unknown pglocks.* names become errors where
+// the server supports it, warnings before 15).
+void reserve_settings_prefix(const char* prefix);
+
+// Runs `request` when the server asks extensions for their shared memory and LWLock
+// tranches: the shmem_request_hook from 15 on, at once before (from _PG_init).
+void on_shmem_request(void (*request)());
+
+// A shared-memory hash table of a fixed number of entries (ShmemInitHash; 19 dropped its
+// separate initial size).
+HTAB* shmem_init_hash(const char* name, long entries, HASHCTL* info, int flags);
+
+// Entry `index` (1-based) of this transaction's snapshot of backend status, or nullptr.
+LocalPgBackendStatus* local_backend_status(int index);
+
+// When a waiter began waiting for a lock of the lock table's snapshot; 0 where the server
+// does not record it (before 14).
+TimestampTz lock_wait_start(const LockInstanceData* lock);
+
+// Sets up fcinfo's result of a set-returning function as a tuplestore (materialize mode)
+// and returns it with its tuple descriptor.
+void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc);
+
+// SHA-256 through PostgreSQL's own cryptohash (OpenSSL or its builtin implementation,
+// as the server was built). Errors are PostgreSQL errors.
+struct Sha256;
+Sha256* sha256_begin();
+void sha256_update(Sha256* ctx, const uint8* data, size_t len);
+void sha256_end(Sha256* ctx, uint8 digest[32]);  // frees ctx
+
+}  // namespace compat
+}  // namespace pglocks
