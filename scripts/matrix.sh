@@ -241,6 +241,27 @@ libpq_dir=""
 [ "$major" -gt 15 ] && libpq_dir=$native/lib
 as_server_owner env LD_LIBRARY_PATH="$libpq_dir" make "${make_args[@]}" installcheck \
     bindir="$SYSTEM_PSQL_BIN" || status=$?
+as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -m fast stop >/dev/null 2>&1 || true
+
+# The TAP tests (test/t) with that major's own Perl test framework, from Debian's package:
+# a directory of the server package's programs and the system's psql, where the pg_config
+# stand-in plays an installation of that major. The standby test needs pg_basebackup, which
+# the server packages lack and the system's cannot stand in for (15's refuses a newer
+# server, and writes connection options an older server's libpq rejects): it runs on 15.
+tap_bin=$work/bin
+mkdir -p "$tap_bin"
+ln -s "$server_bin"/* "$tap_bin"/
+ln -s "$work/pg_config" "$SYSTEM_PSQL_BIN/psql" "$tap_bin"/
+tap_tests=()
+for t in "$PGLOCKS_ROOT"/test/t/*.pl; do
+    [ "$(basename "$t")" = 003_standby.pl ] || tap_tests+=("$t")
+done
+if [ $status -eq 0 ]; then
+    log "TAP tests on PostgreSQL $major: ${tap_tests[*]##*/}"
+    PGLOCKS_BINDIR=$tap_bin PG_CONFIG=$work/pg_config LD_LIBRARY_PATH="$libpq_dir" \
+        bash "$PGLOCKS_ROOT/test/suites/faults.sh" "${tap_tests[@]}" || status=$?
+fi
+
 if [ $status -ne 0 ]; then
     for f in "$build/regression.diffs" "$build/output_iso/regression.diffs"; do
         [ -s "$f" ] && { echo "--- $f"; head -c 20000 "$f"; }

@@ -18,7 +18,8 @@ my $node = pglocks_node('full',
 	conf => "max_locks_per_transaction = 10\nmax_connections = 8\n"
 	  . "max_worker_processes = 2\nautovacuum = off\n");
 
-my $hint = qr/HINT:\s+You might need to increase max_locks_per_transaction/;
+# PostgreSQL 17 quotes the setting's name in the hint.
+my $hint = qr/HINT:\s+You might need to increase "?max_locks_per_transaction"?/;
 my $obs = sub { $node->safe_psql('postgres', $_[0]) };
 
 my $s = session($node);
