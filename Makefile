@@ -4,7 +4,7 @@
 EXTENSION = pglocks
 MODULE_big = pglocks
 OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
-       src/pg_names.o src/pg_compat.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o \
+       src/pg_names.o src/pg_compat.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o \
        src/pg_module.o
 DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql
 

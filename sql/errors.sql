@@ -70,3 +70,12 @@ SHOW pglocks.allow_on_standby;
 SET pglocks.allow_on_standby = on;
 SELECT pglocks_acquire('k'), pglocks_release('k');
 RESET pglocks.allow_on_standby;
+
+-- A library that does not match the installed SQL: a set-returning function checks how
+-- many columns the SQL declares instead of writing past them.
+CREATE FUNCTION pg_temp.held_short(OUT key text, OUT lock_key bigint) RETURNS SETOF record
+  AS 'pglocks', 'pglocks_held' LANGUAGE C;
+CREATE FUNCTION pg_temp.locks_short(OUT pid integer, OUT application_name text) RETURNS SETOF record
+  AS 'pglocks', 'pglocks_locks_data' LANGUAGE C;
+SELECT pg_temp.err($$SELECT * FROM pg_temp.held_short()$$);
+SELECT pg_temp.err($$SELECT * FROM pg_temp.locks_short()$$);

@@ -2,6 +2,7 @@
 // pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
+#include "pg_srf.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -195,35 +196,48 @@ PGLOCKS_FUNCTION(pglocks_with_lock_pair) { return with_lock_call(fcinfo, read_pa
 
 PGLOCKS_FUNCTION(pglocks_release_all) { return Int64GetDatum(static_cast<int64>(release_all())); }
 
+// pglocks_held()'s columns, as the install scripts declare them.
+enum HeldColumn {
+    kHeldKey,
+    kHeldLockKey,
+    kHeldShared,
+    kHeldScope,
+    kHeldHolds,
+    kHeldAcquiredAt,
+    kHeldColumns_1_0  // 1.0 and 1.1
+};
+
 PGLOCKS_FUNCTION(pglocks_held) {
+    Tuplestorestate* store;
+    TupleDesc desc;
+    begin_srf(fcinfo, &store, &desc, kHeldColumns_1_0, kHeldColumns_1_0);
+
     reconcile();
     const HoldsRegistry& reg = registry();
     const size_t capacity = reg.held_row_count();
     auto* rows = static_cast<HeldRow*>(palloc(sizeof(HeldRow) * (capacity > 0 ? capacity : 1)));
     const size_t n = reg.held_rows(rows, capacity);
 
-    Tuplestorestate* store;
-    TupleDesc desc;
-    compat::materialize_result(fcinfo, &store, &desc);
-
     for (size_t i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
         const HeldRow& r = rows[i];
-        Datum values[6];
-        bool nulls[6] = {false, false, false, false, false, false};
+        Datum values[kHeldColumns_1_0];
+        bool nulls[kHeldColumns_1_0] = {};
         if (r.has_name)
-            values[0] = PointerGetDatum(cstring_to_text_with_len(r.name, static_cast<int>(r.name_len)));
+            values[kHeldKey] =
+                PointerGetDatum(cstring_to_text_with_len(r.name, static_cast<int>(r.name_len)));
         else if (r.id.form == KeyForm::Bigint)
-            values[0] = PointerGetDatum(cstring_to_text(psprintf(INT64_FORMAT, r.id.bigint())));
+            values[kHeldKey] = CStringGetTextDatum(psprintf(INT64_FORMAT, r.id.bigint()));
         else
-            values[0] = PointerGetDatum(cstring_to_text(psprintf("%d,%d", r.id.key1(), r.id.key2())));
+            values[kHeldKey] = CStringGetTextDatum(psprintf("%d,%d", r.id.key1(), r.id.key2()));
         if (r.id.form == KeyForm::Bigint)
-            values[1] = Int64GetDatum(r.id.bigint());
+            values[kHeldLockKey] = Int64GetDatum(r.id.bigint());
         else
-            nulls[1] = true;
-        values[2] = BoolGetDatum(r.id.shared);
-        values[3] = PointerGetDatum(cstring_to_text(scope_name(r.scope)));
-        values[4] = Int32GetDatum(r.holds);
-        values[5] = TimestampTzGetDatum(static_cast<TimestampTz>(r.acquired_at));
+            nulls[kHeldLockKey] = true;
+        values[kHeldShared] = BoolGetDatum(r.id.shared);
+        values[kHeldScope] = CStringGetTextDatum(scope_name(r.scope));
+        values[kHeldHolds] = Int32GetDatum(r.holds);
+        values[kHeldAcquiredAt] = TimestampTzGetDatum(static_cast<TimestampTz>(r.acquired_at));
         tuplestore_putvalues(store, desc, values, nulls);
     }
     return static_cast<Datum>(0);

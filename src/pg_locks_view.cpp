@@ -9,6 +9,7 @@
 #include "holds_registry.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
+#include "pg_srf.hpp"
 
 extern "C" {
 #include "funcapi.h"
@@ -53,7 +54,7 @@ const char* application_name_of(int pid) {
 PGLOCKS_FUNCTION(pglocks_locks_data) {
     Tuplestorestate* store;
     TupleDesc desc;
-    compat::materialize_result(fcinfo, &store, &desc);
+    begin_srf(fcinfo, &store, &desc, kColumns, kColumns);
     reconcile();
 
     LockData* data = GetLockStatusData();
