@@ -1,4 +1,5 @@
--- The upgrade path: 1.0 then ALTER EXTENSION UPDATE gives the same objects as a fresh 1.1,
+-- The upgrade path: 1.0, then ALTER EXTENSION UPDATE through 1.1 to the current version,
+-- gives the same objects as a fresh installation,
 -- and holds taken before the update survive it.
 CREATE VIEW pg_temp.ext_objects AS
   SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS object,

@@ -17,14 +17,12 @@ extern "C" {
 }
 
 namespace pglocks {
-namespace {
 
 bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name) {
     require_not_null(fcinfo, argno, name);
     return PG_GETARG_BOOL(argno);
 }
 
-// The timeout argument: NULL waits without limit (-1), else milliseconds, 0 = try once.
 int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
     if (PG_ARGISNULL(argno)) return -1;
     const Interval* iv = PG_GETARG_INTERVAL_P(argno);
@@ -39,6 +37,8 @@ int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
                                 "at most that long.")));
     return t.kind == Timeout::Unlimited ? -1 : t.ms;
 }
+
+namespace {
 
 Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
     require_not_null(fcinfo, argno, "scope");

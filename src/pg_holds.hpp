@@ -15,6 +15,12 @@ struct AcquireRequest {
     Scope scope;
 };
 
+// A boolean argument that must not be NULL (22004 naming it).
+bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name);
+// The timeout argument: NULL waits without limit (-1), else milliseconds, 0 = try once;
+// negative, or given with wait => false, is 22023.
+int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait);
+
 // Reads (shared, wait, timeout, scope) starting at argument `arg`, with their checks.
 void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req);
 

@@ -111,6 +111,12 @@ my %sample = (
 	  q{SELECT pglocks_acquire_all(ARRAY[11, 12]::int8[], shared => true)},
 	'pglocks_release_all(bigint[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY[11, 12]::int8[], shared => true)},
+	'pglocks_acquire_detached(text,boolean,interval,boolean)' =>
+	  q{CALL pglocks_acquire_detached('sec:d'); SELECT pglocks_release('sec:d')},
+	'pglocks_acquire_detached(bigint,boolean,interval,boolean)' =>
+	  q{CALL pglocks_acquire_detached(13::int8, shared => true); SELECT pglocks_release(13::int8, true)},
+	'pglocks_acquire_detached(integer,integer,boolean,interval,boolean)' =>
+	  q{CALL pglocks_acquire_detached(13, 14, timeout => '1s'); SELECT pglocks_release(13, 14)},
 );
 my @functions = split /\n/, $su->("SELECT f FROM ($ext_functions) e ORDER BY f::oid", 'sec');
 my @missing = grep { !exists $sample{$_} } @functions;

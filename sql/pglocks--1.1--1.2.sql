@@ -1,0 +1,38 @@
+-- pglocks 1.2: waits that hold no snapshot.
+\echo Use "ALTER EXTENSION pglocks UPDATE TO '1.2'" to load this file. \quit
+
+-- Detached waits --------------------------------------------------------------------------
+-- Procedures, so that a top-level CALL may commit its own transaction and wait without a
+-- snapshot (see pg_detached.cpp).
+
+CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
+    key pg_catalog.text,
+    shared pg_catalog.bool DEFAULT false,
+    timeout pg_catalog.interval DEFAULT NULL,
+    INOUT acquired pg_catalog.bool DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_text'
+LANGUAGE C;
+
+CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
+    key pg_catalog.int8,
+    shared pg_catalog.bool DEFAULT false,
+    timeout pg_catalog.interval DEFAULT NULL,
+    INOUT acquired pg_catalog.bool DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_bigint'
+LANGUAGE C;
+
+CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
+    key1 pg_catalog.int4,
+    key2 pg_catalog.int4,
+    shared pg_catalog.bool DEFAULT false,
+    timeout pg_catalog.interval DEFAULT NULL,
+    INOUT acquired pg_catalog.bool DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_pair'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.text, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+'take a session lock, waiting (at most timeout) without a snapshot or transaction id; CALL it outside a transaction block';
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int8, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+'pglocks_acquire_detached on the lock pg_advisory_lock(key) takes';
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+'pglocks_acquire_detached on the lock pg_advisory_lock(key1, key2) takes';

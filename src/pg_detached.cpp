@@ -1,0 +1,71 @@
+// CALL pglocks_acquire_detached(key, shared, timeout, INOUT acquired): a session hold taken
+// while the backend holds no snapshot and no transaction id.
+//
+// A lock wait inside a statement keeps that statement's snapshot: while it lasts, VACUUM
+// anywhere in the cluster keeps every row deleted after it began, and CREATE INDEX
+// CONCURRENTLY run by the lock's holder waits for the waiter's snapshot, a deadlock. The
+// procedure, called on its own (a non-atomic CALL), commits the CALL's transaction first and
+// waits in a fresh one that takes no snapshot and writes nothing: the lock manager needs
+// neither. The hold is a session hold, as pglocks_acquire's default.
+#include "pg_holds.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "nodes/parsenodes.h"
+}
+
+namespace pglocks {
+namespace {
+
+// (key..., shared, timeout, INOUT acquired)
+Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+    AcquireRequest req;
+    const int arg = read_key(fcinfo, &req.key);
+    req.key.id.shared = bool_arg(fcinfo, arg, "shared");
+    req.wait = true;
+    req.timeout_ms = timeout_arg(fcinfo, arg + 1, true);
+    req.scope = Scope::Session;
+
+    auto* call = reinterpret_cast<CallContext*>(fcinfo->context);
+    if (call == nullptr || !IsA(call, CallContext) || call->atomic)
+        ereport(ERROR, (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+                        errmsg("pglocks_acquire_detached cannot run inside a transaction block"),
+                        errdetail("It commits the transaction of its CALL so that its wait "
+                                  "holds no snapshot."),
+                        errhint("CALL it on its own, outside BEGIN ... COMMIT and outside "
+                                "functions; inside a transaction use pglocks_acquire().")));
+
+    // End the CALL's transaction, with its snapshot; the next one starts without any.
+    if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
+    SPI_commit();
+    SPI_finish();
+
+    const bool acquired = acquire(req) != 0;
+
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE || desc->natts != 1)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("pglocks_acquire_detached must have one INOUT parameter")));
+    desc = BlessTupleDesc(desc);
+    Datum values[1] = {BoolGetDatum(acquired)};
+    bool nulls[1] = {false};
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+}  // namespace
+}  // namespace pglocks
+
+using namespace pglocks;
+
+PGLOCKS_FUNCTION(pglocks_acquire_detached_text) {
+    return acquire_detached_call(fcinfo, read_text_key);
+}
+PGLOCKS_FUNCTION(pglocks_acquire_detached_bigint) {
+    return acquire_detached_call(fcinfo, read_bigint_key);
+}
+PGLOCKS_FUNCTION(pglocks_acquire_detached_pair) {
+    return acquire_detached_call(fcinfo, read_pair_key);
+}
