@@ -1,6 +1,8 @@
 // The SQL-callable lock functions: pglocks_acquire, pglocks_release, pglocks_release_all,
 // pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
 #include "pg_holds.hpp"
 #include "pg_srf.hpp"
 

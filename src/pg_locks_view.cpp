@@ -6,7 +6,9 @@
 // It reads the server's lock table and backend status directly, never through views that
 // would take heavyweight locks on shared catalogs: it must keep working when the lock
 // table is full, which is exactly when somebody wants to look.
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 #include "pg_srf.hpp"

@@ -2,10 +2,11 @@
 // partitioned hash table sized by pglocks.max_named_locks at server start. Publishing takes
 // one partition LWLock; when the table is full the name is not recorded and the lock is
 // shown by its numeric key, so the acquire path never fails because of it.
-#include "pg_names.hpp"
-
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
 #include "pg_holds.hpp"
+#include "pg_names.hpp"
 
 extern "C" {
 #include "miscadmin.h"
