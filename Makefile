@@ -9,7 +9,7 @@ OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/p
 DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql sql/pglocks--1.1--1.2.sql
 
 REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
-          tokens acquire_all upgrade settings detached
+          tokens acquire_all memory_safety upgrade settings detached
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
             timeout_wait xact_scope with_lock_iso with_lock_commit locks_view acquire_all detached
@@ -27,6 +27,12 @@ ifdef PGLOCKS_WERROR
 PG_CXXFLAGS += -Werror
 endif
 
+# PGLOCKS_DEBUG=1 builds the boundary's debug checks (pg_boundary.cpp) into a server that was
+# not built with assertions; the valgrind suite builds with it.
+ifneq ($(PGLOCKS_DEBUG),)
+PG_CPPFLAGS += -DPGLOCKS_DEBUG
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -35,6 +41,12 @@ include $(PGXS)
 override CXXFLAGS := $(filter-out -fexcess-precision=standard,$(CXXFLAGS))
 # Likewise a warning option of newer gcc that the link step passes through CFLAGS.
 override CFLAGS := $(filter-out -Wmissing-variable-declarations,$(CFLAGS))
+# Objects are rebuilt when the flags change (PGLOCKS_DEBUG on or off).
+src/build_flags: FORCE
+	@echo '$(PG_CPPFLAGS)' | cmp -s - $@ || echo '$(PG_CPPFLAGS)' > $@
+$(OBJS): src/build_flags
+.PHONY: FORCE
+FORCE:
 
 # clang's default dialect is older than ours; keep the LLVM bitcode build in step.
 override BITCODE_CXXFLAGS += -std=c++17 -Wno-register
@@ -44,11 +56,25 @@ UNIT_SRCS = test/unit/lock_key_test.cpp test/unit/holds_registry_test.cpp \
 test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) -lgtest -lgtest_main -pthread -o $@
 
-.PHONY: unittest
-unittest: test/unit/run_unit_tests
+.PHONY: unittest check-pure-headers
+unittest: check-pure-headers test/unit/run_unit_tests
 	test/unit/run_unit_tests
 
-EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d
+# The pure C++ headers compile on their own and refuse to compile after postgres.h.
+PURE_HEADERS = lock_key.hpp holds_registry.hpp
+check-pure-headers:
+	@printf '#include "postgres.h"\n' | $(CXX) -std=c++17 -fsyntax-only -Wno-register -I$(includedir_server) -x c++ -
+	@for h in $(PURE_HEADERS); do \
+	    printf '#include "%s"\n' $$h | $(CXX) -std=c++17 -fsyntax-only -Isrc -x c++ - || exit 1; \
+	    if ! printf '#include "postgres.h"\n#include "%s"\n' $$h | \
+	        $(CXX) -std=c++17 -fsyntax-only -Wno-register -Isrc -I$(includedir_server) -x c++ - 2>&1 | \
+	        grep -q "is pure C++"; then \
+	        echo "$$h compiles after postgres.h: its boundary check is missing" >&2; exit 1; \
+	    fi; \
+	    echo "ok: $$h is refused after postgres.h"; \
+	done
+
+EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d src/build_flags
 
 # Rebuild objects when a header they include changes.
 -include $(wildcard src/*.d)

@@ -91,6 +91,9 @@ pglocks_start_server() {
         echo "fsync = off"
         echo "max_connections = 60"
         echo "shared_preload_libraries = 'pglocks'"
+        # Small enough that the stress suite can fill the shared name table at its end and
+        # see that no terminated session left an entry behind (see stress.py).
+        echo "pglocks.max_named_locks = 1024"
         local line
         for line in "$@"; do echo "$line"; done
     } >>"$PGLOCKS_TMP/data/postgresql.conf"

@@ -8,14 +8,24 @@
 # pglocks allocates with malloc). Errors in PostgreSQL's own frames are counted and
 # summarised but do not fail the run; test/valgrind/pglocks.supp silences the known ones.
 #
-# Usage: scripts/valgrind.sh           (about three minutes on two cores)
+# Besides the suites it runs the scenarios where memory that pglocks does not own, or shares,
+# is easy to get wrong: every view and set-returning function after pg_stat_clear_snapshot()
+# and nested pglocks_with_lock (the regression test memory_safety), the shared name table
+# filled beyond its limit, and waiters terminated while their keys collide in pglocks'
+# per-backend caches. pglocks is built with PGLOCKS_DEBUG, so the boundary also checks
+# PostgreSQL's error stacks on every call.
+#
+# Usage: scripts/valgrind.sh [regress test ...]   (about three minutes on two cores)
+#   with test names: only those regression tests and the scenarios, no isolation suite
 #   VALGRIND_KEEP=1   keep the logs (their directory is printed)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$PGLOCKS_ROOT"
 
 PGLOCKS_PACKAGES+=(valgrind)
+export PGLOCKS_DEBUG=1
 pglocks_setup
+only_tests=("$@")
 
 started=$(date +%s)
 work=$(mktemp -d /tmp/pglocks-valgrind.XXXXXX)
@@ -46,6 +56,7 @@ unix_socket_directories = '$work'
 fsync = off
 max_connections = 30
 shared_preload_libraries = 'pglocks'
+pglocks.max_named_locks = 64
 # Under valgrind, JIT and background work only add time and noise.
 jit = off
 autovacuum = off
@@ -70,9 +81,61 @@ log "server up after $(($(date +%s) - started)) s"
 tests_ok=1
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 # Separately, so a failing regression suite does not keep the isolation suite from running.
-make -s installcheck ISOLATION= || { tests_ok=0; [ -s regression.diffs ] && head -c 20000 regression.diffs; }
-make -s installcheck REGRESS= ||
-    { tests_ok=0; [ -s output_iso/regression.diffs ] && head -c 20000 output_iso/regression.diffs; }
+if [ ${#only_tests[@]} -gt 0 ]; then
+    make -s installcheck ISOLATION= REGRESS="${only_tests[*]}" ||
+        { tests_ok=0; [ -s regression.diffs ] && head -c 20000 regression.diffs; }
+else
+    make -s installcheck ISOLATION= || { tests_ok=0; [ -s regression.diffs ] && head -c 20000 regression.diffs; }
+    make -s installcheck REGRESS= ||
+        { tests_ok=0; [ -s output_iso/regression.diffs ] && head -c 20000 output_iso/regression.diffs; }
+fi
+
+log "scenario: the shared name table filled beyond its 64 entries, and terminated waiters"
+q() { psql -X -At -v ON_ERROR_STOP=1 "$@"; }
+wait_for() { # SQL that becomes true
+    for _ in $(seq 1 600); do [ "$(q -c "$1")" = t ] && return 0; sleep 0.2; done
+    echo "gave up waiting for: $1" >&2
+    return 1
+}
+named_sql="SELECT count(*) FILTER (WHERE key !~ '^-?[0-9]+\$') || '/' || count(*) FROM pglocks_locks"
+scenario_ok=1
+q -c "CREATE EXTENSION IF NOT EXISTS pglocks" >/dev/null
+fillers=()
+for i in 1 2 3 4; do
+    q -c "SELECT count(pglocks_acquire('vg-fill:$i:' || g)) FROM generate_series(1, 24) g" \
+      -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+    fillers+=($!)
+done
+wait_for "SELECT count(*) = 96 FROM pg_locks WHERE locktype = 'advisory'" || scenario_ok=0
+got=$(q -c "SELECT pg_stat_clear_snapshot()" -c "$named_sql" | tail -n 1)
+[ "$got" = "64/96" ] || { echo "table filled beyond its limit: expected 64/96 named, got $got"; scenario_ok=0; }
+q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "${fillers[@]}" 2>/dev/null || true
+# 'A' and 'B11' share a slot of a backend's cache of published names; 'collide-a' and
+# 'collide-b752' also one of its cache of key hashes. The waiter is terminated in the queue.
+for pair in "A B11" "collide-a collide-b752"; do
+    set -- $pair
+    q -c "SELECT pglocks_acquire('$2')" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+    holder=$!
+    wait_for "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory'" || scenario_ok=0
+    q -c "SELECT pglocks_acquire('$1')" -c "SELECT pglocks_acquire('$2')" >/dev/null 2>&1 &
+    waiter=$!
+    wait_for "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted" || scenario_ok=0
+    q -c "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted" >/dev/null
+    wait $waiter 2>/dev/null || true
+    q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+    wait $holder 2>/dev/null || true
+done
+wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" ||
+    scenario_ok=0
+q -c "SELECT count(pglocks_acquire('vg-after:' || g)) FROM generate_series(1, 64) g" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+holder=$!
+wait_for "SELECT count(*) = 64 FROM pg_locks WHERE locktype = 'advisory'" || scenario_ok=0
+got=$(q -c "$named_sql")
+[ "$got" = "64/64" ] || { echo "after the terminated sessions, expected 64/64 named, got $got (entries leaked)"; scenario_ok=0; }
+q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+wait $holder 2>/dev/null || true
+[ $scenario_ok = 1 ] || { echo "the name-table scenario failed under valgrind"; tests_ok=0; }
 
 log "stopping the server"
 stop_server

@@ -11,6 +11,13 @@
 // PostgreSQL error could skip the destructor of.
 #pragma once
 
+// The boundary rule, checked by the compiler: pure C++ never sees postgres.h, whose macros
+// and longjmp-based errors do not mix with destructors. A .cpp file that talks to the server
+// includes this header before any PostgreSQL header.
+#ifdef POSTGRES_H
+#error "holds_registry.hpp is pure C++: include it before postgres.h (see pg_boundary.hpp)"
+#endif
+
 #include <cstdint>
 #include <string>
 #include <string_view>

@@ -2,6 +2,13 @@
 // and the parsing of the scope and timeout options. Unit-tested on its own.
 #pragma once
 
+// The boundary rule, checked by the compiler: pure C++ never sees postgres.h, whose macros
+// and longjmp-based errors do not mix with destructors. A .cpp file that talks to the server
+// includes this header before any PostgreSQL header.
+#ifdef POSTGRES_H
+#error "lock_key.hpp is pure C++: include it before postgres.h (see pg_boundary.hpp)"
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

@@ -24,6 +24,13 @@ extern "C" {
 #endif
 }
 
+// The predefined role pg_read_all_stats (a "default role" before 14).
+#if PG_VERSION_NUM >= 140000
+#define PGLOCKS_ROLE_READ_ALL_STATS ROLE_PG_READ_ALL_STATS
+#else
+#define PGLOCKS_ROLE_READ_ALL_STATS DEFAULT_ROLE_READ_ALL_STATS
+#endif
+
 // The module's magic block; from 18 on it also names the library and its version.
 #if PG_VERSION_NUM >= 180000
 #define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pglocks", .version = PGLOCKS_VERSION)

@@ -1,17 +1,21 @@
 // The SQL-callable lock functions: pglocks_acquire, pglocks_release, pglocks_release_all,
 // pglocks_with_lock and pglocks_held, in the text, bigint and integer-pair key forms.
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
+#include "pg_functions.hpp"
 #include "pg_holds.hpp"
 #include "pg_srf.hpp"
 
 extern "C" {
 #include "access/xact.h"
-#include "executor/spi.h"
 #include "common/hashfn.h"
-#include "utils/memutils.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -85,26 +89,90 @@ Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 // plan cache revalidates them (schema changes, search_path) as it does any saved plan;
 // privileges are checked at each execution. Commands of several statements are parsed one
 // statement at a time as they run, so a later statement may use what an earlier one made.
+//
+// A plan runs while the command runs, and the command may itself call pglocks_with_lock with
+// other texts: an entry whose plan is running is never evicted. Calls nest strictly, so the
+// entries in use form a stack; an error unwinds through SPI without passing back here, so
+// the (sub)transaction abort callbacks pop the uses of the calls it ended.
 constexpr int kCachedCommands = 16;
 struct CachedCommand {
     char* text;
     SPIPlanPtr plan;
     uint64 last_used;
+    int in_use;  // running calls of this plan
 };
 CachedCommand g_commands[kCachedCommands];
 uint64 g_command_clock = 0;
 
-// Called inside the SPI connection. Returns nullptr for commands that are not cached.
-SPIPlanPtr command_plan(const char* command) {
-    CachedCommand* victim = &g_commands[0];
+// Deeper nesting runs without a cached plan.
+constexpr int kMaxPlanUses = 64;
+struct PlanUse {
+    CachedCommand* command;
+    SubTransactionId subxact;
+};
+PlanUse g_plan_uses[kMaxPlanUses];
+int g_plan_use_count = 0;
+
+// Returns the use's place on the stack, or -1 when the stack is full.
+int begin_plan_use(CachedCommand* c) {
+    if (g_plan_use_count == kMaxPlanUses) return -1;
+    g_plan_uses[g_plan_use_count] = PlanUse{c, GetCurrentSubTransactionId()};
+    c->in_use++;
+    return g_plan_use_count++;
+}
+
+void end_plan_use() { g_plan_uses[--g_plan_use_count].command->in_use--; }
+
+// Ends the use at `place` and any left above it by nested calls.
+void end_plan_uses_to(int place) {
+    while (g_plan_use_count > place) end_plan_use();
+}
+
+// Ends the uses of calls that ran in subtransaction `from` or later (all of them for
+// InvalidSubTransactionId): their error ended them without returning.
+void end_plan_uses_from(SubTransactionId from) {
+    while (g_plan_use_count > 0 && g_plan_uses[g_plan_use_count - 1].subxact >= from)
+        end_plan_use();
+}
+
+void plan_xact_callback(XactEvent event, void*) {
+    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+        end_plan_uses_from(InvalidSubTransactionId);
+}
+
+void plan_subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) end_plan_uses_from(my_subid);
+}
+
+// Whether an executor holds the plan: the counts above say it cannot be, and this checks it
+// from the plan cache's own reference counts before a plan is freed (a plan source holds one
+// reference to its generic plan, each execution one more).
+bool plan_running(SPIPlanPtr plan) {
+    ListCell* lc;
+    foreach (lc, SPI_plan_get_plan_sources(plan)) {
+        const auto* source = static_cast<const CachedPlanSource*>(lfirst(lc));
+        if (source->gplan != nullptr && source->gplan->refcount > 1) return true;
+    }
+    return false;
+}
+
+// Called inside the SPI connection. Returns nullptr for commands that are not cached; else
+// the plan, in use until end_plan_uses_to(*use).
+SPIPlanPtr command_plan(const char* command, int* use) {
+    CachedCommand* victim = nullptr;
     for (CachedCommand& c : g_commands) {
         if (c.text != nullptr && strcmp(c.text, command) == 0) {
+            *use = begin_plan_use(&c);
+            if (*use < 0) return nullptr;
             c.last_used = ++g_command_clock;
             return c.plan;
         }
-        if (c.text == nullptr || (victim->text != nullptr && c.last_used < victim->last_used))
+        if (c.in_use > 0) continue;
+        if (victim == nullptr || c.text == nullptr ||
+            (victim->text != nullptr && c.last_used < victim->last_used))
             victim = &c;
     }
+    if (victim == nullptr || g_plan_use_count == kMaxPlanUses) return nullptr;  // all running
     // Only a text seen before is worth a saved plan: a command that differs on every call
     // (a key spelled into it) is cheaper to run with SPI_execute than to plan, save and
     // evict. Remember recent texts by hash.
@@ -119,18 +187,26 @@ SPIPlanPtr command_plan(const char* command) {
     List* statements = compat::raw_parse(command);
     if (list_length(statements) != 1) return nullptr;
     SPIPlanPtr plan = SPI_prepare(command, 0, nullptr);
-    if (plan == nullptr) return nullptr;  // SPI_execute reports the problem
-    char* text = MemoryContextStrdup(TopMemoryContext, command);
-    if (SPI_keepplan(plan) != 0) {
-        pfree(text);
-        return plan;
+    if (plan == nullptr) return nullptr;          // SPI_execute reports the problem
+    if (SPI_keepplan(plan) != 0) return nullptr;  // SPI_execute runs it instead
+    if (victim->in_use > 0 || (victim->text != nullptr && plan_running(victim->plan))) {
+#if defined(USE_ASSERT_CHECKING) || defined(PGLOCKS_DEBUG)
+        if (victim->in_use == 0)
+            elog(ERROR, "pglocks_with_lock would free the plan of a command that is running");
+#endif
+        // Keep the cache as it is (planning runs no volatile function, so no nested call
+        // can have taken the victim, and the counts say none runs it).
+        SPI_freeplan(plan);
+        return nullptr;
     }
+    char* text = MemoryContextStrdup(TopMemoryContext, command);
     if (victim->text != nullptr) {
         SPI_freeplan(victim->plan);
         pfree(victim->text);
     }
-    *victim = CachedCommand{text, plan, ++g_command_clock};
-    return plan;
+    *victim = CachedCommand{text, plan, ++g_command_clock, 0};
+    *use = begin_plan_use(victim);
+    return *use < 0 ? nullptr : plan;
 }
 
 // (key..., command, shared, wait, timeout)
@@ -151,9 +227,15 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     // hold before the error reaches anyone who could act on it.
     if (SPI_connect() != SPI_OK_CONNECT)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
-    SPIPlanPtr plan = command_plan(command);
-    const int rc = plan != nullptr ? SPI_execute_plan(plan, nullptr, nullptr, false, 0)
-                                   : SPI_execute(command, false, 0);
+    int use = -1;
+    SPIPlanPtr plan = command_plan(command, &use);
+    int rc;
+    if (plan != nullptr) {
+        rc = SPI_execute_plan(plan, nullptr, nullptr, false, 0);
+        end_plan_uses_to(use);
+    } else {
+        rc = SPI_execute(command, false, 0);
+    }
     if (rc == SPI_ERROR_TRANSACTION)
         ereport(ERROR, (errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
                         errmsg("pglocks_with_lock cannot run transaction control commands"),
@@ -181,6 +263,13 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 }  // namespace pglocks
 
 using namespace pglocks;
+
+namespace pglocks {
+void register_with_lock_callbacks() {
+    RegisterXactCallback(plan_xact_callback, nullptr);
+    RegisterSubXactCallback(plan_subxact_callback, nullptr);
+}
+}  // namespace pglocks
 
 PGLOCKS_FUNCTION(pglocks_acquire_text) { return acquire_call(fcinfo, read_text_key); }
 PGLOCKS_FUNCTION(pglocks_acquire_bigint) { return acquire_call(fcinfo, read_bigint_key); }

@@ -9,9 +9,10 @@
 // by the server, and the race where the lock is granted in the very instant the wait ends
 // is settled: a lock granted that way is kept and counted when our timeout fired, and given
 // back before the error propagates in every other case, so no hold is ever left unknown.
-#include "pg_holds.hpp"
-
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
+#include "pg_holds.hpp"
 #include "pg_names.hpp"
 
 extern "C" {

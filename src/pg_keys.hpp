@@ -2,8 +2,8 @@
 // bytes, from PostgreSQL's own cryptohash), the CRC-32 key, and the display name.
 #pragma once
 
+#include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
 #include "pg_boundary.hpp"
-#include "lock_key.hpp"
 
 namespace pglocks {
 

@@ -6,16 +6,20 @@
 // It reads the server's lock table and backend status directly, never through views that
 // would take heavyweight locks on shared catalogs: it must keep working when the lock
 // table is full, which is exactly when somebody wants to look.
+// Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
+
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 #include "pg_srf.hpp"
 
 extern "C" {
+#include "catalog/pg_authid_d.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -29,24 +33,76 @@ namespace {
 
 constexpr int kColumns = 11;
 
-const char* application_name_of(int pid) {
-    // Rows come grouped by lock, not by backend; one entry of memory still saves most scans.
-    static int last_pid = 0;
-    static const char* last_name = nullptr;
-    static LocalTransactionId last_lxid = InvalidLocalTransactionId;
-    if (pid == last_pid && last_lxid == compat::my_local_xid()) return last_name;
-    last_pid = pid;
-    last_lxid = compat::my_local_xid();
-    last_name = nullptr;
+// What the view needs of one backend, copied out of the backend-status snapshot: that
+// snapshot belongs to the statistics subsystem, which frees it whenever the transaction's
+// statistics are cleared (pg_stat_clear_snapshot()), so no pointer into it outlives this call.
+struct BackendInfo {
+    int pid;
+    Oid userid;
+    const char* application_name;  // palloc'd copy; nullptr when empty
+    int8 names_visible;            // -1: not decided yet; else 0 or 1
+};
+
+struct Backends {
+    BackendInfo* items;  // sorted by pid
+    int count;
+    int8 read_all_stats;  // -1: not looked up yet
+};
+
+int compare_pid(const void* a, const void* b) {
+    const int x = static_cast<const BackendInfo*>(a)->pid;
+    const int y = static_cast<const BackendInfo*>(b)->pid;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+// One pass over the snapshot per call, rather than one scan per row.
+Backends collect_backends() {
+    Backends b;
     const int n = pgstat_fetch_stat_numbackends();
+    b.items = static_cast<BackendInfo*>(palloc(sizeof(BackendInfo) * (n > 0 ? n : 1)));
+    b.count = 0;
+    b.read_all_stats = -1;
     for (int i = 1; i <= n; i++) {
         LocalPgBackendStatus* local = compat::local_backend_status(i);
-        if (local != nullptr && local->backendStatus.st_procpid == pid) {
-            last_name = local->backendStatus.st_appname;
-            break;
-        }
+        if (local == nullptr || local->backendStatus.st_procpid <= 0) continue;
+        const PgBackendStatus& st = local->backendStatus;
+        BackendInfo& info = b.items[b.count++];
+        info.pid = st.st_procpid;
+        info.userid = st.st_userid;
+        info.application_name =
+            st.st_appname != nullptr && st.st_appname[0] != '\0' ? pstrdup(st.st_appname) : nullptr;
+        info.names_visible = -1;
     }
-    return last_name;
+    qsort(b.items, b.count, sizeof(BackendInfo), compare_pid);
+    return b;
+}
+
+BackendInfo* find_backend(const Backends& b, int pid) {
+    BackendInfo key;
+    key.pid = pid;
+    return static_cast<BackendInfo*>(
+        bsearch(&key, b.items, b.count, sizeof(BackendInfo), compare_pid));
+}
+
+// A session's lock names are shown as pg_stat_activity shows its queries: to roles with the
+// privileges of the session's role, and to members of pg_read_all_stats. The server caches
+// role memberships, and the usual cases (one's own sessions) need no lookup at all.
+bool may_read_all_stats(Backends* b) {
+    if (b->read_all_stats < 0)
+        b->read_all_stats = has_privs_of_role(GetUserId(), PGLOCKS_ROLE_READ_ALL_STATS) ? 1 : 0;
+    return b->read_all_stats == 1;
+}
+
+bool names_visible(Backends* b, BackendInfo* info) {
+    if (info == nullptr) return may_read_all_stats(b);  // gone, or not yet in the snapshot
+    if (info->names_visible < 0) {
+        const Oid me = GetUserId();
+        info->names_visible =
+            (info->userid == me || has_privs_of_role(me, info->userid) || may_read_all_stats(b))
+                ? 1
+                : 0;
+    }
+    return info->names_visible == 1;
 }
 
 }  // namespace
@@ -58,6 +114,7 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
     reconcile();
 
     LockData* data = GetLockStatusData();
+    Backends backends = collect_backends();
     char name[kMaxNameBytes > kSharedNameBytes ? kMaxNameBytes : kSharedNameBytes];
     for (int i = 0; i < data->nelements; i++) {
         const LockInstanceData* inst = &data->locks[i];
@@ -72,6 +129,7 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
             const bool waiting = inst->waitLockMode == mode;
             if (!granted && !waiting) continue;
             const LockId id{tag.locktag_field2, tag.locktag_field3, form, mode == ShareLock};
+            BackendInfo* backend = find_backend(backends, inst->pid);
 
             int name_len = -1;
             TimestampTz held_since = 0;
@@ -88,15 +146,15 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
                 }
             } else if (names_lookup(inst->pid, id, name, &name_len, &held_since)) {
                 have_since = granted;
+                if (!names_visible(&backends, backend)) name_len = -1;
             }
 
             Datum values[kColumns];
             bool nulls[kColumns];
             memset(nulls, 0, sizeof(nulls));
             values[0] = Int32GetDatum(inst->pid);
-            const char* app = application_name_of(inst->pid);
-            if (app != nullptr)
-                values[1] = CStringGetTextDatum(app);
+            if (backend != nullptr && backend->application_name != nullptr)
+                values[1] = CStringGetTextDatum(backend->application_name);
             else
                 nulls[1] = true;
             if (name_len >= 0)

@@ -1,4 +1,5 @@
 // The module: PG_MODULE_MAGIC, the pglocks.* settings and the transaction callbacks.
+#include "pg_functions.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 
@@ -21,5 +22,6 @@ extern "C" void _PG_init(void) {
     pglocks::names_define_settings();
     pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
+    pglocks::register_with_lock_callbacks();
     pglocks::names_init_preload();
 }

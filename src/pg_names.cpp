@@ -2,14 +2,20 @@
 // partitioned hash table sized by pglocks.max_named_locks at server start. Publishing takes
 // one partition LWLock; when the table is full the name is not recorded and the lock is
 // shown by its numeric key, so the acquire path never fails because of it.
+//
+// The table lives in the memory it requested at start: every entry is allocated then
+// (HASH_FIXED_SIZE; a partitioned table borrows from its other freelists rather than take
+// the server's spare shared memory, which the lock table needs), and a count keeps inserts
+// within that number. Every entry a backend publishes is removed when it exits.
+// Pure C++ first: it refuses to follow postgres.h.
+#include "holds_registry.hpp"
+
+#include "pg_holds.hpp"
 #include "pg_names.hpp"
 
-#include "holds_registry.hpp"
-#include "pg_holds.hpp"
-
 extern "C" {
-#include "miscadmin.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -52,7 +58,7 @@ struct NamesShared {
 // and a delete. Only the owner ever removes its entries, so the pointer stays valid.
 // Direct-mapped and small: a handful of stale names per backend at most, and those go as
 // soon as the table runs short.
-constexpr int kLocalNames = 16;
+constexpr int kLocalNames = 16;  // test/unit/lock_key_test.cpp has keys colliding here
 struct LocalName {
     LockId id;
     NameEntry* entry;  // nullptr: slot free
@@ -68,6 +74,9 @@ NamesShared* g_shared = nullptr;
 HTAB* g_table = nullptr;
 LWLockPadded* g_locks = nullptr;
 bool g_exit_hook_set = false;
+// Entries of this backend in the shared table, so that the exit hook knows when the names
+// it tracks (g_local, the holds registry) were not all of them.
+uint32 g_published = 0;
 
 shmem_startup_hook_type g_prev_startup = nullptr;
 
@@ -97,7 +106,7 @@ void shmem_startup() {
     info.num_partitions = kPartitions;
     const long size = g_max_named_locks > 0 ? g_max_named_locks : 1;
     g_table = compat::shmem_init_hash("pglocks names table", size, &info,
-                            HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+                                      HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
     g_locks = GetNamedLWLockTranche(kTranche);
     LWLockRelease(AddinShmemInitLock);
 }
@@ -133,6 +142,25 @@ void remove_shared(const LockId& id);
 
 void unpublish_hook(const LockId& id) { names_unpublish(id); }
 
+// Removes every entry of this backend by a scan of the whole table, under all partition
+// locks: the exit hook's fallback for names no local record points at (a name published for
+// a wait whose cache slot was taken, when the wait ends with the backend).
+void remove_all_of_backend() {
+    for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_EXCLUSIVE);
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, g_table);
+    uint32 removed = 0;
+    while (auto* e = static_cast<NameEntry*>(hash_seq_search(&scan))) {
+        if (e->key.pid != MyProcPid || e->key.db != MyDatabaseId) continue;
+        // Removing the entry just returned is allowed during a scan.
+        hash_search(g_table, &e->key, HASH_REMOVE, nullptr);
+        removed++;
+    }
+    for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
+    pg_atomic_fetch_sub_u32(&g_shared->count, removed);
+    g_published = 0;
+}
+
 void unpublish_at_exit(int, Datum) {
     // The holds themselves go with the lock manager's own cleanup; only names stay behind.
     const_cast<HoldsRegistry&>(registry()).unpublish_all();
@@ -140,6 +168,7 @@ void unpublish_at_exit(int, Datum) {
         if (l.entry != nullptr) remove_shared(l.id);
         l.entry = nullptr;
     }
+    if (g_published > 0) remove_all_of_backend();
 }
 
 void remove_shared(const LockId& id) {
@@ -148,7 +177,10 @@ void remove_shared(const LockId& id) {
     bool found = false;
     hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_REMOVE, &found);
     LWLockRelease(at.lock);
-    if (found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+    if (found) {
+        pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+        g_published--;
+    }
 }
 
 LocalName& local_slot(const LockId& id) { return g_local[LockIdHash()(id) % kLocalNames]; }
@@ -219,9 +251,10 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
     auto* e = static_cast<NameEntry*>(
         hash_search_with_hash_value(g_table, &at.key, at.hash, HASH_FIND, &found));
     if (e == nullptr) {
-        // The count, not the hash table, bounds the memory: dynahash would otherwise take
-        // more from the server's spare shared memory, which the lock table needs.
-        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) >= static_cast<uint32>(g_max_named_locks)) {
+        // The count keeps inserts within the entries allocated at start, so that an insert
+        // never finds every freelist empty (HASH_FIXED_SIZE: it would fail, not grow).
+        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) >=
+            static_cast<uint32>(g_max_named_locks)) {
             pg_atomic_fetch_sub_u32(&g_shared->count, 1);
             pg_atomic_fetch_add_u32(&g_shared->pressure, 1);
         } else {
@@ -234,7 +267,10 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         const int n = len <= kSharedNameBytes ? len : pg_mbcliplen(name, len, kSharedNameBytes);
         memcpy(e->name, name, n);
         e->len = n;
-        if (!found) pg_atomic_init_u64(&e->since, 0);
+        if (!found) {
+            pg_atomic_init_u64(&e->since, 0);
+            g_published++;
+        }
         pg_atomic_write_u64(&e->since, static_cast<uint64>(since));
     }
     LWLockRelease(at.lock);

@@ -2,8 +2,8 @@
 // sessions' locks. Present only when pglocks is in shared_preload_libraries.
 #pragma once
 
+#include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
 #include "pg_boundary.hpp"
-#include "lock_key.hpp"
 
 extern "C" {
 #include "datatype/timestamp.h"

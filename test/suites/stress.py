@@ -16,6 +16,14 @@ holders, or a granted exclusive beside a granted shared one.
 
 After every operation a session checks it holds nothing: pglocks_held() is empty and
 pg_locks has no advisory lock of its backend. At the end the database has no advisory lock.
+
+Beside them, a terminator takes a lock in a session of its own, lets short-lived sessions
+take a first lock and then queue for it, and terminates them while they wait, over pairs of
+keys that collide in every per-backend cache pglocks has (the cache of published names and
+the cache of key hashes), which is where a waiter's published name used to be lost. At the
+end, with every session gone, one session takes as many named locks as the shared name
+table has entries and another must see every one of them by name: an entry left behind by
+any terminated session would show as a numeric key.
 Exits 1 on any violation, unexpected error, leak, or when there was too little contention
 for the run to mean anything.
 
@@ -427,6 +435,101 @@ def canceller(stop, pids, stats):
     conn.close()
 
 
+# Pairs of keys that share a slot of the per-backend cache of published names, the second
+# pair also one of the cache of key hashes (test/unit/lock_key_test.cpp checks both).
+COLLIDING = [("A", "B11"), ("collide-a", "collide-b752")]
+
+
+def terminator(stop, problems, stats):
+    """Terminates sessions while they wait for a lock whose key collides with one they hold."""
+    admin = connect(DB)
+    acur = admin.cursor()
+    holder = connect(DB)
+    hcur = holder.cursor()
+    rng = random.Random(2)
+    while not stop.is_set():
+        first, second = rng.choice(COLLIDING)
+        shared = rng.random() < 0.3
+        hcur.execute(f"SELECT pglocks_acquire('{second}')")
+        victim = connect(DB)
+        vcur = victim.cursor()
+        vcur.execute("SELECT pg_backend_pid()")
+        vpid = vcur.fetchone()[0]
+        vcur.execute(f"SELECT pglocks_acquire('{first}', shared => {str(shared).lower()})")
+        outcome = []
+
+        def wait_in_queue():
+            try:
+                vcur.execute(f"SELECT pglocks_acquire('{second}', shared => {str(shared).lower()})")
+                outcome.append("returned")
+            except psycopg2.Error as e:
+                outcome.append(e.pgcode or "connection lost")
+
+        t = threading.Thread(target=wait_in_queue, daemon=True)
+        t.start()
+        for _ in range(500):
+            acur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                         "AND NOT granted AND pid = %s", (vpid,))
+            if acur.fetchone()[0]:
+                break
+            time.sleep(0.01)
+        else:
+            problems.append(f"terminator: session {vpid} never queued for {second}")
+        acur.execute("SELECT pg_terminate_backend(%s)", (vpid,))
+        t.join(30)
+        if outcome == ["returned"]:
+            problems.append(f"terminator: session {vpid} got {second} while it was held")
+        try:
+            victim.close()
+        except psycopg2.Error:
+            pass
+        hcur.execute(f"SELECT pglocks_release('{second}')")
+        stats["waiters terminated"] += 1
+        time.sleep(rng.uniform(0.01, 0.05))
+    holder.close()
+    admin.close()
+
+
+def check_no_names_left(problems, stats, other_pid):
+    """With no session left, every entry of the shared name table must be free again.
+    other_pid: the one other session that stays, which never publishes a name."""
+    admin = connect(DB)
+    acur = admin.cursor()
+    for _ in range(500):
+        acur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                     "AND pid <> pg_backend_pid() AND pid <> %s", (other_pid,))
+        if acur.fetchone()[0] == 0:
+            break
+        time.sleep(0.02)
+    else:
+        stats["name table check"] = "skipped: other sessions are connected"
+        admin.close()
+        return
+    acur.execute("SELECT current_setting('pglocks.max_named_locks', true)::int, "
+                 "current_setting('max_locks_per_transaction')::int * "
+                 "(current_setting('max_connections')::int + "
+                 " current_setting('max_prepared_transactions')::int)")
+    entries, lock_slots = acur.fetchone()
+    if entries is None or entries == 0 or entries > lock_slots // 2:
+        stats["name table check"] = f"skipped: {entries} entries, {lock_slots} lock slots"
+        admin.close()
+        return
+    filler = connect(DB)
+    fcur = filler.cursor()
+    fcur.execute("SELECT pg_backend_pid()")
+    fpid = fcur.fetchone()[0]
+    fcur.execute(f"SELECT count(pglocks_acquire('stress-fill:' || g)) FROM generate_series(1, {entries}) g")
+    acur.execute("SELECT count(*) FILTER (WHERE key LIKE 'stress-fill:%%'), count(*) "
+                 "FROM pglocks_locks WHERE pid = %s", (fpid,))
+    named, total = acur.fetchone()
+    if named != entries:
+        problems.append(f"shared name table: {named} of {total} names fit in its {entries} "
+                        f"entries with no other session left: {entries - named} entries leaked")
+    stats["name table check"] = f"{named} of {entries} entries free at the end"
+    filler.close()
+    admin.close()
+
+
 def main():
     admin = connect("postgres")
     acur = admin.cursor()
@@ -447,7 +550,8 @@ def main():
     stop = threading.Event()
     helpers = [threading.Thread(target=sampler, args=(stop, problems, stats), daemon=True),
                threading.Thread(target=canceller, args=(stop, [w.pid for w in workers], stats),
-                                daemon=True)]
+                                daemon=True),
+               threading.Thread(target=terminator, args=(stop, problems, stats), daemon=True)]
     started = time.time()
     for t in helpers + workers:
         t.start()
@@ -491,12 +595,14 @@ def main():
 
     # A run without contention proves nothing.
     need = {"critical sections": 500, "tries that failed": 10, "timed waits that timed out": 10,
-            "cancelled": 5}
+            "cancelled": 5, "waiters terminated": 10}
     for what, n in need.items():
         if stats[what] < n:
             problems.append(f"too little contention: {stats[what]} {what}, wanted {n}+")
 
     setup.close()
+    acur.execute("SELECT pg_backend_pid()")
+    check_no_names_left(problems, stats, acur.fetchone()[0])
     acur.execute(f"DROP DATABASE {DB}")
     admin.close()
 

@@ -3,6 +3,8 @@
 #  - a plain role can use every function and view of the extension;
 #  - pglocks_with_lock runs its command as the caller: it grants nothing the caller lacks;
 #  - a plain role cannot release another role's locks;
+#  - lock names in pglocks_locks are shown only to roles with the privileges of the
+#    holder's role and to members of pg_read_all_stats;
 #  - the extension is trusted: a database owner without superuser installs it;
 #  - the install script resolves nothing through search_path, even when installed into a
 #    schema that an untrusted role owns and has filled with look-alike objects.
@@ -225,6 +227,55 @@ run_sql($bo, 'SELECT pglocks_release_all()');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $su_session->{pid}"),
 	'1', 'the superuser session alice tried to terminate is still there');
 quit_session($_) for ($al, $bo, $su_session);
+
+###############################################################################
+note 'lock names are private to the holder\'s role, as queries in pg_stat_activity';
+# carol may read all statistics; dave is a member of alice. Names are business data: only
+# roles with the privileges of the holding session's role, and members of
+# pg_read_all_stats, see them; everyone else sees the numeric key, as in pg_locks.
+$su->(q{
+	CREATE ROLE carol LOGIN;
+	GRANT pg_read_all_stats TO carol;
+	CREATE ROLE dave LOGIN;
+	GRANT alice TO dave;
+});
+my $owner = session($node, 'sec', user => 'alice');
+run_sql($owner, "SELECT pglocks_acquire('customer:acme-renewal')");
+my $waiter = session($node, 'sec', user => 'alice');
+start_query($waiter, "SELECT pglocks_acquire('customer:acme-renewal', shared => true)");
+wait_for_waiter($node, $waiter->{pid}, 'sec');
+my $numeric = $su->("SELECT pglocks_key('customer:acme-renewal')", 'sec');
+my $seen_by = sub {
+	my ($user, $pre) = @_;
+	my ($r, $o, $e) = $node->psql('sec',
+		($pre // '')
+		  . 'SELECT string_agg(key || CASE WHEN granted THEN \'+\' ELSE \'?\' END, \' \' ORDER BY granted) '
+		  . "FROM pglocks_locks WHERE pid IN ($owner->{pid}, $waiter->{pid})",
+		extra_params => [ '-U', $user ]);
+	is($e, '', "$user reads pglocks_locks");
+	return $o;
+};
+my $named = 'customer:acme-renewal? customer:acme-renewal+';
+is($seen_by->('bob'), "$numeric? $numeric+", 'another plain role sees the numeric key only');
+is($seen_by->('alice'), $named, 'another session of the same role sees the names');
+is($seen_by->('dave'), $named, 'a member of the holder\'s role sees the names');
+is($seen_by->('carol'), $named, 'a member of pg_read_all_stats sees the names');
+is($seen_by->('postgres'), $named, 'a superuser sees the names');
+is($seen_by->('postgres', 'SET ROLE bob; '), "$numeric? $numeric+",
+	'what counts is the current role, as in pg_stat_activity');
+is( (run_sql($owner,
+			"SELECT key FROM pglocks_locks WHERE pid = pg_backend_pid()"))[0],
+	'customer:acme-renewal', 'the holding session sees its own name');
+run_sql($owner, 'SELECT pglocks_release_all()');
+is((finish_query($waiter))[0], 't', 'the waiter gets the lock');
+# pglocks.share_names = off still keeps a session's names from everyone else.
+run_sql($owner, 'SET pglocks.share_names = off');
+run_sql($owner, "SELECT pglocks_acquire('customer:acme-renewal', shared => true)");
+run_sql($waiter, 'SELECT pglocks_release_all()');
+is($seen_by->('carol'), "$numeric+", 'pglocks.share_names = off hides the name even from pg_read_all_stats');
+is($seen_by->('alice'), "$numeric+", 'and from the same role');
+run_sql($owner, 'SELECT pglocks_release_all()');
+quit_session($_) for ($owner, $waiter);
 
 ###############################################################################
 note 'trusted: a database owner installs it without being superuser';

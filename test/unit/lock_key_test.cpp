@@ -124,3 +124,27 @@ TEST(KeyCache, HitsOnlyForTheSameBytes) {
         }
     }
 }
+
+// The keys the tests of terminated waiters use (test/t/006_name_table.pl, the stress and
+// valgrind suites) must keep colliding in every per-backend cache, or those tests would
+// stop testing the collision: the slot of pg_names.cpp's cache of published names
+// (LockIdHash modulo its 16 slots) and the slot of KeyCache.
+TEST(CacheCollisions, KeysOfTheTerminatedWaiterTests) {
+    constexpr size_t kLocalNames = 16;  // g_local in src/pg_names.cpp
+    const auto local_slot = [](int64_t key) {
+        return LockIdHash()(LockId::from_bigint(key, false)) % kLocalNames;
+    };
+    // pglocks_key('A'), pglocks_key('B11'), pglocks_key('collide-a'), pglocks_key('collide-b752')
+    const int64_t a = 6168500820899059065LL, b11 = -4000924426815012653LL;
+    const int64_t ca = 5385071701497589275LL, cb = 7554912647580355911LL;
+    EXPECT_EQ(local_slot(a), local_slot(b11));
+    EXPECT_EQ(local_slot(ca), local_slot(cb));
+
+    auto cache = std::make_unique<KeyCache>();
+    int64_t key = 0;
+    cache->store("collide-a", ca);
+    cache->store("collide-b752", cb);
+    EXPECT_FALSE(cache->lookup("collide-a", &key)) << "collide-a and collide-b752 share a slot";
+    ASSERT_TRUE(cache->lookup("collide-b752", &key));
+    EXPECT_EQ(key, cb);
+}
