@@ -1,7 +1,7 @@
 """Runs the examples of README.md and docs/*.md (see test/suites/docs.sh).
 
 Every ```sql block runs through psql with ON_ERROR_STOP in a fresh database that has
-CREATE EXTENSION pglocks (unless the block creates it itself). An HTML comment on the
+CREATE EXTENSION pglocks (unless the block starts by creating it). An HTML comment on the
 line before a block changes that:
 
   <!-- session: B -->              the block continues the previous example, in the
@@ -184,7 +184,8 @@ def run_examples(blocks):
         psql_admin(f'CREATE DATABASE "{db}"')
         sessions = {}
         try:
-            if "CREATE EXTENSION pglocks" not in example[0].text:
+            first = [l for l in example[0].text.split("\n") if l.strip() and not l.startswith("--")]
+            if not (first and first[0].startswith("CREATE EXTENSION pglocks")):
                 psql_admin_db(db, "CREATE EXTENSION pglocks")
             for b in example:
                 name = b.kinds.get("session", "A").strip()
