@@ -187,17 +187,22 @@ def run_examples(blocks):
             first = [l for l in example[0].text.split("\n") if l.strip() and not l.startswith("--")]
             if not (first and first[0].startswith("CREATE EXTENSION pglocks")):
                 psql_admin_db(db, "CREATE EXTENSION pglocks")
-            for b in example:
+            failed_before = len(failures)
+            for i, b in enumerate(example):
+                if len(failures) > failed_before:
+                    for rest in example[i:]:
+                        fail(rest.where, "not run: an earlier block of its example failed")
+                    break
                 name = b.kinds.get("session", "A").strip()
                 if not re.fullmatch(r"[A-Za-z0-9_]+", name):
                     fail(b.where, f"session name {name!r}: letters and digits only")
-                    break
+                    continue
                 s = sessions.get(name)
                 if s is None:
                     s = sessions[name] = Psql(db)
                 elif s.proc.poll() is not None:
                     fail(b.where, f"session {name} ended with an error in an earlier block")
-                    break
+                    continue
                 ran += 1
                 out, ended = s.run(b.text)
                 expected = b.kinds.get("error")
@@ -212,7 +217,6 @@ def run_examples(blocks):
                         print(f"ok    {label}: ERROR {expected} as announced")
                 elif ended:
                     fail(label, "error", out)
-                    break
                 else:
                     print(f"ok    {label}")
                     if os.environ.get("DOCS_VERBOSE"):
