@@ -3,7 +3,8 @@
 # fresh database with CREATE EXTENSION pglocks, through psql with ON_ERROR_STOP; a second
 # session where the example says so (an HTML comment before the block, see
 # docs_check.py and the README's Contributing section); an error only where the example
-# announces it, and then that error must happen. The pglocks_key snippets of
+# announces it, and then that error must happen; a one-line SELECT commented with its
+# result (true, false, NULL or a number) must return it. The pglocks_key snippets of
 # docs/clients.md run in each language that has a toolchain here, against the test
 # vectors. Prints file:line for every block and exits non-zero on any failure.
 #

@@ -12,7 +12,8 @@ line before a block changes that:
   <!-- fragment: needs ... -->     not run: the block is part of a statement, or needs
                                    what the comment names
 
-Any other error, an unknown marker, or a fragment that does not say what it needs fails
+A one-line SELECT whose comment starts with true, false, NULL or a number must return
+that value. Any other error, an unknown marker, or a fragment that does not say what it needs fails
 the suite. Then the pglocks_key snippets of docs/clients.md run in each language that
 has a toolchain here, and their keys are compared with the test vectors.
 
@@ -78,7 +79,9 @@ class Psql:
 
     def __init__(self, dbname):
         self.proc = subprocess.Popen(
-            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-d", dbname],
+            # -e echoes each statement before its result, which check_results() relies on.
+            ["psql", "-X", "-q", "-e", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+             "-d", dbname],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", bufsize=1)
         self.lines = queue.Queue()
@@ -218,13 +221,46 @@ def run_examples(blocks):
                 elif ended:
                     fail(label, "error", out)
                 else:
-                    print(f"ok    {label}")
-                    if os.environ.get("DOCS_VERBOSE"):
-                        print(indent(out))
+                    wrong, checked = check_results(b.text, out)
+                    if wrong:
+                        fail(label, "a result differs from the one its comment shows", "\n".join(wrong))
+                    else:
+                        print(f"ok    {label}" + (f" ({checked} results as commented)" if checked else ""))
+                        if os.environ.get("DOCS_VERBOSE"):
+                            print(indent(out))
         finally:
             for s in sessions.values():
                 s.close()
             psql_admin(f'DROP DATABASE "{db}" WITH (FORCE)')
+
+
+# A one-line SELECT whose comment starts with its result: `SELECT ...;   -- true: ...`.
+RESULT_COMMENT = re.compile(r"^(SELECT\b.*;)\s*--\s*(true|false|NULL|-?[0-9]+)\b")
+SERVER_MESSAGE = re.compile(r"^(NOTICE|WARNING|INFO|DETAIL|HINT|CONTEXT|LOCATION|QUERY):")
+
+
+def check_results(text, out):
+    """Compares the results of one-line SELECTs with the value their comment starts with.
+    psql echoes each statement (-e) and prints a one-column result unaligned, NULL as ''."""
+    lines = [l for l in out.split("\n") if not SERVER_MESSAGE.match(l)]
+    wrong, checked, pos = [], 0, 0
+    for stmt_line in text.split("\n"):
+        m = RESULT_COMMENT.match(stmt_line)
+        if not m:
+            continue
+        stmt, want = m.group(1), m.group(2)
+        want = {"true": "t", "false": "f", "NULL": ""}.get(want, want)
+        try:
+            at = lines.index(stmt, pos)
+        except ValueError:
+            wrong.append(f"{stmt}: not found in psql's echo")
+            continue
+        got = lines[at + 1] if at + 1 < len(lines) else "(nothing)"
+        pos = at + 1
+        checked += 1
+        if got != want:
+            wrong.append(f"{stmt}  -- the comment shows {m.group(2)}, psql printed {got!r}")
+    return wrong, checked
 
 
 def psql_admin_db(db, sql):
