@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short demonstration of pglocks on a throwaway server: two sessions contending for a
 # named lock, a try that fails, a timed wait, shared holders, the scoped-release helper,
-# pglocks_held() and the pglocks_locks view. Everything is removed at the end.
+# pglocks_held() and the pglocks_locks view. Everything is removed at the end: the throwaway
+# server, or, when PGHOST names an existing server, the database pglocks_demo made on it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$PGLOCKS_ROOT"
@@ -76,4 +77,8 @@ q -c "SELECT count(*) AS locks_left_after_error FROM pg_locks WHERE locktype = '
 say "Keys are stable: the first 8 bytes of SHA-256 of the UTF-8 name, computable anywhere."
 q -c "SELECT k AS key, pglocks_key(k) FROM (VALUES ('nightly-report'), ('orders:42'), ('Grüße')) AS v(k)"
 
-say "Done; the throwaway server is removed."
+if [ "${PGLOCKS_EXISTING:-0}" = 1 ]; then
+    say "Done; the database pglocks_demo is dropped from the server at PGHOST=$PGHOST."
+else
+    say "Done; the throwaway server is removed."
+fi
