@@ -36,3 +36,49 @@ COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int8, pg_ca
 'pglocks_acquire_detached on the lock pg_advisory_lock(key) takes';
 COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
 'pglocks_acquire_detached on the lock pg_advisory_lock(key1, key2) takes';
+
+-- Parameters for the scoped-release helper ---------------------------------------------
+-- $1 … $n in the command take the elements of params, each of the array's element type: a
+-- typed array (ARRAY[42]) for one type, or text[] with casts in the command for several.
+-- The text stays constant, so it is planned once and no SQL is built from values.
+
+CREATE FUNCTION @extschema@.pglocks_with_lock(
+    key pg_catalog.text,
+    command pg_catalog.text,
+    params pg_catalog.anyarray,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_with_lock_params_text'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.pglocks_with_lock(
+    key pg_catalog.int8,
+    command pg_catalog.text,
+    params pg_catalog.anyarray,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_with_lock_params_bigint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.pglocks_with_lock(
+    key1 pg_catalog.int4,
+    key2 pg_catalog.int4,
+    command pg_catalog.text,
+    params pg_catalog.anyarray,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_with_lock_params_pair'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_with_lock(pg_catalog.text, pg_catalog.text, pg_catalog.anyarray, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval) IS
+'pglocks_with_lock with $1 … $n in the command bound to the elements of params';
+COMMENT ON FUNCTION @extschema@.pglocks_with_lock(pg_catalog.int8, pg_catalog.text, pg_catalog.anyarray, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval) IS
+'pglocks_with_lock with $1 … $n in the command bound to the elements of params';
+COMMENT ON FUNCTION @extschema@.pglocks_with_lock(pg_catalog.int4, pg_catalog.int4, pg_catalog.text, pg_catalog.anyarray, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval) IS
+'pglocks_with_lock with $1 … $n in the command bound to the elements of params';

@@ -13,7 +13,9 @@ extern "C" {
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/timestamp.h"
@@ -97,6 +99,8 @@ Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 constexpr int kCachedCommands = 16;
 struct CachedCommand {
     char* text;
+    int nargs;    // parameters $1 … $nargs, all of type argtype
+    Oid argtype;
     SPIPlanPtr plan;
     uint64 last_used;
     int in_use;  // running calls of this plan
@@ -158,10 +162,11 @@ bool plan_running(SPIPlanPtr plan) {
 
 // Called inside the SPI connection. Returns nullptr for commands that are not cached; else
 // the plan, in use until end_plan_uses_to(*use).
-SPIPlanPtr command_plan(const char* command, int* use) {
+SPIPlanPtr command_plan(const char* command, int nargs, Oid argtype, int* use) {
     CachedCommand* victim = nullptr;
     for (CachedCommand& c : g_commands) {
-        if (c.text != nullptr && strcmp(c.text, command) == 0) {
+        if (c.text != nullptr && c.nargs == nargs && c.argtype == argtype &&
+            strcmp(c.text, command) == 0) {
             *use = begin_plan_use(&c);
             if (*use < 0) return nullptr;
             c.last_used = ++g_command_clock;
@@ -186,7 +191,9 @@ SPIPlanPtr command_plan(const char* command, int* use) {
     }
     List* statements = compat::raw_parse(command);
     if (list_length(statements) != 1) return nullptr;
-    SPIPlanPtr plan = SPI_prepare(command, 0, nullptr);
+    Oid* argtypes = static_cast<Oid*>(palloc(sizeof(Oid) * (nargs > 0 ? nargs : 1)));
+    for (int i = 0; i < nargs; i++) argtypes[i] = argtype;
+    SPIPlanPtr plan = SPI_prepare(command, nargs, argtypes);
     if (plan == nullptr) return nullptr;          // SPI_execute reports the problem
     if (SPI_keepplan(plan) != 0) return nullptr;  // SPI_execute runs it instead
     if (victim->in_use > 0 || (victim->text != nullptr && plan_running(victim->plan))) {
@@ -204,20 +211,56 @@ SPIPlanPtr command_plan(const char* command, int* use) {
         SPI_freeplan(victim->plan);
         pfree(victim->text);
     }
-    *victim = CachedCommand{text, plan, ++g_command_clock, 0};
+    *victim = CachedCommand{text, nargs, argtype, plan, ++g_command_clock, 0};
     *use = begin_plan_use(victim);
     return *use < 0 ? nullptr : plan;
 }
 
-// (key..., command, shared, wait, timeout)
-Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
+// The parameters of a command: the elements of a one-dimensional array, each of the
+// array's element type, NULL elements as SQL NULLs.
+struct CommandParams {
+    int count;
+    Oid type;
+    Datum* values;
+    char* nulls;  // SPI's form: 'n' for NULL, ' ' otherwise
+};
+
+CommandParams read_params(FunctionCallInfo fcinfo, int argno) {
+    CommandParams p{0, InvalidOid, nullptr, nullptr};
+    require_not_null(fcinfo, argno, "params");
+    ArrayType* arr = PG_GETARG_ARRAYTYPE_P(argno);
+    if (ARR_NDIM(arr) > 1)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("params must be a one-dimensional array")));
+    p.type = ARR_ELEMTYPE(arr);
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(p.type, &typlen, &typbyval, &typalign);
+    bool* isnull;
+    deconstruct_array(arr, p.type, typlen, typbyval, typalign, &p.values, &isnull, &p.count);
+    if (p.count > PG_UINT16_MAX)
+        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                        errmsg("params has %d elements; a command takes at most %d parameters",
+                               p.count, PG_UINT16_MAX)));
+    p.nulls = static_cast<char*>(palloc(p.count + 1));
+    for (int i = 0; i < p.count; i++) p.nulls[i] = isnull[i] ? 'n' : ' ';
+    p.nulls[p.count] = '\0';
+    return p;
+}
+
+// (key..., command, [params,] shared, wait, timeout)
+Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key, bool has_params) {
     AcquireRequest req;
-    const int arg = read_key(fcinfo, &req.key);
+    int arg = read_key(fcinfo, &req.key);
     require_not_null(fcinfo, arg, "command");
     char* command = text_to_cstring(PG_GETARG_TEXT_PP(arg));
-    req.key.id.shared = bool_arg(fcinfo, arg + 1, "shared");
-    req.wait = bool_arg(fcinfo, arg + 2, "wait");
-    req.timeout_ms = timeout_arg(fcinfo, arg + 3, req.wait);
+    arg++;
+    CommandParams params{0, InvalidOid, nullptr, nullptr};
+    if (has_params) params = read_params(fcinfo, arg++);
+    req.key.id.shared = bool_arg(fcinfo, arg, "shared");
+    req.wait = bool_arg(fcinfo, arg + 1, "wait");
+    req.timeout_ms = timeout_arg(fcinfo, arg + 2, req.wait);
     if (!req.wait) req.timeout_ms = 0;
     req.scope = Scope::Call;
 
@@ -228,11 +271,16 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     if (SPI_connect() != SPI_OK_CONNECT)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
     int use = -1;
-    SPIPlanPtr plan = command_plan(command, &use);
+    SPIPlanPtr plan = command_plan(command, params.count, params.type, &use);
     int rc;
     if (plan != nullptr) {
-        rc = SPI_execute_plan(plan, nullptr, nullptr, false, 0);
+        rc = SPI_execute_plan(plan, params.values, params.nulls, false, 0);
         end_plan_uses_to(use);
+    } else if (has_params) {
+        Oid* types = static_cast<Oid*>(palloc(sizeof(Oid) * (params.count > 0 ? params.count : 1)));
+        for (int i = 0; i < params.count; i++) types[i] = params.type;
+        rc = SPI_execute_with_args(command, params.count, types, params.values, params.nulls,
+                                   false, 0);
     } else {
         rc = SPI_execute(command, false, 0);
     }
@@ -279,9 +327,14 @@ PGLOCKS_FUNCTION(pglocks_release_text) { return release_call(fcinfo, read_text_k
 PGLOCKS_FUNCTION(pglocks_release_bigint) { return release_call(fcinfo, read_bigint_key); }
 PGLOCKS_FUNCTION(pglocks_release_pair) { return release_call(fcinfo, read_pair_key); }
 
-PGLOCKS_FUNCTION(pglocks_with_lock_text) { return with_lock_call(fcinfo, read_text_key); }
-PGLOCKS_FUNCTION(pglocks_with_lock_bigint) { return with_lock_call(fcinfo, read_bigint_key); }
-PGLOCKS_FUNCTION(pglocks_with_lock_pair) { return with_lock_call(fcinfo, read_pair_key); }
+PGLOCKS_FUNCTION(pglocks_with_lock_text) { return with_lock_call(fcinfo, read_text_key, false); }
+PGLOCKS_FUNCTION(pglocks_with_lock_bigint) { return with_lock_call(fcinfo, read_bigint_key, false); }
+PGLOCKS_FUNCTION(pglocks_with_lock_pair) { return with_lock_call(fcinfo, read_pair_key, false); }
+PGLOCKS_FUNCTION(pglocks_with_lock_params_text) { return with_lock_call(fcinfo, read_text_key, true); }
+PGLOCKS_FUNCTION(pglocks_with_lock_params_bigint) {
+    return with_lock_call(fcinfo, read_bigint_key, true);
+}
+PGLOCKS_FUNCTION(pglocks_with_lock_params_pair) { return with_lock_call(fcinfo, read_pair_key, true); }
 
 PGLOCKS_FUNCTION(pglocks_release_all) { return Int64GetDatum(static_cast<int64>(release_all())); }
 

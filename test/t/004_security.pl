@@ -113,6 +113,12 @@ my %sample = (
 	  q{SELECT pglocks_acquire_all(ARRAY[11, 12]::int8[], shared => true)},
 	'pglocks_release_all(bigint[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY[11, 12]::int8[], shared => true)},
+	'pglocks_with_lock(text,text,anyarray,boolean,boolean,interval)' =>
+	  q{SELECT pglocks_with_lock('sec:p', 'SELECT $1', ARRAY[1])},
+	'pglocks_with_lock(bigint,text,anyarray,boolean,boolean,interval)' =>
+	  q{SELECT pglocks_with_lock(15::int8, 'SELECT $1 || $2', ARRAY['a', 'b'], shared => true)},
+	'pglocks_with_lock(integer,integer,text,anyarray,boolean,boolean,interval)' =>
+	  q{SELECT pglocks_with_lock(15, 16, 'SELECT $1', ARRAY[true], wait => false)},
 	'pglocks_acquire_detached(text,boolean,interval,boolean)' =>
 	  q{CALL pglocks_acquire_detached('sec:d'); SELECT pglocks_release('sec:d')},
 	'pglocks_acquire_detached(bigint,boolean,interval,boolean)' =>
