@@ -326,7 +326,7 @@ def program(lang, code, tmp):
         d = os.path.join(tmp, "go")
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "main.go"), "w", encoding="utf-8").write(
-            "package main\n\n" + code + "\n\nimport \"fmt\"\n\nfunc main() {\n" +
+            "package main\n\nimport \"fmt\"\n\n" + code + "\n\nfunc main() {\n" +
             "".join("\tfmt.Println(PglocksKey(%s))\n" % go_literal(k) for k in keys) +
             "}\n")
         open(os.path.join(d, "go.mod"), "w").write("module snippet\n\ngo 1.19\n")
