@@ -21,6 +21,7 @@ extern "C" {
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -88,13 +89,24 @@ bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
 
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
 // applies and raises its error). Returns whether the lock is held.
+//
+// Our timeout is lock_timeout, set through the settings machinery with GUC_ACTION_SAVE
+// inside the internal subtransaction, so that the subtransaction's end (commit or abort)
+// restores the user's value and SHOW lock_timeout never disagrees with the variable.
+//
+// When the lock-timeout timer fires in the very instant the lock is granted, the server
+// keeps the grant, stops the timer and leaves the timeout's cancel pending: the next
+// interrupt check anywhere would raise "canceling statement due to lock timeout" with the
+// lock held. The check right after the grant takes that pending cancel here, inside the
+// subtransaction, where the catch settles it: kept and counted when it was our timeout,
+// given back before the error propagates otherwise.
 bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     MemoryContext caller_cxt = CurrentMemoryContext;
     ResourceOwner caller_owner = CurrentResourceOwner;
     const int user_lock_timeout = LockTimeout;
-    // Our timeout replaces lock_timeout for this wait unless the user's is shorter, in
-    // which case the user's fires first and raises its usual error.
-    const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms < user_lock_timeout);
+    // Our timeout replaces lock_timeout for this wait unless the user's is strictly shorter,
+    // in which case the user's fires first and raises its usual error.
+    const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms <= user_lock_timeout);
     volatile bool granted = false;
     ErrorData* volatile failure = nullptr;
 
@@ -103,19 +115,24 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
     {
-        if (ours) LockTimeout = timeout_ms;
+        if (ours) {
+            char value[32];
+            snprintf(value, sizeof(value), "%d", timeout_ms);
+            (void)set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
+                                    GUC_ACTION_SAVE, true, 0, false);
+        }
         (void)LockAcquire(tag, mode, true, false);
-        LockTimeout = user_lock_timeout;
+        CHECK_FOR_INTERRUPTS();
         granted = true;
         ReleaseCurrentSubTransaction();
     }
     PG_CATCH();
     {
-        LockTimeout = user_lock_timeout;
         MemoryContextSwitchTo(caller_cxt);
         failure = CopyErrorData();
         FlushErrorState();
-        // Takes us off the wait queue, or records a grant that raced with the error.
+        // Takes us off the wait queue, or records a grant that raced with the error; restores
+        // lock_timeout.
         RollbackAndReleaseCurrentSubTransaction();
     }
     PG_END_TRY();
