@@ -70,3 +70,41 @@ SELECT body, fence = :token_b AS fenced_by_b FROM report_store;
 SELECT pglocks_release_all();
 DROP FUNCTION store_report(text, bigint);
 DROP TABLE report_store;
+
+-- A token draw that fails (the sequence at its limit, as a superuser can arrange) ends the
+-- hold it was drawn for, through the abort: nothing is left held, an earlier hold of the
+-- same lock stays, and tokens are issued again once the sequence can move.
+SELECT last_value AS seq_now FROM pglocks_token_seq \gset
+ALTER SEQUENCE pglocks_token_seq MAXVALUE :seq_now;
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err');
+\set VERBOSITY default
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT pglocks_acquire('tk-err');
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err', scope => 'transaction');
+\set VERBOSITY default
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release('tk-err');
+BEGIN;
+SELECT pglocks_acquire('tk-other', scope => 'transaction');
+SAVEPOINT s;
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err');
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT s;
+SELECT key, scope, holds FROM pglocks_held();
+COMMIT;
+DO $$
+BEGIN
+  PERFORM pglocks_acquire_token('tk-err');
+EXCEPTION WHEN sequence_generator_limit_exceeded THEN
+  RAISE NOTICE 'caught %', SQLSTATE;
+END $$;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+ALTER SEQUENCE pglocks_token_seq NO MAXVALUE;
+SELECT pglocks_acquire_token('tk-err') IS NOT NULL AS issued_again;
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release_all();

@@ -94,6 +94,11 @@ public:
     int release_newest_checked(const LockId& id, LockPredicate still_held,
                                bool* now_empty) noexcept;
 
+    // Changes the scope of one hold; false if the hold is gone. Multi-step acquires take their
+    // holds in the call scope, which an abort ends, and give them their own scope once
+    // every step has succeeded.
+    bool set_scope(const LockId& id, uint64_t hold_id, Scope scope) noexcept;
+
     // Sets the token of one hold; false if the hold is gone.
     bool set_token(const LockId& id, uint64_t hold_id, int64_t token) noexcept;
 

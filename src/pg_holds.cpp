@@ -316,6 +316,10 @@ void reconcile() { g_registry.reconcile(lm_held); }
 
 const HoldsRegistry& registry() { return g_registry; }
 
+void set_hold_scope(const LockId& id, uint64_t hold_id, Scope scope) {
+    g_registry.set_scope(id, hold_id, scope);
+}
+
 void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token) {
     g_registry.set_token(id, hold_id, token);
 }

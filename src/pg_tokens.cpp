@@ -81,23 +81,18 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
     read_acquire_options(fcinfo, arg, &req);
+    const Scope scope = req.scope;
+    // Drawn once the lock is granted, so that successive holders of a lock get increasing
+    // tokens whatever order they queued in. Until the token is drawn the hold is a call-scope
+    // hold: if drawing fails, the abort of the (sub)transaction ends it (a hold without its
+    // token would defeat the fencing), and nothing here touches the lock manager while the
+    // error is in flight.
+    req.scope = Scope::Call;
     const uint64_t hold = acquire(req);
     if (hold == 0) PG_RETURN_NULL();
-    // Drawn once the lock is granted, so that successive holders of a lock get increasing
-    // tokens whatever order they queued in. If drawing fails, the hold goes too: a hold
-    // without its token would defeat the fencing.
-    volatile int64_t token = 0;
-    PG_TRY();
-    {
-        token = next_token(fcinfo);
-    }
-    PG_CATCH();
-    {
-        release_hold(req.key.id, hold);
-        PG_RE_THROW();
-    }
-    PG_END_TRY();
+    const int64_t token = next_token(fcinfo);
     set_hold_token(req.key.id, hold, token);
+    set_hold_scope(req.key.id, hold, scope);
     PG_RETURN_INT64(token);
 }
 
