@@ -73,9 +73,55 @@ bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) {
 #endif
 }
 
+LockAcquireResult acquire_session(const LOCKTAG* tag, LOCKMODE mode, bool dont_wait,
+                                  bool report_memory_error, LOCALLOCK** locallock) {
+#if PG_VERSION_NUM >= 180000
+    return LockAcquireExtended(tag, mode, true, dont_wait, report_memory_error, locallock, false);
+#else
+    return LockAcquireExtended(tag, mode, true, dont_wait, report_memory_error, locallock);
+#endif
+}
+
+// pglocks' session count and the core functions' counts of the same lock and mode share one
+// LOCALLOCK, so LockHeldByMe cannot tell them apart. The LOCALLOCK holding pglocks' count is
+// marked with MarkLockClear (a flag only relation locking uses; the core advisory functions
+// never set it), and a LOCALLOCK disappears with its last count: when a core unlock takes
+// pglocks' count away and a core lock takes the lock again, that is a new, unmarked
+// LOCALLOCK. The LOCALLOCK is read only within the call that returned it, never kept.
+//
+// Marks the LOCALLOCK of a lock this session holds (a count pglocks just took).
+void mark_ours(const LOCKTAG* tag, LOCKMODE mode) {
+    LOCALLOCK* locallock = nullptr;
+    const LockAcquireResult r = acquire_session(tag, mode, true, false, &locallock);
+    if (r == LOCKACQUIRE_NOT_AVAIL) return;
+    MarkLockClear(locallock);
+    LockRelease(tag, mode, true);  // the probe's count
+}
+
+// Whether pglocks' own session count is still there: the marked LOCALLOCK exists, and its
+// session owner has our count besides the probe's. Only a lock this session holds is probed,
+// so the probe never touches the shared lock table.
+bool ours_held(const LOCKTAG* tag, LOCKMODE mode) {
+    if (!held_by_me(tag, mode)) return false;
+    LOCALLOCK* locallock = nullptr;
+    const LockAcquireResult r = acquire_session(tag, mode, true, false, &locallock);
+    if (r == LOCKACQUIRE_NOT_AVAIL) return false;
+    bool ours = false;
+    if (r == LOCKACQUIRE_ALREADY_CLEAR) {
+        for (int i = 0; i < locallock->numLockOwners; i++) {
+            if (locallock->lockOwners[i].owner == nullptr) {
+                ours = locallock->lockOwners[i].nLocks >= 2;
+                break;
+            }
+        }
+    }
+    LockRelease(tag, mode, true);  // the probe's count
+    return ours;
+}
+
 bool lm_held(const LockId& id) {
     const LOCKTAG tag = make_tag(id);
-    return held_by_me(&tag, mode_of(id));
+    return ours_held(&tag, mode_of(id));
 }
 
 void lm_release(const LockId& id) {
@@ -84,7 +130,10 @@ void lm_release(const LockId& id) {
 }
 
 bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
-    return LockAcquire(tag, mode, true, true) != LOCKACQUIRE_NOT_AVAIL;
+    LOCALLOCK* locallock = nullptr;
+    if (acquire_session(tag, mode, true, true, &locallock) == LOCKACQUIRE_NOT_AVAIL) return false;
+    MarkLockClear(locallock);
+    return true;
 }
 
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
@@ -121,7 +170,9 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
             (void)set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
                                     GUC_ACTION_SAVE, true, 0, false);
         }
-        (void)LockAcquire(tag, mode, true, false);
+        LOCALLOCK* locallock = nullptr;
+        (void)acquire_session(tag, mode, false, true, &locallock);
+        MarkLockClear(locallock);
         CHECK_FOR_INTERRUPTS();
         granted = true;
         ReleaseCurrentSubTransaction();
@@ -141,9 +192,12 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     CurrentResourceOwner = caller_owner;
 
     if (granted) return true;
+    // Nothing of this session held the lock before the wait (the try would have succeeded),
+    // so a lock held now was granted to the wait.
     const bool raced = held_by_me(tag, mode);
     if (ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) {
         FreeErrorData(failure);
+        if (raced) mark_ours(tag, mode);
         return raced;
     }
     if (raced) LockRelease(tag, mode, true);
