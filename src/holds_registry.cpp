@@ -226,6 +226,13 @@ void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate s
     }
 }
 
+bool HoldsRegistry::has_scope(Scope scope) const noexcept {
+    for (const auto& [id, entry] : entries_)
+        for (const Hold& h : entry.holds)
+            if (h.scope == scope) return true;
+    return false;
+}
+
 size_t HoldsRegistry::held_row_count() const noexcept {
     size_t n = 0;
     for (const auto& [id, entry] : entries_) {

@@ -134,6 +134,9 @@ public:
     void end_transaction_holds(uint32_t from_subxact, LockPredicate still_held,
                                LockAction release_lock) noexcept;
 
+    // Whether any hold has this scope (a scan: for error paths).
+    bool has_scope(Scope scope) const noexcept;
+
     bool has_transaction_holds() const noexcept { return transaction_holds_ > 0; }
     uint64_t hold_count() const noexcept { return hold_count_; }
 

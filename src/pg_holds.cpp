@@ -48,6 +48,34 @@ bool g_has_pending = false;
 bool g_pending_named = false;
 bool g_in_wait = false;
 
+// pglocks_with_lock calls of this transaction that kept their hold past the call (outside a
+// transaction block the hold ends with the statement's transaction). A cheap gate: the
+// error hint below checks the registry before it speaks.
+int g_kept_call_holds = 0;
+
+bool has_call_holds() {
+    return g_kept_call_holds > 0 && g_registry.has_scope(Scope::Call);
+}
+
+// Error context callback, pushed around lock-manager calls while kept holds exist: where
+// they bite (a deadlock, a full lock table), the hint names the helper and what to do.
+void kept_holds_hint(void*) {
+    const int code = geterrcode();
+    if (code != ERRCODE_T_R_DEADLOCK_DETECTED && code != ERRCODE_OUT_OF_MEMORY) return;
+    if (!has_call_holds()) return;
+    if (code == ERRCODE_T_R_DEADLOCK_DETECTED)
+        errhint("See server log for query details. Outside a transaction block, "
+                "pglocks_with_lock keeps every lock it took until the statement's "
+                "transaction ends, so a statement that calls it for several locks holds them "
+                "all: take them in one order (pglocks_acquire_all), or call pglocks_with_lock "
+                "inside BEGIN ... COMMIT, where each lock ends with its call.");
+    else
+        errhint("You might need to increase max_locks_per_transaction. Outside a transaction "
+                "block, pglocks_with_lock keeps every lock it took until the statement's "
+                "transaction ends: run a loop over many keys inside BEGIN ... COMMIT, where "
+                "each lock ends with its call, or one statement per key.");
+}
+
 void drop_pending() {
     if (g_has_pending && !g_in_wait) {
         if (g_pending_named) names_unpublish(g_pending);
@@ -271,12 +299,14 @@ void xact_callback(XactEvent event, void*) {
     switch (event) {
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
+            g_kept_call_holds = 0;
             drop_pending();
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PREPARE:
+            g_kept_call_holds = 0;
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             break;
         case XACT_EVENT_PRE_PREPARE:
@@ -300,10 +330,32 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
 
 }  // namespace
 
+namespace {
+uint64_t acquire_hinted(const AcquireRequest& req);
+}
+
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
-    const LockId& id = req.key.id;
 
+    // Plain data only in this frame: the callback is popped on the way out, and an error
+    // unwinds to a PG_TRY that restores error_context_stack.
+    ErrorContextCallback hint_cb;
+    const bool hint = g_kept_call_holds > 0;
+    if (hint) {
+        hint_cb.callback = kept_holds_hint;
+        hint_cb.arg = nullptr;
+        hint_cb.previous = error_context_stack;
+        error_context_stack = &hint_cb;
+    }
+    const uint64_t hold_id = acquire_hinted(req);
+    if (hint) error_context_stack = hint_cb.previous;
+    return hold_id;
+}
+
+namespace {
+
+uint64_t acquire_hinted(const AcquireRequest& req) {
+    const LockId& id = req.key.id;
     // Room first (one lookup serves both paths): once the lock manager has granted the
     // lock, recording it cannot fail.
     g_pending = id;
@@ -346,6 +398,8 @@ uint64_t acquire(const AcquireRequest& req) {
     return hold_id;
 }
 
+}  // namespace
+
 bool release(const LockId& id) {
     bool now_empty = false;
     const int released = g_registry.release_newest_checked(id, lm_held, &now_empty);
@@ -369,6 +423,8 @@ uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }
 void reconcile() { g_registry.reconcile(lm_held); }
 
 const HoldsRegistry& registry() { return g_registry; }
+
+void note_kept_call_hold() { g_kept_call_holds++; }
 
 void set_hold_scope(const LockId& id, uint64_t hold_id, Scope scope) {
     g_registry.set_scope(id, hold_id, scope);

@@ -33,6 +33,11 @@ bool release_hold(const LockId& id, uint64_t hold_id);
 // call the lock manager while the error is in flight.
 void set_hold_scope(const LockId& id, uint64_t hold_id, Scope scope);
 
+// Notes that a pglocks_with_lock call outside a transaction block keeps its hold until the
+// statement's transaction ends; a deadlock or a full lock table meanwhile gets a hint that
+// says so.
+void note_kept_call_hold();
+
 // Records the fencing token of a hold taken by acquire().
 void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token);
 
