@@ -6,7 +6,7 @@ MODULE_big = pglocks
 OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
        src/pg_names.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o \
        src/pg_module.o
-DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql
+DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql sql/pglocks--1.1--1.2.sql
 
 REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
           tokens acquire_all upgrade

@@ -1,6 +1,12 @@
 // Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is
-//   (timeline << 40) + nextval(pglocks_token_seq)
-// The sequence is the extension's own. Its WAL record is flushed before a token is handed
+//   (timeline << 48) + nextval(pglocks_token_seq)
+// (1.1 libraries shifted by 40: every token of this layout exceeds every token of that one
+// on the same or an earlier timeline). The sequence is the extension's own. A fresh one
+// (CREATE EXTENSION, also after DROP EXTENSION) starts at half the WAL insert position
+// (pglocks_token_floor(), called by the 1.1--1.2 script): every nextval that logs writes a
+// sequence record of about 100 bytes for 32 values (more than 2 bytes a value), so the tokens of an earlier
+// incarnation of the extension stay below half the WAL position reached since, and DROP
+// EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
 // out, so a crash restart never issues a token again; the timeline grows with every
 // promotion, so tokens issued after a failover to a physical standby exceed every token of
 // the old primary even when the standby had not replayed its last sequence records.
@@ -21,7 +27,8 @@ extern "C" {
 namespace pglocks {
 namespace {
 
-constexpr int kSequenceBits = 40;
+constexpr int kSequenceBits = 48;
+constexpr uint64 kTimelineLimit = UINT64CONST(1) << (63 - kSequenceBits);
 constexpr const char* kSequenceName = "pglocks_token_seq";
 
 // The sequence sits in the extension's schema, which is the calling function's schema.
@@ -71,7 +78,7 @@ int64_t next_token(FunctionCallInfo fcinfo) {
     XLogFlush(lsn);
 
     const uint64 tli = current_timeline();
-    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= (1U << 22))
+    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= kTimelineLimit)
         ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
                         errmsg("pglocks fencing tokens are exhausted on this timeline")));
     return static_cast<int64_t>((tli << kSequenceBits) | static_cast<uint64>(value));
@@ -110,6 +117,14 @@ Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 }  // namespace pglocks
 
 using namespace pglocks;
+
+// Where a fresh token sequence starts: half the WAL insert position (see the top).
+PGLOCKS_FUNCTION(pglocks_token_floor) {
+    if (RecoveryInProgress())
+        ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+                        errmsg("cannot compute the pglocks token floor during recovery")));
+    PG_RETURN_INT64(static_cast<int64>(GetXLogInsertRecPtr() / 2));
+}
 
 PGLOCKS_FUNCTION(pglocks_acquire_token_text) { return acquire_token_call(fcinfo, read_text_key); }
 PGLOCKS_FUNCTION(pglocks_acquire_token_bigint) { return acquire_token_call(fcinfo, read_bigint_key); }
