@@ -3,7 +3,7 @@
 test/suites/timeout_race.sh after timeout_race.py).
 
 One session H loops, server-side, pglocks_acquire('R') / pg_sleep(0-3 ms) /
-pglocks_release('R'). Several sessions W loop, server-side, timed acquires of the same lock
+pglocks_release('R'). Eight sessions W loop, server-side, timed acquires of the same lock
 with a 1 ms timeout and lock_timeout = 0: pglocks_acquire, pglocks_acquire_all,
 pglocks_acquire_token and (inside a transaction block, where it releases at once)
 pglocks_with_lock, releasing whatever they got. Each round trip runs many rounds, so the
@@ -120,7 +120,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dsn", default="", help="libpq connection string (default: PG* environment)")
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--waiters", type=int, default=6)
+    ap.add_argument("--waiters", type=int, default=8)
     ap.add_argument("--batch", type=int, default=2000)
     args = ap.parse_args()
 

@@ -8,7 +8,7 @@
 #
 # Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
 # PGLOCKS_RACE_SECONDS sets the duration of the first part (default 20), PGLOCKS_RACE_SEED
-# replays it; PGLOCKS_EDGE_SECONDS the duration of the second (default 30).
+# replays it; PGLOCKS_EDGE_SECONDS the duration of the second (default 40).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
@@ -46,6 +46,6 @@ args=(--dsn "dbname=$db" --seconds "$seconds")
 # The rounds stop at the time limit; the outer limit only guards against a hang.
 timeout $((seconds * 3 + 60)) "$PY" "$here/../stress/timeout_race.py" "${args[@]}"
 
-edge_seconds=${PGLOCKS_EDGE_SECONDS:-30}
+edge_seconds=${PGLOCKS_EDGE_SECONDS:-40}
 timeout $((edge_seconds * 3 + 60)) "$PY" "$here/../stress/timeout_edge.py" --dsn "dbname=$db" \
     --seconds "$edge_seconds"
