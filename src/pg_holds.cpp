@@ -53,9 +53,7 @@ bool g_in_wait = false;
 // error hint below checks the registry before it speaks.
 int g_kept_call_holds = 0;
 
-bool has_call_holds() {
-    return g_kept_call_holds > 0 && g_registry.has_scope(Scope::Call);
-}
+bool has_call_holds() { return g_kept_call_holds > 0 && g_registry.has_scope(Scope::Call); }
 
 // Error context callback, pushed around lock-manager calls while kept holds exist: where
 // they bite (a deadlock, a full lock table), the hint names the helper and what to do.

@@ -4,9 +4,9 @@
 // on the same or an earlier timeline). The sequence is the extension's own. A fresh one
 // (CREATE EXTENSION, also after DROP EXTENSION) starts at half the WAL insert position
 // (pglocks_token_floor(), called by the 1.1--1.2 script): every nextval that logs writes a
-// sequence record of about 100 bytes for 32 values (more than 2 bytes a value), so the tokens of an earlier
-// incarnation of the extension stay below half the WAL position reached since, and DROP
-// EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
+// sequence record of about 100 bytes for 32 values (more than 2 bytes a value), so the
+// tokens of an earlier incarnation of the extension stay below half the WAL position
+// reached since, and DROP EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
 // out, so a crash restart never issues a token again; the timeline grows with every
 // promotion, so tokens issued after a failover to a physical standby exceed every token of
 // the old primary even when the standby had not replayed its last sequence records.
