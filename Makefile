@@ -12,7 +12,7 @@ REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
           tokens acquire_all memory_safety upgrade settings detached with_lock_params
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
-            timeout_wait xact_scope with_lock_iso with_lock_commit locks_view acquire_all detached
+            timeout_wait lock_timeout xact_scope with_lock_iso with_lock_commit locks_view acquire_all detached
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config

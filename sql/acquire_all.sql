@@ -47,3 +47,14 @@ EXCEPTION WHEN out_of_memory THEN
 END $$;
 SELECT count(*) AS held_rows FROM pglocks_held();
 SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+
+-- A million keys: the call is cancellable while it reads, sorts and takes them (here
+-- statement_timeout ends it before the lock table could fill), and nothing stays held.
+CREATE TEMP TABLE million AS SELECT ARRAY(SELECT 'k' || i FROM generate_series(1, 1000000) i) AS keys;
+SET statement_timeout = '100ms';
+SELECT pglocks_acquire_all(keys) FROM million;
+SELECT pglocks_release_all(keys) FROM million;
+RESET statement_timeout;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+DROP TABLE million;

@@ -4,7 +4,7 @@ SELECT pglocks_acquire_token('a') AS t1 \gset
 SELECT pglocks_acquire_token(42) AS t2 \gset
 SELECT pglocks_acquire_token(1, 2, shared => true) AS t3 \gset
 SELECT :t1 < :t2 AND :t2 < :t3 AS increasing,
-       :t1 >> 40 = (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline_in_high_bits;
+       :t1 >> 48 = (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline_in_high_bits;
 SELECT pglocks_token('a') = :t1 AS a, pglocks_token(42) = :t2 AS b,
        pglocks_token(1, 2, shared => true) = :t3 AS pair, pglocks_token(1, 2) IS NULL AS other_mode;
 
@@ -70,3 +70,74 @@ SELECT body, fence = :token_b AS fenced_by_b FROM report_store;
 SELECT pglocks_release_all();
 DROP FUNCTION store_report(text, bigint);
 DROP TABLE report_store;
+
+-- A token draw that fails (the sequence at its limit, as a superuser can arrange) ends the
+-- hold it was drawn for, through the abort: nothing is left held, an earlier hold of the
+-- same lock stays, and tokens are issued again once the sequence can move.
+SELECT last_value AS seq_now FROM pglocks_token_seq \gset
+ALTER SEQUENCE pglocks_token_seq MAXVALUE :seq_now;
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err');
+\set VERBOSITY default
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT pglocks_acquire('tk-err');
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err', scope => 'transaction');
+\set VERBOSITY default
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release('tk-err');
+BEGIN;
+SELECT pglocks_acquire('tk-other', scope => 'transaction');
+SAVEPOINT s;
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('tk-err');
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT s;
+SELECT key, scope, holds FROM pglocks_held();
+COMMIT;
+DO $$
+BEGIN
+  PERFORM pglocks_acquire_token('tk-err');
+EXCEPTION WHEN sequence_generator_limit_exceeded THEN
+  RAISE NOTICE 'caught %', SQLSTATE;
+END $$;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+ALTER SEQUENCE pglocks_token_seq NO MAXVALUE;
+SELECT pglocks_acquire_token('tk-err') IS NOT NULL AS issued_again;
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release_all();
+
+-- DROP EXTENSION and CREATE EXTENSION again: tokens never go back, also after many draws.
+CREATE DATABASE pglocks_recreate;
+\c pglocks_recreate
+CREATE EXTENSION pglocks;
+SELECT pglocks_acquire_token('job') AS before_drop \gset
+SELECT pglocks_release_all();
+SELECT max(pglocks_acquire_token('job' || g) + pglocks_release_all() * 0) AS many_before
+FROM generate_series(1, 20000) g \gset
+DROP EXTENSION pglocks;
+CREATE EXTENSION pglocks;
+SELECT pglocks_acquire_token('job') AS after_create \gset
+SELECT :after_create > :before_drop AS greater_than_first,
+       :after_create > :many_before AS greater_than_all_before,
+       :after_create >> 48 = :before_drop >> 48 AS same_timeline;
+SELECT pglocks_release_all();
+DROP EXTENSION pglocks;
+CREATE EXTENSION pglocks;
+SELECT pglocks_acquire_token('job') > :after_create AS greater_again;
+SELECT pglocks_release_all();
+-- Beyond the 48-bit value part drawing raises 2200H, and the hold goes.
+SELECT setval('pglocks_token_seq', (1::bigint << 48) - 1);
+\set VERBOSITY sqlstate
+SELECT pglocks_acquire_token('job');
+\set VERBOSITY default
+SELECT count(*) AS held_rows FROM pglocks_held();
+-- Where the guarantee does not hold: a 1.1 installation starts its sequence at 1.
+DROP EXTENSION pglocks;
+CREATE EXTENSION pglocks VERSION '1.1';
+SELECT pglocks_acquire_token('job') & ((1::bigint << 48) - 1) AS starts_at;
+SELECT pglocks_release_all();
+\c contrib_regression
+DROP DATABASE pglocks_recreate;

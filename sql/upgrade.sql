@@ -1,6 +1,6 @@
--- The upgrade path: 1.0, then ALTER EXTENSION UPDATE through 1.1 to the current version,
--- gives the same objects as a fresh installation,
--- and holds taken before the update survive it.
+-- The upgrade path: 1.0, then ALTER EXTENSION UPDATE to 1.1 and to 1.2, gives the same
+-- objects as a fresh 1.2, holds taken before the update survive it, and tokens drawn under
+-- 1.1 stay below those drawn after.
 CREATE VIEW pg_temp.ext_objects AS
   SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS object,
          CASE d.classid
@@ -37,8 +37,13 @@ CREATE EXTENSION pglocks VERSION '1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'pglocks';
 SELECT count(*) AS objects_1_0 FROM pg_temp.ext_objects;
 SELECT pglocks_acquire('taken-under-1.0'), pglocks_acquire(7, scope => 'session');
+ALTER EXTENSION pglocks UPDATE TO '1.1';
+SELECT extversion FROM pg_extension WHERE extname = 'pglocks';
+SELECT pglocks_acquire_token('under-1.1') AS token_1_1 \gset
 ALTER EXTENSION pglocks UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pglocks';
+SELECT pglocks_acquire_token('under-1.2') > :token_1_1 AS tokens_go_on;
+SELECT pglocks_release('under-1.1'), pglocks_release('under-1.2');
 SELECT key, holds FROM pglocks_held();
 SELECT object FROM pg_temp.ext_objects ORDER BY object;
 SELECT count(*) = :objects AS same_count,

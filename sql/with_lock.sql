@@ -80,3 +80,45 @@ RESET ROLE;
 SELECT * FROM wl_log;
 DROP TABLE wl_log;
 DROP ROLE pglocks_plain_role;
+
+-- Outside a transaction block pglocks_with_lock keeps each lock until the statement's
+-- transaction ends: a loop over many keys in one statement fills the lock table, and the
+-- hint says why and what to do. Nothing stays held afterwards. (A PL/pgSQL block with an
+-- EXCEPTION clause runs in a subtransaction, where each lock ends with its call.)
+DO $$
+BEGIN
+  FOR i IN 1..100000 LOOP
+    PERFORM pglocks_with_lock('many:' || i, 'SELECT 1');
+  END LOOP;
+END $$;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+-- The loop the hint suggests: inside a transaction block each lock ends with its call.
+BEGIN;
+DO $$
+BEGIN
+  FOR i IN 1..20000 LOOP
+    PERFORM pglocks_with_lock('many:' || i, 'SELECT 1');
+  END LOOP;
+END $$;
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+COMMIT;
+-- A PL/pgSQL block with an EXCEPTION clause runs in a subtransaction: there too.
+DO $$
+BEGIN
+  FOR i IN 1..20000 LOOP
+    PERFORM pglocks_with_lock('many:' || i, 'SELECT 1');
+  END LOOP;
+  RAISE NOTICE 'advisory locks held: %', (SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid());
+EXCEPTION WHEN division_by_zero THEN
+  NULL;
+END $$;
+-- Without pending pglocks_with_lock holds, a full lock table keeps the server's hint.
+DO $$
+BEGIN
+  FOR i IN 1..100000 LOOP
+    PERFORM pglocks_acquire('many:' || i, scope => 'transaction');
+  END LOOP;
+END $$;
+SELECT count(*) AS held_rows FROM pglocks_held();

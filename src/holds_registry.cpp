@@ -100,6 +100,19 @@ bool HoldsRegistry::set_token(const LockId& id, uint64_t hold_id, int64_t token)
     return false;
 }
 
+bool HoldsRegistry::set_scope(const LockId& id, uint64_t hold_id, Scope scope) noexcept {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    for (Hold& h : it->second.holds) {
+        if (h.id != hold_id) continue;
+        if (transaction_bound(h.scope)) transaction_holds_--;
+        if (transaction_bound(scope)) transaction_holds_++;
+        h.scope = scope;
+        return true;
+    }
+    return false;
+}
+
 int64_t HoldsRegistry::newest_token(const LockId& id) const noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
@@ -211,6 +224,13 @@ void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate s
             ++it;
         }
     }
+}
+
+bool HoldsRegistry::has_scope(Scope scope) const noexcept {
+    for (const auto& [id, entry] : entries_)
+        for (const Hold& h : entry.holds)
+            if (h.scope == scope) return true;
+    return false;
 }
 
 size_t HoldsRegistry::held_row_count() const noexcept {

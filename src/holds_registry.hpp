@@ -101,6 +101,11 @@ public:
     int release_newest_checked(const LockId& id, LockPredicate still_held,
                                bool* now_empty) noexcept;
 
+    // Changes the scope of one hold; false if the hold is gone. Multi-step acquires take their
+    // holds in the call scope, which an abort ends, and give them their own scope once
+    // every step has succeeded.
+    bool set_scope(const LockId& id, uint64_t hold_id, Scope scope) noexcept;
+
     // Sets the token of one hold; false if the hold is gone.
     bool set_token(const LockId& id, uint64_t hold_id, int64_t token) noexcept;
 
@@ -135,6 +140,9 @@ public:
     // needs no bookkeeping at subtransaction commit.
     void end_transaction_holds(uint32_t from_subxact, LockPredicate still_held,
                                LockAction release_lock) noexcept;
+
+    // Whether any hold has this scope (a scan: for error paths).
+    bool has_scope(Scope scope) const noexcept;
 
     bool has_transaction_holds() const noexcept { return transaction_holds_ > 0; }
     uint64_t hold_count() const noexcept { return hold_count_; }

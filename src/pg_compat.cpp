@@ -38,6 +38,15 @@ bool lock_held_by_me(const LOCKTAG* tag, LOCKMODE mode) {
 #endif
 }
 
+LockAcquireResult lock_acquire_session(const LOCKTAG* tag, LOCKMODE mode, bool dont_wait,
+                                       bool report_memory_error, LOCALLOCK** locallock) {
+#if PG_VERSION_NUM >= 180000
+    return LockAcquireExtended(tag, mode, true, dont_wait, report_memory_error, locallock, false);
+#else
+    return LockAcquireExtended(tag, mode, true, dont_wait, report_memory_error, locallock);
+#endif
+}
+
 TimeLineID wal_insert_timeline() {
 #if PG_VERSION_NUM >= 150000
     return GetWALInsertionTimeLine();

@@ -10,6 +10,7 @@ extern "C" {
 #include "access/xlogdefs.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "storage/lock.h"
 #include "storage/lockdefs.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
@@ -49,6 +50,11 @@ LocalTransactionId my_local_xid();
 
 // Whether this backend holds the lock in exactly that mode (any owner, any count).
 bool lock_held_by_me(const LOCKTAG* tag, LOCKMODE mode);
+
+// LockAcquireExtended for a session-level count, returning the LOCALLOCK (18 added an
+// argument, for logging lock failures, that pglocks leaves off).
+LockAcquireResult lock_acquire_session(const LOCKTAG* tag, LOCKMODE mode, bool dont_wait,
+                                       bool report_memory_error, LOCALLOCK** locallock);
 
 // The timeline WAL is written on now.
 TimeLineID wal_insert_timeline();

@@ -303,7 +303,10 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key, bool has_param
     // read, not what it wrote. The hold then ends from the commit callback instead, as a
     // lock/work/unlock sequence in autocommit mode would. In a transaction block the caller
     // chose when to commit, and the lock ends with the call, as documented.
-    if (IsTransactionBlock()) release_hold(req.key.id, hold);
+    if (IsTransactionBlock())
+        release_hold(req.key.id, hold);
+    else
+        note_kept_call_hold();
     return BoolGetDatum(true);
 }
 

@@ -22,6 +22,7 @@ extern "C" {
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -48,6 +49,32 @@ bool g_has_pending = false;
 bool g_pending_named = false;
 bool g_in_wait = false;
 
+// pglocks_with_lock calls of this transaction that kept their hold past the call (outside a
+// transaction block the hold ends with the statement's transaction). A cheap gate: the
+// error hint below checks the registry before it speaks.
+int g_kept_call_holds = 0;
+
+bool has_call_holds() { return g_kept_call_holds > 0 && g_registry.has_scope(Scope::Call); }
+
+// Error context callback, pushed around lock-manager calls while kept holds exist: where
+// they bite (a deadlock, a full lock table), the hint names the helper and what to do.
+void kept_holds_hint(void*) {
+    const int code = geterrcode();
+    if (code != ERRCODE_T_R_DEADLOCK_DETECTED && code != ERRCODE_OUT_OF_MEMORY) return;
+    if (!has_call_holds()) return;
+    if (code == ERRCODE_T_R_DEADLOCK_DETECTED)
+        errhint("See server log for query details. Outside a transaction block, "
+                "pglocks_with_lock keeps every lock it took until the statement's "
+                "transaction ends, so a statement that calls it for several locks holds them "
+                "all: take them in one order (pglocks_acquire_all), or call pglocks_with_lock "
+                "inside BEGIN ... COMMIT, where each lock ends with its call.");
+    else
+        errhint("You might need to increase max_locks_per_transaction. Outside a transaction "
+                "block, pglocks_with_lock keeps every lock it took until the statement's "
+                "transaction ends: run a loop over many keys inside BEGIN ... COMMIT, where "
+                "each lock ends with its call, or one statement per key.");
+}
+
 void drop_pending() {
     if (g_has_pending && !g_in_wait) {
         if (g_pending_named) names_unpublish(g_pending);
@@ -67,9 +94,46 @@ LOCKMODE mode_of(const LockId& id) { return id.shared ? ShareLock : ExclusiveLoc
 
 bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) { return compat::lock_held_by_me(tag, mode); }
 
+// pglocks' session count and the core functions' counts of the same lock and mode share one
+// LOCALLOCK, so LockHeldByMe cannot tell them apart. The LOCALLOCK holding pglocks' count is
+// marked with MarkLockClear (a flag only relation locking uses; the core advisory functions
+// never set it), and a LOCALLOCK disappears with its last count: when a core unlock takes
+// pglocks' count away and a core lock takes the lock again, that is a new, unmarked
+// LOCALLOCK. The LOCALLOCK is read only within the call that returned it, never kept.
+//
+// Marks the LOCALLOCK of a lock this session holds (a count pglocks just took).
+void mark_ours(const LOCKTAG* tag, LOCKMODE mode) {
+    LOCALLOCK* locallock = nullptr;
+    const LockAcquireResult r = compat::lock_acquire_session(tag, mode, true, false, &locallock);
+    if (r == LOCKACQUIRE_NOT_AVAIL) return;
+    MarkLockClear(locallock);
+    LockRelease(tag, mode, true);  // the probe's count
+}
+
+// Whether pglocks' own session count is still there: the marked LOCALLOCK exists, and its
+// session owner has our count besides the probe's. Only a lock this session holds is probed,
+// so the probe never touches the shared lock table.
+bool ours_held(const LOCKTAG* tag, LOCKMODE mode) {
+    if (!held_by_me(tag, mode)) return false;
+    LOCALLOCK* locallock = nullptr;
+    const LockAcquireResult r = compat::lock_acquire_session(tag, mode, true, false, &locallock);
+    if (r == LOCKACQUIRE_NOT_AVAIL) return false;
+    bool ours = false;
+    if (r == LOCKACQUIRE_ALREADY_CLEAR) {
+        for (int i = 0; i < locallock->numLockOwners; i++) {
+            if (locallock->lockOwners[i].owner == nullptr) {
+                ours = locallock->lockOwners[i].nLocks >= 2;
+                break;
+            }
+        }
+    }
+    LockRelease(tag, mode, true);  // the probe's count
+    return ours;
+}
+
 bool lm_held(const LockId& id) {
     const LOCKTAG tag = make_tag(id);
-    return held_by_me(&tag, mode_of(id));
+    return ours_held(&tag, mode_of(id));
 }
 
 void lm_release(const LockId& id) {
@@ -78,18 +142,32 @@ void lm_release(const LockId& id) {
 }
 
 bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
-    return LockAcquire(tag, mode, true, true) != LOCKACQUIRE_NOT_AVAIL;
+    LOCALLOCK* locallock = nullptr;
+    if (compat::lock_acquire_session(tag, mode, true, true, &locallock) == LOCKACQUIRE_NOT_AVAIL) return false;
+    MarkLockClear(locallock);
+    return true;
 }
 
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
 // applies and raises its error). Returns whether the lock is held.
+//
+// Our timeout is lock_timeout, set through the settings machinery with GUC_ACTION_SAVE
+// inside the internal subtransaction, so that the subtransaction's end (commit or abort)
+// restores the user's value and SHOW lock_timeout never disagrees with the variable.
+//
+// When the lock-timeout timer fires in the very instant the lock is granted, the server
+// keeps the grant, stops the timer and leaves the timeout's cancel pending: the next
+// interrupt check anywhere would raise "canceling statement due to lock timeout" with the
+// lock held. The check right after the grant takes that pending cancel here, inside the
+// subtransaction, where the catch settles it: kept and counted when it was our timeout,
+// given back before the error propagates otherwise.
 bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     MemoryContext caller_cxt = CurrentMemoryContext;
     ResourceOwner caller_owner = CurrentResourceOwner;
     const int user_lock_timeout = LockTimeout;
-    // Our timeout replaces lock_timeout for this wait unless the user's is shorter, in
-    // which case the user's fires first and raises its usual error.
-    const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms < user_lock_timeout);
+    // Our timeout replaces lock_timeout for this wait unless the user's is strictly shorter,
+    // in which case the user's fires first and raises its usual error.
+    const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms <= user_lock_timeout);
     volatile bool granted = false;
     ErrorData* volatile failure = nullptr;
 
@@ -98,19 +176,26 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
     {
-        if (ours) LockTimeout = timeout_ms;
-        (void)LockAcquire(tag, mode, true, false);
-        LockTimeout = user_lock_timeout;
+        if (ours) {
+            char value[32];
+            snprintf(value, sizeof(value), "%d", timeout_ms);
+            (void)set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
+                                    GUC_ACTION_SAVE, true, 0, false);
+        }
+        LOCALLOCK* locallock = nullptr;
+        (void)compat::lock_acquire_session(tag, mode, false, true, &locallock);
+        MarkLockClear(locallock);
+        CHECK_FOR_INTERRUPTS();
         granted = true;
         ReleaseCurrentSubTransaction();
     }
     PG_CATCH();
     {
-        LockTimeout = user_lock_timeout;
         MemoryContextSwitchTo(caller_cxt);
         failure = CopyErrorData();
         FlushErrorState();
-        // Takes us off the wait queue, or records a grant that raced with the error.
+        // Takes us off the wait queue, or records a grant that raced with the error; restores
+        // lock_timeout.
         RollbackAndReleaseCurrentSubTransaction();
     }
     PG_END_TRY();
@@ -119,9 +204,12 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     CurrentResourceOwner = caller_owner;
 
     if (granted) return true;
+    // Nothing of this session held the lock before the wait (the try would have succeeded),
+    // so a lock held now was granted to the wait.
     const bool raced = held_by_me(tag, mode);
     if (ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) {
         FreeErrorData(failure);
+        if (raced) mark_ours(tag, mode);
         return raced;
     }
     if (raced) LockRelease(tag, mode, true);
@@ -195,12 +283,14 @@ void xact_callback(XactEvent event, void*) {
     switch (event) {
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
+            g_kept_call_holds = 0;
             drop_pending();
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PREPARE:
+            g_kept_call_holds = 0;
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             break;
         case XACT_EVENT_PRE_PREPARE:
@@ -224,10 +314,32 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
 
 }  // namespace
 
+namespace {
+uint64_t acquire_hinted(const AcquireRequest& req);
+}
+
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
-    const LockId& id = req.key.id;
 
+    // Plain data only in this frame: the callback is popped on the way out, and an error
+    // unwinds to a PG_TRY that restores error_context_stack.
+    ErrorContextCallback hint_cb;
+    const bool hint = g_kept_call_holds > 0;
+    if (hint) {
+        hint_cb.callback = kept_holds_hint;
+        hint_cb.arg = nullptr;
+        hint_cb.previous = error_context_stack;
+        error_context_stack = &hint_cb;
+    }
+    const uint64_t hold_id = acquire_hinted(req);
+    if (hint) error_context_stack = hint_cb.previous;
+    return hold_id;
+}
+
+namespace {
+
+uint64_t acquire_hinted(const AcquireRequest& req) {
+    const LockId& id = req.key.id;
     // Room first (one lookup serves both paths): once the lock manager has granted the
     // lock, recording it cannot fail.
     g_pending = id;
@@ -270,6 +382,8 @@ uint64_t acquire(const AcquireRequest& req) {
     return hold_id;
 }
 
+}  // namespace
+
 bool release(const LockId& id) {
     bool now_empty = false;
     const int released = g_registry.release_newest_checked(id, lm_held, &now_empty);
@@ -293,6 +407,12 @@ uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }
 void reconcile() { g_registry.reconcile(lm_held); }
 
 const HoldsRegistry& registry() { return g_registry; }
+
+void note_kept_call_hold() { g_kept_call_holds++; }
+
+void set_hold_scope(const LockId& id, uint64_t hold_id, Scope scope) {
+    g_registry.set_scope(id, hold_id, scope);
+}
 
 void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token) {
     g_registry.set_token(id, hold_id, token);

@@ -34,6 +34,16 @@ bool release(const LockId& id);
 // Releases one particular hold (used by pglocks_with_lock); false if it is already gone.
 bool release_hold(const LockId& id, uint64_t hold_id);
 
+// Gives a hold taken in the call scope its own scope once the call can no longer fail. Until
+// then an error ends it through the abort of the (sub)transaction, so no error path has to
+// call the lock manager while the error is in flight.
+void set_hold_scope(const LockId& id, uint64_t hold_id, Scope scope);
+
+// Notes that a pglocks_with_lock call outside a transaction block keeps its hold until the
+// statement's transaction ends; a deadlock or a full lock table meanwhile gets a hint that
+// says so.
+void note_kept_call_hold();
+
 // Records the fencing token of a hold taken by acquire().
 void set_hold_token(const LockId& id, uint64_t hold_id, int64_t token);
 

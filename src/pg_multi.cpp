@@ -2,11 +2,14 @@
 // The locks are taken in one canonical order — ascending lock key, duplicates once — so
 // callers that use it never deadlock one another, and all or nothing: when a try fails, the
 // time runs out or an error ends the wait, the locks this call took are released again.
-// The timeout covers the whole set.
+// The timeout covers the whole set. Until every lock is held, the locks taken are call-scope
+// holds, which the abort of the (sub)transaction ends when an error ends the call: no error
+// path calls the lock manager while the error is in flight.
 #include "pg_holds.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -35,6 +38,7 @@ KeyArg* sorted_keys(FunctionCallInfo fcinfo, bool text_keys, bool shared, int* c
         deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
     auto* keys = static_cast<KeyArg*>(palloc(sizeof(KeyArg) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
         if (nulls[i])
             ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                             errmsg("argument \"keys\" of %s must not contain nulls",
@@ -55,7 +59,10 @@ KeyArg* sorted_keys(FunctionCallInfo fcinfo, bool text_keys, bool shared, int* c
 }
 
 void release_taken(const KeyArg* keys, const uint64_t* holds, int taken) {
-    for (int i = taken - 1; i >= 0; i--) release_hold(keys[i].id, holds[i]);
+    for (int i = taken - 1; i >= 0; i--) {
+        CHECK_FOR_INTERRUPTS();
+        release_hold(keys[i].id, holds[i]);
+    }
 }
 
 // (keys[], shared, wait, timeout, scope)
@@ -69,36 +76,26 @@ Datum acquire_all_call(FunctionCallInfo fcinfo, bool text_keys) {
     const TimestampTz deadline =
         timed ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opts.timeout_ms) : 0;
 
-    volatile int taken = 0;
-    PG_TRY();
-    {
-        for (int i = 0; i < n; i++) {
-            AcquireRequest req = opts;
-            req.key = keys[i];
-            if (timed) {
-                const long left_ms =
-                    (deadline - GetCurrentTimestamp() + 999) / 1000;  // round up
-                req.timeout_ms = left_ms > 0 ? static_cast<int>(left_ms) : 0;
-            }
-            const uint64_t hold = acquire(req);
-            if (hold == 0) break;
-            holds[taken] = hold;
-            taken = taken + 1;
+    int taken = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
+        AcquireRequest req = opts;
+        req.key = keys[i];
+        req.scope = Scope::Call;
+        if (timed) {
+            const long left_ms = (deadline - GetCurrentTimestamp() + 999) / 1000;  // round up
+            req.timeout_ms = left_ms > 0 ? static_cast<int>(left_ms) : 0;
         }
+        const uint64_t hold = acquire(req);
+        if (hold == 0) break;
+        holds[taken++] = hold;
     }
-    PG_CATCH();
-    {
-        // The error came from a wait that the server has already cleaned up (or from a
-        // check before any lock call), so the lock manager is in a normal state here.
-        release_taken(keys, holds, taken);
-        PG_RE_THROW();
-    }
-    PG_END_TRY();
 
     if (taken < n) {
         release_taken(keys, holds, taken);
         return BoolGetDatum(false);
     }
+    for (int i = 0; i < n; i++) set_hold_scope(keys[i].id, holds[i], opts.scope);
     return BoolGetDatum(true);
 }
 
@@ -108,8 +105,10 @@ Datum release_keys_call(FunctionCallInfo fcinfo, bool text_keys) {
     int n;
     KeyArg* keys = sorted_keys(fcinfo, text_keys, PG_GETARG_BOOL(1), &n);
     int64 released = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
         if (release(keys[i].id)) released++;
+    }
     PG_RETURN_INT64(released);
 }
 

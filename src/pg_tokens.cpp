@@ -1,6 +1,12 @@
 // Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is
-//   (timeline << 40) + nextval(pglocks_token_seq)
-// The sequence is the extension's own. Its WAL record is flushed before a token is handed
+//   (timeline << 48) + nextval(pglocks_token_seq)
+// (1.1 libraries shifted by 40: every token of this layout exceeds every token of that one
+// on the same or an earlier timeline). The sequence is the extension's own. A fresh one
+// (CREATE EXTENSION, also after DROP EXTENSION) starts at half the WAL insert position
+// (pglocks_token_floor(), called by the 1.1--1.2 script): every nextval that logs writes a
+// sequence record of about 100 bytes for 32 values (more than 2 bytes a value), so the
+// tokens of an earlier incarnation of the extension stay below half the WAL position
+// reached since, and DROP EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
 // out, so a crash restart never issues a token again; the timeline grows with every
 // promotion, so tokens issued after a failover to a physical standby exceed every token of
 // the old primary even when the standby had not replayed its last sequence records.
@@ -21,7 +27,8 @@ extern "C" {
 namespace pglocks {
 namespace {
 
-constexpr int kSequenceBits = 40;
+constexpr int kSequenceBits = 48;
+constexpr uint64 kTimelineLimit = UINT64CONST(1) << (63 - kSequenceBits);
 constexpr const char* kSequenceName = "pglocks_token_seq";
 
 // The sequence sits in the extension's schema, which is the calling function's schema.
@@ -63,7 +70,7 @@ int64_t next_token(FunctionCallInfo fcinfo) {
     XLogFlush(lsn);
 
     const uint64 tli = compat::wal_insert_timeline();
-    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= (1U << 22))
+    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= kTimelineLimit)
         ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
                         errmsg("pglocks fencing tokens are exhausted on this timeline")));
     return static_cast<int64_t>((tli << kSequenceBits) | static_cast<uint64>(value));
@@ -73,23 +80,18 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
     read_acquire_options(fcinfo, arg, &req);
+    const Scope scope = req.scope;
+    // Drawn once the lock is granted, so that successive holders of a lock get increasing
+    // tokens whatever order they queued in. Until the token is drawn the hold is a call-scope
+    // hold: if drawing fails, the abort of the (sub)transaction ends it (a hold without its
+    // token would defeat the fencing), and nothing here touches the lock manager while the
+    // error is in flight.
+    req.scope = Scope::Call;
     const uint64_t hold = acquire(req);
     if (hold == 0) PG_RETURN_NULL();
-    // Drawn once the lock is granted, so that successive holders of a lock get increasing
-    // tokens whatever order they queued in. If drawing fails, the hold goes too: a hold
-    // without its token would defeat the fencing.
-    volatile int64_t token = 0;
-    PG_TRY();
-    {
-        token = next_token(fcinfo);
-    }
-    PG_CATCH();
-    {
-        release_hold(req.key.id, hold);
-        PG_RE_THROW();
-    }
-    PG_END_TRY();
+    const int64_t token = next_token(fcinfo);
     set_hold_token(req.key.id, hold, token);
+    set_hold_scope(req.key.id, hold, scope);
     PG_RETURN_INT64(token);
 }
 
@@ -107,6 +109,14 @@ Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 }  // namespace pglocks
 
 using namespace pglocks;
+
+// Where a fresh token sequence starts: half the WAL insert position (see the top).
+PGLOCKS_FUNCTION(pglocks_token_floor) {
+    if (RecoveryInProgress())
+        ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+                        errmsg("cannot compute the pglocks token floor during recovery")));
+    PG_RETURN_INT64(static_cast<int64>(GetXLogInsertRecPtr() / 2));
+}
 
 PGLOCKS_FUNCTION(pglocks_acquire_token_text) { return acquire_token_call(fcinfo, read_text_key); }
 PGLOCKS_FUNCTION(pglocks_acquire_token_bigint) { return acquire_token_call(fcinfo, read_bigint_key); }

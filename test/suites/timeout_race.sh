@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Releases racing timed waits: runs test/stress/timeout_race.py for a bounded time against the
 # test server and fails on any round where pglocks_acquire's answer disagrees with the
-# server's lock table or with pglocks_held().
+# server's lock table or with pglocks_held(); then runs test/stress/timeout_edge.py, where
+# sessions loop server-side timed acquires with a 1 ms timeout against a holder that keeps
+# taking and releasing the lock, so that pglocks' own timeout meets the grant hundreds of
+# thousands of times, and fails on any error or hold left behind.
 #
 # Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
-# PGLOCKS_RACE_SECONDS sets the duration (default 20), PGLOCKS_RACE_SEED replays a run.
+# PGLOCKS_RACE_SECONDS sets the duration of the first part (default 20), PGLOCKS_RACE_SEED
+# replays it; PGLOCKS_EDGE_SECONDS the duration of the second (default 40).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
@@ -41,3 +45,7 @@ args=(--dsn "dbname=$db" --seconds "$seconds")
 [ -n "${PGLOCKS_RACE_SEED:-}" ] && args+=(--seed "$PGLOCKS_RACE_SEED")
 # The rounds stop at the time limit; the outer limit only guards against a hang.
 timeout $((seconds * 3 + 60)) "$PY" "$here/../stress/timeout_race.py" "${args[@]}"
+
+edge_seconds=${PGLOCKS_EDGE_SECONDS:-40}
+timeout $((edge_seconds * 3 + 60)) "$PY" "$here/../stress/timeout_edge.py" --dsn "dbname=$db" \
+    --seconds "$edge_seconds"

@@ -47,7 +47,7 @@ import time
 import psycopg2
 
 WORK = os.environ["PGLOCKS_TOKENS_WORK"]
-SEQ_BITS = 40
+SEQ_BITS = 48
 failures = []
 
 
@@ -254,7 +254,7 @@ def test_order(node):
     check(len(set(tokens)) == len(tokens),
           "tokens are distinct: %d tokens, %d distinct, from %s to %s"
           % (len(tokens), len(set(tokens)), split(min(tokens)), split(max(tokens))))
-    check(all(t >> SEQ_BITS == 1 for t in tokens), "tokens carry timeline 1 above bit 40")
+    check(all(t >> SEQ_BITS == 1 for t in tokens), "tokens carry timeline 1 above bit 48")
 
     bad_sessions = []
     for i in range(sessions):

@@ -225,3 +225,19 @@ TEST_F(Registry, RecycledEntriesStartClean) {
     EXPECT_FALSE(r.has_transaction_holds());
     EXPECT_FALSE(r.find(b)->published);
 }
+
+TEST_F(Registry, SetScopeMovesAHoldOutOfTheTransaction) {
+    const uint64_t h = take(r, a, Scope::Call, 2);
+    EXPECT_TRUE(r.has_transaction_holds());
+    EXPECT_TRUE(r.set_scope(a, h, Scope::Session));
+    EXPECT_FALSE(r.has_transaction_holds());
+    r.end_transaction_holds(0, lm_held, lm_release);  // a session hold survives the end
+    EXPECT_EQ(r.hold_count(), 1u);
+    EXPECT_TRUE(r.set_scope(a, h, Scope::Transaction));
+    EXPECT_TRUE(r.has_transaction_holds());
+    EXPECT_FALSE(r.set_scope(b, h, Scope::Session));
+    EXPECT_FALSE(r.set_scope(a, h + 1, Scope::Session));
+    r.end_transaction_holds(2, lm_held, lm_release);  // taken in subxact 2: it ends
+    EXPECT_EQ(r.hold_count(), 0u);
+    EXPECT_FALSE(lm_held(a));
+}
