@@ -28,7 +28,7 @@ SELECT c, pg_temp.err(c) FROM (VALUES
   ('SELECT pglocks_release(1, 2, NULL)'),
   ('SELECT pglocks_with_lock(NULL::text, ''SELECT 1'')'),
   ('SELECT pglocks_with_lock(''k'', NULL)'),
-  ('SELECT pglocks_with_lock(1::bigint, ''SELECT 1'', NULL)'),
+  ('SELECT pglocks_with_lock(1::bigint, ''SELECT 1'', NULL::boolean)'),
   ('SELECT pglocks_with_lock(1, 2, ''SELECT 1'', wait => NULL)'),
   ('SELECT pglocks_with_lock(1, NULL::int, ''SELECT 1'')')
 ) AS v(c);
