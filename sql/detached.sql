@@ -45,3 +45,35 @@ SELECT pg_temp.err(c) FROM (VALUES
 CALL pglocks_acquire_detached(NULL::text);
 CALL pglocks_acquire_detached('x', timeout => '-1s');
 SELECT count(*) AS holds_left FROM pglocks_held();
+
+-- From a procedure: it may commit (and does commit the procedure's earlier work), except
+-- inside a block with an EXCEPTION clause (a subtransaction).
+CREATE TABLE detached_log (what text);
+CREATE PROCEDURE detached_job() LANGUAGE plpgsql AS $$
+DECLARE got boolean;
+BEGIN
+  INSERT INTO detached_log VALUES ('before');
+  CALL pglocks_acquire_detached('job', acquired => got);
+  INSERT INTO detached_log VALUES ('after: ' || got);
+END $$;
+CALL detached_job();
+SELECT what FROM detached_log ORDER BY what;
+SELECT pglocks_release('job');
+CREATE PROCEDURE detached_job_in_block() LANGUAGE plpgsql AS $$
+DECLARE got boolean;
+BEGIN
+  BEGIN
+    CALL pglocks_acquire_detached('job', acquired => got);
+  EXCEPTION WHEN division_by_zero THEN NULL;
+  END;
+END $$;
+CALL detached_job_in_block();
+CREATE PROCEDURE detached_job_with_set() LANGUAGE plpgsql SET work_mem = '2MB' AS $$
+DECLARE got boolean;
+BEGIN
+  CALL pglocks_acquire_detached('job', acquired => got);
+END $$;
+CALL detached_job_with_set();
+SELECT count(*) AS holds_left FROM pglocks_held();
+DROP TABLE detached_log;
+DROP PROCEDURE detached_job, detached_job_in_block, detached_job_with_set;

@@ -51,3 +51,5 @@ SELECT count(*) AS locks_left FROM pg_locks WHERE locktype = 'advisory' AND pid 
 -- The forms without params still resolve as before.
 SELECT pglocks_with_lock('plain', 'SELECT 1'), pglocks_with_lock('plain', 'SELECT 1', true);
 DROP TABLE wlp_counters;
+SELECT pg_temp.err($$SELECT pglocks_with_lock('bad', 'SELECT $1', ARRAY[ROW(1, 'a')])$$);
+SELECT count(*) AS holds_left FROM pglocks_held();

@@ -116,8 +116,10 @@ TimestampTz lock_wait_start(const LockInstanceData* lock) {
 #endif
 }
 
+// InitMaterializedSRF is in 16, and in 15 only from a minor release on (15.0 named it
+// differently): 15 and older set the result up by hand, which works on every minor.
 void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc) {
-#if PG_VERSION_NUM >= 150000
+#if PG_VERSION_NUM >= 160000
     InitMaterializedSRF(fcinfo, 0);
     auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
     *store = rsinfo->setResult;

@@ -28,28 +28,39 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     req.timeout_ms = timeout_arg(fcinfo, arg + 1, true);
     req.scope = Scope::Session;
 
+    // A CALL is atomic inside a transaction block, from a function, or when the procedure
+    // has SET clauses or SECURITY DEFINER; inside a subtransaction (a PL/pgSQL block with an
+    // EXCEPTION clause) no commit is possible either.
     auto* call = reinterpret_cast<CallContext*>(fcinfo->context);
-    if (call == nullptr || !IsA(call, CallContext) || call->atomic)
+    if (call == nullptr || !IsA(call, CallContext) || call->atomic || IsSubTransaction())
         ereport(ERROR, (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
                         errmsg("pglocks_acquire_detached cannot run inside a transaction block"),
                         errdetail("It commits the transaction of its CALL so that its wait "
-                                  "holds no snapshot."),
+                                  "holds no snapshot, which is possible only in a CALL that "
+                                  "may commit: not in BEGIN ... COMMIT, a function, or a "
+                                  "PL/pgSQL block with an EXCEPTION clause."),
                         errhint("CALL it on its own, outside BEGIN ... COMMIT and outside "
                                 "functions; inside a transaction use pglocks_acquire().")));
 
-    // End the CALL's transaction, with its snapshot; the next one starts without any.
-    if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
-    SPI_commit();
-    SPI_finish();
-
-    const bool acquired = acquire(req) != 0;
-
+    // The result's descriptor first (catalog access), in the CALL's memory, which outlives
+    // the commit: once the lock is held, nothing may fail before the caller learns of it.
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE || desc->natts != 1)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                         errmsg("pglocks_acquire_detached must have one INOUT parameter")));
     desc = BlessTupleDesc(desc);
+
+    // End the CALL's transaction, with its snapshot; the next one starts without any.
+    // (Current releases start it in SPI_commit and make SPI_start_transaction a no-op;
+    // older minor releases need the latter.)
+    if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
+    SPI_commit();
+    SPI_start_transaction();
+    SPI_finish();
+
+    const bool acquired = acquire(req) != 0;
+
     Datum values[1] = {BoolGetDatum(acquired)};
     bool nulls[1] = {false};
     return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));

@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -148,9 +149,11 @@ void plan_subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTra
     if (event == SUBXACT_EVENT_ABORT_SUB) end_plan_uses_from(my_subid);
 }
 
-// Whether an executor holds the plan: the counts above say it cannot be, and this checks it
-// from the plan cache's own reference counts before a plan is freed (a plan source holds one
-// reference to its generic plan, each execution one more).
+// Whether an executor holds the plan's generic plan: the counts above say it cannot be, and
+// this checks it from the plan cache's own reference counts before a plan is freed (a plan
+// source holds one reference to its generic plan, each execution one more). It sees generic
+// plans only (a command with parameters runs custom plans for its first executions): the
+// in_use counts are the guard, this a second look.
 bool plan_running(SPIPlanPtr plan) {
     ListCell* lc;
     foreach (lc, SPI_plan_get_plan_sources(plan)) {
@@ -233,6 +236,11 @@ CommandParams read_params(FunctionCallInfo fcinfo, int argno) {
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("params must be a one-dimensional array")));
     p.type = ARR_ELEMTYPE(arr);
+    if (p.type == RECORDOID)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("params cannot be an array of anonymous records"),
+                        errhint("Pass the fields as separate elements, or an array of a named "
+                                "composite type.")));
     int16 typlen;
     bool typbyval;
     char typalign;

@@ -80,9 +80,15 @@ uint32 g_published = 0;
 
 shmem_startup_hook_type g_prev_startup = nullptr;
 
+// hash_estimate_size counts the entries but not the padding of the blocks they come in: a
+// partitioned table allocates its entries in one block per freelist (32), each aligned to a
+// cache line, and ShmemInitStruct rounds the header up to one too.
+constexpr int kHashFreelists = 32;
+
 Size shmem_size() {
-    return MAXALIGN(sizeof(NamesShared)) +
-           hash_estimate_size(g_max_named_locks, sizeof(NameEntry));
+    Size size = hash_estimate_size(g_max_named_locks, sizeof(NameEntry));
+    size = add_size(size, CACHELINEALIGN(sizeof(NamesShared)));
+    return add_size(size, mul_size(kHashFreelists + 2, PG_CACHE_LINE_SIZE));
 }
 
 void request_shmem() {
@@ -235,7 +241,9 @@ bool names_available() { return g_preloaded && g_table != nullptr && g_max_named
 bool names_publish(const LockId& id, const char* name, int len, TimestampTz since) {
     if (!names_available() || !g_share_names) return false;
     if (!g_exit_hook_set) {
-        before_shmem_exit(unpublish_at_exit, 0);
+        // After the transaction's abort at exit (LWLockReleaseAll), before ProcKill: no
+        // partition lock can still be held by this backend when the hook takes them.
+        on_shmem_exit(unpublish_at_exit, 0);
         g_exit_hook_set = true;
     }
     follow_pressure();
