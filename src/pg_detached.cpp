@@ -19,7 +19,9 @@ extern "C" {
 namespace pglocks {
 namespace {
 
-// (key..., shared, timeout, INOUT acquired)
+// (key..., shared, timeout, INOUT acquired, reentrant): reentrant comes after acquired so
+// that positional calls CALL pglocks_acquire_detached(key, shared, timeout, NULL) keep
+// working.
 Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
@@ -27,6 +29,7 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     req.wait = true;
     req.timeout_ms = timeout_arg(fcinfo, arg + 1, true);
     req.scope = Scope::Session;
+    req.reentrant = PG_NARGS() > arg + 3 ? bool_arg(fcinfo, arg + 3, "reentrant") : true;
 
     auto* call = reinterpret_cast<CallContext*>(fcinfo->context);
     if (call == nullptr || !IsA(call, CallContext) || call->atomic)

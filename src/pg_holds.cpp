@@ -12,6 +12,7 @@
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
 
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 
@@ -226,6 +227,7 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
 
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
+    check_acquire_guards(req);
     const LockId& id = req.key.id;
 
     // Room first (one lookup serves both paths): once the lock manager has granted the
