@@ -144,6 +144,17 @@ SELECT pglocks_release_all();
 -- Released and taken again: already reported in this session.
 SELECT pglocks_acquire('pooled:w');
 SELECT pglocks_release_all();
+-- The set of reported locks is bounded: after 10,000 other locks it starts over, and
+-- pooled:w is reported again.
+SET client_min_messages = error;
+SET log_min_messages = error;
+SELECT count(*) FROM generate_series(1, 10000) i
+WHERE pglocks_acquire(-i::bigint) AND pglocks_release(-i::bigint);
+RESET client_min_messages;
+RESET log_min_messages;
+SELECT pglocks_acquire('pooled:w');
+SELECT pglocks_acquire(-1::bigint);
+SELECT pglocks_release_all();
 
 -- deny is checked before reentrant; allow again takes session locks silently.
 SET pglocks.session_locks = deny;

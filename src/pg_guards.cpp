@@ -33,6 +33,9 @@ int g_session_locks = kSessionLocksAllow;
 
 // The locks this backend has warned about under warn, whatever the mode: the warning is
 // about the lock, once per session. A dynahash in TopMemoryContext, created on first use.
+// A long-lived pooled connection may see an unbounded number of keys: past kMaxWarned the
+// set starts over, so memory stays bounded at the cost of a repeated warning.
+constexpr long kMaxWarned = 10000;
 struct WarnedKey {
     uint32 hi;
     uint32 lo;
@@ -51,6 +54,10 @@ WarnedKey warned_key(const LockId& id) {
 
 // Whether this is the first warning about the lock in this session (and remembers it).
 bool first_warning(const LockId& id) {
+    if (g_warned != nullptr && hash_get_num_entries(g_warned) >= kMaxWarned) {
+        hash_destroy(g_warned);
+        g_warned = nullptr;
+    }
     if (g_warned == nullptr) {
         HASHCTL ctl;
         memset(&ctl, 0, sizeof ctl);
@@ -80,8 +87,7 @@ char* lock_display_name(const KeyArg& key) {
 bool held_in_any_mode(const LockId& id) {
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
-    return compat::lock_held_by_me(&tag, ExclusiveLock) ||
-           compat::lock_held_by_me(&tag, ShareLock);
+    return compat::lock_held_by_me(&tag, ExclusiveLock) || compat::lock_held_by_me(&tag, ShareLock);
 }
 
 constexpr const char* kSessionLocksHint =
@@ -97,8 +103,7 @@ void check_acquire_guards(const AcquireRequest& req) {
     if (session && g_session_locks == kSessionLocksDeny)
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("session-scope lock \"%s\" is not allowed",
-                        lock_display_name(req.key)),
+                 errmsg("session-scope lock \"%s\" is not allowed", lock_display_name(req.key)),
                  errdetail("pglocks.session_locks is \"deny\" for this session: a session "
                            "lock outlives its transaction and stays on the connection."),
                  errhint("%s", kSessionLocksHint)));
@@ -106,19 +111,17 @@ void check_acquire_guards(const AcquireRequest& req) {
     if (!req.reentrant && held_in_any_mode(req.key.id))
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_IN_USE),
-                 errmsg("lock \"%s\" is already held by this session",
-                        lock_display_name(req.key)),
+                 errmsg("lock \"%s\" is already held by this session", lock_display_name(req.key)),
                  errdetail("The acquire asked for reentrant => false."),
                  errhint("Another caller on this connection holds the lock. Release it "
                          "first, or pass reentrant => true to take one more hold.")));
 
     if (session && g_session_locks == kSessionLocksWarn && first_warning(req.key.id))
-        ereport(WARNING,
-                (errmsg("session-scope lock \"%s\" outlives its transaction",
-                        lock_display_name(req.key)),
-                 errdetail("pglocks.session_locks is \"warn\"; this lock is reported once "
-                           "per session."),
-                 errhint("%s", kSessionLocksHint)));
+        ereport(WARNING, (errmsg("session-scope lock \"%s\" outlives its transaction",
+                                 lock_display_name(req.key)),
+                          errdetail("pglocks.session_locks is \"warn\"; this lock is reported once "
+                                    "per session."),
+                          errhint("%s", kSessionLocksHint)));
 }
 
 void guards_define_settings() {
