@@ -1,4 +1,5 @@
--- pglocks 1.2: fencing tokens that never go back, waits that hold no snapshot.
+-- pglocks 1.2: fencing tokens that never go back, waits that hold no snapshot, parameters
+-- for the scoped-release helper, reentrant => false on every acquire.
 \echo Use "ALTER EXTENSION pglocks UPDATE TO '1.2'" to load this file. \quit
 
 -- Fencing tokens --------------------------------------------------------------------------
@@ -20,13 +21,15 @@ DROP FUNCTION @extschema@.pglocks_token_floor();
 
 -- Detached waits --------------------------------------------------------------------------
 -- Procedures, so that a top-level CALL may commit its own transaction and wait without a
--- snapshot (see pg_detached.cpp).
+-- snapshot (see pg_detached.cpp). reentrant follows the INOUT parameter, so that positional
+-- calls CALL pglocks_acquire_detached(key, shared, timeout, NULL) keep their meaning.
 
 CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
     key pg_catalog.text,
     shared pg_catalog.bool DEFAULT false,
     timeout pg_catalog.interval DEFAULT NULL,
-    INOUT acquired pg_catalog.bool DEFAULT NULL)
+    INOUT acquired pg_catalog.bool DEFAULT NULL,
+    reentrant pg_catalog.bool DEFAULT true)
 AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_text'
 LANGUAGE C;
 
@@ -34,7 +37,8 @@ CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
     key pg_catalog.int8,
     shared pg_catalog.bool DEFAULT false,
     timeout pg_catalog.interval DEFAULT NULL,
-    INOUT acquired pg_catalog.bool DEFAULT NULL)
+    INOUT acquired pg_catalog.bool DEFAULT NULL,
+    reentrant pg_catalog.bool DEFAULT true)
 AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_bigint'
 LANGUAGE C;
 
@@ -43,15 +47,16 @@ CREATE PROCEDURE @extschema@.pglocks_acquire_detached(
     key2 pg_catalog.int4,
     shared pg_catalog.bool DEFAULT false,
     timeout pg_catalog.interval DEFAULT NULL,
-    INOUT acquired pg_catalog.bool DEFAULT NULL)
+    INOUT acquired pg_catalog.bool DEFAULT NULL,
+    reentrant pg_catalog.bool DEFAULT true)
 AS 'MODULE_PATHNAME', 'pglocks_acquire_detached_pair'
 LANGUAGE C;
 
-COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.text, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.text, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool, pg_catalog.bool) IS
 'take a session lock, waiting (at most timeout) without a snapshot or transaction id; CALL it outside a transaction block';
-COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int8, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int8, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool, pg_catalog.bool) IS
 'pglocks_acquire_detached on the lock pg_advisory_lock(key) takes';
-COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
+COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool, pg_catalog.bool) IS
 'pglocks_acquire_detached on the lock pg_advisory_lock(key1, key2) takes';
 
 -- Parameters for the scoped-release helper ---------------------------------------------
@@ -99,3 +104,124 @@ COMMENT ON FUNCTION @extschema@.pglocks_with_lock(pg_catalog.int8, pg_catalog.te
 'pglocks_with_lock with $1 … $n in the command bound to the elements of params';
 COMMENT ON FUNCTION @extschema@.pglocks_with_lock(pg_catalog.int4, pg_catalog.int4, pg_catalog.text, pg_catalog.anyarray, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval) IS
 'pglocks_with_lock with $1 … $n in the command bound to the elements of params';
+
+-- Non-reentrant acquire -------------------------------------------------------------------
+-- Every acquire form takes reentrant (last, default true): false makes an acquire of a lock
+-- this session already holds an error. A new parameter means a new signature: an overload
+-- beside the old one would make every call that omits it ambiguous, so each function is
+-- dropped and created again (the C functions accept the old argument lists too, so a library
+-- installed before ALTER EXTENSION UPDATE keeps working with the old SQL).
+
+DROP FUNCTION @extschema@.pglocks_acquire(pg_catalog.text, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire(
+    key pg_catalog.text,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_acquire_text'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire(pg_catalog.text, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'take a named advisory lock: shared or exclusive, waiting, trying or waiting at most timeout, for the session or the transaction; reentrant => false refuses a lock this session already holds';
+
+DROP FUNCTION @extschema@.pglocks_acquire(pg_catalog.int8, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire(
+    key pg_catalog.int8,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_acquire_bigint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire(pg_catalog.int8, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'take the advisory lock pg_advisory_lock(key) takes';
+
+DROP FUNCTION @extschema@.pglocks_acquire(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire(
+    key1 pg_catalog.int4,
+    key2 pg_catalog.int4,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_acquire_pair'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'take the advisory lock pg_advisory_lock(key1, key2) takes';
+
+DROP FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.text, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire_token(
+    key pg_catalog.text,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'pglocks_acquire_token_text'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.text, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'pglocks_acquire that returns a fencing token (greater than every token issued before in this database), or NULL when not acquired';
+
+DROP FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.int8, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire_token(
+    key pg_catalog.int8,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'pglocks_acquire_token_bigint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.int8, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'pglocks_acquire that returns a fencing token, or NULL when not acquired';
+
+DROP FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire_token(
+    key1 pg_catalog.int4,
+    key2 pg_catalog.int4,
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'pglocks_acquire_token_pair'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_token(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'pglocks_acquire that returns a fencing token, or NULL when not acquired';
+
+DROP FUNCTION @extschema@.pglocks_acquire_all(pg_catalog.text[], pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire_all(
+    keys pg_catalog.text[],
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_acquire_all_text'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_all(pg_catalog.text[], pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'take every lock of the set in ascending lock-key order, all or nothing; the timeout covers the whole set';
+
+DROP FUNCTION @extschema@.pglocks_acquire_all(pg_catalog.int8[], pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text);
+CREATE FUNCTION @extschema@.pglocks_acquire_all(
+    keys pg_catalog.int8[],
+    shared pg_catalog.bool DEFAULT false,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session',
+    reentrant pg_catalog.bool DEFAULT true)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_acquire_all_bigint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_all(pg_catalog.int8[], pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
+'take every lock of the set in ascending lock-key order, all or nothing; the timeout covers the whole set';

@@ -20,7 +20,9 @@ extern "C" {
 namespace pglocks {
 namespace {
 
-// (key..., shared, timeout, INOUT acquired)
+// (key..., shared, timeout, INOUT acquired, reentrant): reentrant comes after acquired so
+// that positional calls CALL pglocks_acquire_detached(key, shared, timeout, NULL) keep
+// working.
 Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     AcquireRequest req;
     const int arg = read_key(fcinfo, &req.key);
@@ -28,6 +30,7 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     req.wait = true;
     req.timeout_ms = timeout_arg(fcinfo, arg + 1, true);
     req.scope = Scope::Session;
+    req.reentrant = PG_NARGS() > arg + 3 ? bool_arg(fcinfo, arg + 3, "reentrant") : true;
 
     // A CALL is atomic inside a transaction block, from a function, or when the procedure
     // has SET clauses or SECURITY DEFINER; inside a subtransaction (a PL/pgSQL block with an

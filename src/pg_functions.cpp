@@ -66,6 +66,9 @@ void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req)
     req->timeout_ms = timeout_arg(fcinfo, arg + 2, req->wait);
     if (!req->wait) req->timeout_ms = 0;
     req->scope = scope_arg(fcinfo, arg + 3);
+    // 1.0 and 1.1 declare no reentrant argument: a library newer than the installed SQL
+    // keeps their behaviour.
+    req->reentrant = PG_NARGS() > arg + 4 ? bool_arg(fcinfo, arg + 4, "reentrant") : true;
 }
 
 namespace {

@@ -12,6 +12,7 @@
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
 
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 
@@ -320,6 +321,7 @@ uint64_t acquire_hinted(const AcquireRequest& req);
 
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
+    check_acquire_guards(req);
 
     // Plain data only in this frame: the callback is popped on the way out, and an error
     // unwinds to a PG_TRY that restores error_context_stack.

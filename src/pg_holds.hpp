@@ -13,6 +13,8 @@ struct AcquireRequest {
     // Milliseconds the wait may last; -1 waits without limit, 0 tries once.
     int timeout_ms;
     Scope scope;
+    // false: an error when this session already holds the lock (pg_guards.hpp).
+    bool reentrant = true;
 };
 
 // A boolean argument that must not be NULL (22004 naming it).
@@ -21,7 +23,8 @@ bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name);
 // negative, or given with wait => false, is 22023.
 int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait);
 
-// Reads (shared, wait, timeout, scope) starting at argument `arg`, with their checks.
+// Reads (shared, wait, timeout, scope[, reentrant]) starting at argument `arg`, with their
+// checks; reentrant is read when the installed SQL declares it (1.2 on).
 void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req);
 
 // Returns the new hold's id, or 0 when the lock was not obtained. Raises only PostgreSQL

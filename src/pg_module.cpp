@@ -1,5 +1,6 @@
 // The module: PG_MODULE_MAGIC, the pglocks.* settings and the transaction callbacks.
 #include "pg_functions.hpp"
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 
@@ -20,6 +21,7 @@ extern "C" void _PG_init(void) {
         "primary.",
         &pglocks_allow_on_standby, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     pglocks::names_define_settings();
+    pglocks::guards_define_settings();
     pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
     pglocks::register_with_lock_callbacks();

@@ -5,6 +5,7 @@
 // The timeout covers the whole set. Until every lock is held, the locks taken are call-scope
 // holds, which the abort of the (sub)transaction ends when an error ends the call: no error
 // path calls the lock manager while the error is in flight.
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
 extern "C" {
@@ -75,6 +76,14 @@ Datum acquire_all_call(FunctionCallInfo fcinfo, bool text_keys) {
     const bool timed = opts.wait && opts.timeout_ms > 0;
     const TimestampTz deadline =
         timed ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opts.timeout_ms) : 0;
+
+    // The guards, for the scope the holds end up with, before any lock is taken.
+    for (int i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
+        AcquireRequest req = opts;
+        req.key = keys[i];
+        check_acquire_guards(req);
+    }
 
     int taken = 0;
     for (int i = 0; i < n; i++) {

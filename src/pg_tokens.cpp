@@ -10,6 +10,7 @@
 // out, so a crash restart never issues a token again; the timeline grows with every
 // promotion, so tokens issued after a failover to a physical standby exceed every token of
 // the old primary even when the standby had not replayed its last sequence records.
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
 extern "C" {
@@ -81,6 +82,7 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     const int arg = read_key(fcinfo, &req.key);
     read_acquire_options(fcinfo, arg, &req);
     const Scope scope = req.scope;
+    check_acquire_guards(req);  // for the scope the hold ends up with
     // Drawn once the lock is granted, so that successive holders of a lock get increasing
     // tokens whatever order they queued in. Until the token is drawn the hold is a call-scope
     // hold: if drawing fails, the abort of the (sub)transaction ends it (a hold without its

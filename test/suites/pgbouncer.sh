@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # pglocks behind Debian's pgbouncer in transaction-pooling mode: transaction-scope holds and
 # pglocks_with_lock give mutual exclusion through the pooler, session holds do not (they stay
-# on the server connection and pass to whichever client gets it next). The clients are in
-# pgbouncer_clients.py; see docs/pooler.md for the reasoning.
+# on the server connection and pass to whichever client gets it next), and a role with
+# ALTER ROLE ... SET pglocks.session_locks = 'deny' gets an error for a session-scope acquire
+# instead of such a hold. The clients are in pgbouncer_clients.py; see docs/pooler.md for the
+# reasoning.
 #
 # Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
 set -euo pipefail
@@ -42,6 +44,7 @@ cleanup() {
     fi
     # FORCE: the server connections pgbouncer had open may not have gone away yet.
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    psql -X -q -d postgres -c "DROP ROLE IF EXISTS pglocks_pooled_app" >/dev/null 2>&1 || true
     rm -rf "$work"
     pglocks_stop_server  # only a server this script started itself
     exit $rc
@@ -54,6 +57,12 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning"
     -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
     -c "CREATE DATABASE $db"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pglocks"
+# An application role held to transaction scope by the guard (pgbouncer_clients.py, part d).
+app_role=pglocks_pooled_app
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+    -c "DROP ROLE IF EXISTS $app_role" \
+    -c "CREATE ROLE $app_role LOGIN" \
+    -c "ALTER ROLE $app_role SET pglocks.session_locks = 'deny'"
 
 port=$(free_port)
 # Two pools on the same database: pglocks_pooler shares two server connections among all
@@ -81,7 +90,7 @@ logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 EOF
 # With auth_type = trust pgbouncer still only admits users listed in the auth_file.
-echo '"postgres" ""' >"$work/userlist.txt"
+printf '"postgres" ""\n"%s" ""\n' "$app_role" >"$work/userlist.txt"
 [ "$(id -u)" = 0 ] && chown postgres: "$work/pgbouncer.ini" "$work/userlist.txt"
 
 log "starting pgbouncer (transaction pooling) on 127.0.0.1:$port"

@@ -392,6 +392,69 @@ def session_holds(mon):
     check(all_advisory(mon) == [], "no advisory lock remains", str(all_advisory(mon)))
 
 
+# (d) a pooled role under pglocks.session_locks = deny ---------------------------------------
+
+APP_ROLE = "pglocks_pooled_app"
+
+
+def denied_role(mon):
+    print("-- a role with pglocks.session_locks = deny behind the pooler", flush=True)
+    key = "pooler:guarded"
+    # pgbouncer keeps one pool per database and user: the role's server connections are
+    # opened as that role, so the server applies its ALTER ROLE settings to each of them,
+    # whichever client of the role gets one.
+    # (Calling a pglocks function first loads the library, which defines the setting.)
+    show = "SELECT pglocks_key('x') IS NOT NULL, current_setting('pglocks.session_locks')"
+    app = pooled("app")
+    (_, setting) = one(app, show)
+    check(setting == "deny", "the role's server connection starts with its role setting",
+          setting)
+    other = pooled()
+    (_, theirs) = one(other, show)
+    other.close()
+    check(theirs == "allow", "other roles' server connections keep the default", theirs)
+
+    err = None
+    try:
+        one(app, "SELECT pglocks_acquire(%s)", (key,))
+    except psycopg2.Error as e:
+        err = e
+    hint = err.diag.message_hint if err is not None else ""
+    check(err is not None and err.pgcode == "55000",
+          "a session-scope acquire through the pooler is an error",
+          f"{err.pgcode}: {err.diag.message_primary}" if err is not None else "no error")
+    check(hint is not None and "scope => 'transaction'" in hint and "pglocks_with_lock" in hint,
+          "its hint names transaction scope and pglocks_with_lock", str(hint))
+    for sql in ("SELECT pglocks_acquire_token(%s)", "SELECT pglocks_acquire_all(ARRAY[%s])",
+                "CALL pglocks_acquire_detached(%s)"):
+        code = None
+        try:
+            one(app, sql, (key,))
+        except psycopg2.Error as e:
+            code = e.pgcode
+        check(code == "55000", f"so is {sql.split('(')[0].split()[-1]}", str(code))
+    check(server_holders(mon, key) == [], "and no lock stays on a server connection",
+          str(server_holders(mon, key)))
+    app.close()
+    nxt = pooled("app")
+    held = rows(nxt, "SELECT key FROM pglocks_held()")
+    check(held == [], "the role's next client inherits nothing", str(held))
+
+    # What the role is meant to do instead works as before.
+    run(nxt, "BEGIN")
+    got, pid = one(nxt, "SELECT pglocks_acquire(%s, scope => 'transaction'), pg_backend_pid()",
+                   (key,))
+    check(got is True and server_holders(mon, key) == [(pid, True)],
+          "a transaction-scope acquire through the pooler takes the lock")
+    run(nxt, "COMMIT")
+    check(server_holders(mon, key) == [], "and the commit releases it",
+          str(server_holders(mon, key)))
+    (got,) = one(nxt, "SELECT pglocks_with_lock(%s, 'SELECT 1')", (key,))
+    check(got is True and server_holders(mon, key) == [], "pglocks_with_lock works too")
+    nxt.close()
+    check(all_advisory(mon) == [], "no advisory lock remains", str(all_advisory(mon)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -400,6 +463,7 @@ def main():
     base = dict(host="127.0.0.1", port=args.port, user="postgres")
     POOLED["two"] = dict(base, dbname=args.dbname)
     POOLED["one"] = dict(base, dbname=args.dbname + "_one")
+    POOLED["app"] = dict(base, dbname=args.dbname + "_one", user=APP_ROLE)
 
     DB["dbname"] = args.dbname
     mon = direct()
@@ -414,6 +478,7 @@ def main():
     transaction_scope_counter()
     with_lock(mon)
     session_holds(mon)
+    denied_role(mon)
     mon.close()
 
     if failures:

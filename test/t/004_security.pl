@@ -78,12 +78,12 @@ my @views = split /\n/, $su->("SELECT objid::regclass FROM ($ext_members) m "
 my %sample = (
 	'pglocks_key(text)' => q{SELECT pglocks_key('a')},
 	'pglocks_crc32(text)' => q{SELECT pglocks_crc32('a')},
-	'pglocks_acquire(text,boolean,boolean,interval,text)' =>
+	'pglocks_acquire(text,boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire('sec:a', timeout => '1s', scope => 'transaction')},
-	'pglocks_acquire(bigint,boolean,boolean,interval,text)' =>
+	'pglocks_acquire(bigint,boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire(1::int8, shared => true)},
-	'pglocks_acquire(integer,integer,boolean,boolean,interval,text)' =>
-	  q{SELECT pglocks_acquire(1, 2, wait => false)},
+	'pglocks_acquire(integer,integer,boolean,boolean,interval,text,boolean)' =>
+	  q{SELECT pglocks_acquire(1, 2, wait => false, reentrant => false)},
 	'pglocks_held()' => q{SELECT count(*) FROM pglocks_held()},
 	'pglocks_release(text,boolean)' => q{SELECT pglocks_release('sec:a')},
 	'pglocks_release(bigint,boolean)' => q{SELECT pglocks_release(1::int8, shared => true)},
@@ -96,20 +96,20 @@ my %sample = (
 	'pglocks_with_lock(integer,integer,text,boolean,boolean,interval)' =>
 	  q{SELECT pglocks_with_lock(3, 4, 'SELECT 1', wait => false)},
 	'pglocks_locks_data()' => q{SELECT count(*) >= 0 FROM pglocks_locks_data()},
-	'pglocks_acquire_token(text,boolean,boolean,interval,text)' =>
+	'pglocks_acquire_token(text,boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire_token('sec:t') > 0, pglocks_release('sec:t')},
-	'pglocks_acquire_token(bigint,boolean,boolean,interval,text)' =>
+	'pglocks_acquire_token(bigint,boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire_token(5::int8) > 0, pglocks_release(5::int8)},
-	'pglocks_acquire_token(integer,integer,boolean,boolean,interval,text)' =>
-	  q{SELECT pglocks_acquire_token(5, 6) > 0, pglocks_release(5, 6)},
+	'pglocks_acquire_token(integer,integer,boolean,boolean,interval,text,boolean)' =>
+	  q{SELECT pglocks_acquire_token(5, 6, reentrant => false) > 0, pglocks_release(5, 6)},
 	'pglocks_token(text,boolean)' => q{SELECT pglocks_token('sec:none') IS NULL},
 	'pglocks_token(bigint,boolean)' => q{SELECT pglocks_token(7::int8) IS NULL},
 	'pglocks_token(integer,integer,boolean)' => q{SELECT pglocks_token(7, 8) IS NULL},
-	'pglocks_acquire_all(text[],boolean,boolean,interval,text)' =>
+	'pglocks_acquire_all(text[],boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire_all(ARRAY['sec:1', 'sec:2'])},
 	'pglocks_release_all(text[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY['sec:1', 'sec:2'])},
-	'pglocks_acquire_all(bigint[],boolean,boolean,interval,text)' =>
+	'pglocks_acquire_all(bigint[],boolean,boolean,interval,text,boolean)' =>
 	  q{SELECT pglocks_acquire_all(ARRAY[11, 12]::int8[], shared => true)},
 	'pglocks_release_all(bigint[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY[11, 12]::int8[], shared => true)},
@@ -119,11 +119,11 @@ my %sample = (
 	  q{SELECT pglocks_with_lock(15::int8, 'SELECT $1 || $2', ARRAY['a', 'b'], shared => true)},
 	'pglocks_with_lock(integer,integer,text,anyarray,boolean,boolean,interval)' =>
 	  q{SELECT pglocks_with_lock(15, 16, 'SELECT $1', ARRAY[true], wait => false)},
-	'pglocks_acquire_detached(text,boolean,interval,boolean)' =>
-	  q{CALL pglocks_acquire_detached('sec:d'); SELECT pglocks_release('sec:d')},
-	'pglocks_acquire_detached(bigint,boolean,interval,boolean)' =>
+	'pglocks_acquire_detached(text,boolean,interval,boolean,boolean)' =>
+	  q{CALL pglocks_acquire_detached('sec:d', reentrant => false); SELECT pglocks_release('sec:d')},
+	'pglocks_acquire_detached(bigint,boolean,interval,boolean,boolean)' =>
 	  q{CALL pglocks_acquire_detached(13::int8, shared => true); SELECT pglocks_release(13::int8, true)},
-	'pglocks_acquire_detached(integer,integer,boolean,interval,boolean)' =>
+	'pglocks_acquire_detached(integer,integer,boolean,interval,boolean,boolean)' =>
 	  q{CALL pglocks_acquire_detached(13, 14, timeout => '1s'); SELECT pglocks_release(13, 14)},
 );
 my @functions = split /\n/, $su->("SELECT f FROM ($ext_functions) e ORDER BY f::oid", 'sec');
