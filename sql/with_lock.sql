@@ -114,11 +114,16 @@ BEGIN
 EXCEPTION WHEN division_by_zero THEN
   NULL;
 END $$;
--- Without pending pglocks_with_lock holds, a full lock table keeps the server's hint.
+-- Without pending pglocks_with_lock holds, a full lock table keeps the server's hint
+-- (quotes left out: PostgreSQL 17 quotes the setting's name).
 DO $$
+DECLARE hint text;
 BEGIN
   FOR i IN 1..100000 LOOP
     PERFORM pglocks_acquire('many:' || i, scope => 'transaction');
   END LOOP;
+EXCEPTION WHEN out_of_memory THEN
+  GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+  RAISE NOTICE '%: % HINT: %', SQLSTATE, SQLERRM, replace(hint, '"', '');
 END $$;
 SELECT count(*) AS held_rows FROM pglocks_held();
