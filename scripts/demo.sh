@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short demonstration of pglocks on a throwaway server: two sessions contending for a
 # named lock, a try that fails, a timed wait, shared holders, the scoped-release helper,
-# pglocks_held() and the pglocks_locks view. Everything is removed at the end: the throwaway
+# pglocks_held(), the pglocks_locks view and a detached wait. Everything is removed at the end: the throwaway
 # server, or, when PGHOST names an existing server, the database pglocks_demo made on it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -73,6 +73,23 @@ SELECT count(*) AS held_afterwards FROM pglocks_held();
 SQL
 q -c "SELECT pglocks_with_lock('nightly-report', 'SELECT 1/0')" 2>&1 | head -1 || true
 q -c "SELECT count(*) AS locks_left_after_error FROM pg_locks WHERE locktype = 'advisory'"
+
+say "A wait that holds nothing back (1.2): while CALL pglocks_acquire_detached waits, its session has no snapshot, so VACUUM removes rows deleted after the wait began."
+q -c "CREATE TABLE scratch AS SELECT g FROM generate_series(1, 10000) g" \
+  -c "SELECT pg_size_pretty(pg_relation_size('scratch')) AS scratch_before"
+q -c "SELECT pglocks_acquire('migration')" -c '\! sleep 2' >/dev/null &
+holder=$!
+sleep 0.5
+q -c "CALL pglocks_acquire_detached('migration', timeout => '10s')" >/tmp/pglocks_demo_d.$$ 2>&1 &
+waiter=$!
+sleep 0.5
+q -c "SELECT backend_xmin IS NULL AS waiter_has_no_snapshot FROM pg_stat_activity
+      WHERE wait_event_type = 'Lock' AND query LIKE 'CALL pglocks_acquire_detached%'"
+q -c "DELETE FROM scratch" -c "VACUUM scratch" \
+  -c "SELECT pg_size_pretty(pg_relation_size('scratch')) AS scratch_after_vacuum"
+wait "$holder"; wait "$waiter"
+sed -n '1,3p' /tmp/pglocks_demo_d.$$
+rm -f /tmp/pglocks_demo_d.$$
 
 say "Keys are stable: the first 8 bytes of SHA-256 of the UTF-8 name, computable anywhere."
 q -c "SELECT k AS key, pglocks_key(k) FROM (VALUES ('nightly-report'), ('orders:42'), ('Grüße')) AS v(k)"
