@@ -1,4 +1,4 @@
--- pglocks 1.2: waits that hold no snapshot.
+-- pglocks 1.2: waits that hold no snapshot, counting semaphores.
 \echo Use "ALTER EXTENSION pglocks UPDATE TO '1.2'" to load this file. \quit
 
 -- Detached waits --------------------------------------------------------------------------
@@ -36,3 +36,30 @@ COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int8, pg_ca
 'pglocks_acquire_detached on the lock pg_advisory_lock(key) takes';
 COMMENT ON PROCEDURE @extschema@.pglocks_acquire_detached(pg_catalog.int4, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.bool) IS
 'pglocks_acquire_detached on the lock pg_advisory_lock(key1, key2) takes';
+
+-- Counting semaphores --------------------------------------------------------------------
+-- Slot i of semaphore key is the exclusive lock pglocks_key(key || E'\0' || i) would give
+-- if text could hold a zero byte (see pg_slots.cpp and the README).
+
+CREATE FUNCTION @extschema@.pglocks_acquire_slot(
+    key pg_catalog.text,
+    slots pg_catalog.int4,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session')
+RETURNS pg_catalog.int4
+AS 'MODULE_PATHNAME', 'pglocks_acquire_slot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_slot(pg_catalog.text, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.text) IS
+'take one of the slots of a counting semaphore, waiting (at most timeout) in arrival order; the slot number (0 to slots - 1), or NULL when none was obtained';
+
+CREATE FUNCTION @extschema@.pglocks_release_slot(
+    key pg_catalog.text,
+    slot pg_catalog.int4)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_release_slot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_release_slot(pg_catalog.text, pg_catalog.int4) IS
+'release a slot taken by pglocks_acquire_slot; false when this session does not hold it';
