@@ -113,6 +113,10 @@ my %sample = (
 	  q{SELECT pglocks_acquire_all(ARRAY[11, 12]::int8[], shared => true)},
 	'pglocks_release_all(bigint[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY[11, 12]::int8[], shared => true)},
+	'pglocks_acquire_slot(text,integer,boolean,interval,text)' =>
+	  q{SELECT pglocks_acquire_slot('sec:sem', 2, timeout => '1s') = 0},
+	'pglocks_release_slot(text,integer)' =>
+	  q{SELECT pglocks_release_slot('sec:sem', 0)},
 	'pglocks_acquire_detached(text,boolean,interval,boolean)' =>
 	  q{CALL pglocks_acquire_detached('sec:d'); SELECT pglocks_release('sec:d')},
 	'pglocks_acquire_detached(bigint,boolean,interval,boolean)' =>
