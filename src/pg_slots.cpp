@@ -12,12 +12,12 @@
 // queue tries every slot again and sleeps on a condition variable in shared memory, chosen
 // by the queue key among a fixed set. Every path of pglocks that frees a slot broadcasts on
 // it: pglocks_release_slot, pglocks_release_all, the end of a (sub)transaction, and backend
-// exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is not
-// signalled: the head also wakes every kSafetyNetMs to look.
+// exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is signalled
+// when the holder's transaction ends, which finds it no longer held; one freed inside a
+// transaction that stays open is not: the head also wakes every kSafetyNetMs to look.
 #include "pg_slots.hpp"
 
 #include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
-
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 
@@ -78,9 +78,9 @@ void remember_slot(const LockId& id, int cv) {
     if (g_taken_count == g_taken_room) {
         const int room = g_taken_room == 0 ? 8 : g_taken_room * 2;
         const Size bytes = sizeof(TakenSlot) * room;
-        g_taken = static_cast<TakenSlot*>(
-            g_taken == nullptr ? MemoryContextAlloc(TopMemoryContext, bytes)
-                               : repalloc(g_taken, bytes));
+        g_taken =
+            static_cast<TakenSlot*>(g_taken == nullptr ? MemoryContextAlloc(TopMemoryContext, bytes)
+                                                       : repalloc(g_taken, bytes));
         g_taken_room = room;
     }
     g_taken[g_taken_count++] = TakenSlot{id, cv};
@@ -210,8 +210,7 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
 
     PG_TRY();
     {
-        named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)),
-                              start);
+        named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
         queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
         if (queued) {
             for (;;) {
@@ -277,20 +276,18 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
     int slot = try_slots(&s, scope);
     if (slot < 0 && timeout_ms != 0) {
         if (holds_every_slot(&s))
-            ereport(ERROR,
-                    (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
-                     errmsg("this session holds every slot of semaphore \"%.*s\"",
-                            s.display_len, s.display),
-                     errdetail("Waiting for a slot would wait for this session itself.")));
+            ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+                            errmsg("this session holds every slot of semaphore \"%.*s\"",
+                                   s.display_len, s.display),
+                            errdetail("Waiting for a slot would wait for this session itself.")));
         if (g_shared == nullptr)
-            ereport(ERROR,
-                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                     errmsg("waiting for a slot of semaphore \"%.*s\" needs pglocks in "
-                            "shared_preload_libraries",
-                            s.display_len, s.display),
-                     errdetail("All %d slots are taken.", slots),
-                     errhint("Add pglocks to shared_preload_libraries and restart, or call "
-                             "pglocks_acquire_slot with wait => false.")));
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("waiting for a slot of semaphore \"%.*s\" needs pglocks in "
+                                   "shared_preload_libraries",
+                                   s.display_len, s.display),
+                            errdetail("All %d slots are taken.", slots),
+                            errhint("Add pglocks to shared_preload_libraries and restart, or call "
+                                    "pglocks_acquire_slot with wait => false.")));
         slot = wait_for_slot(&s, scope, timeout_ms);
     }
     pfree(s.keys);
