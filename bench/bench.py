@@ -260,7 +260,7 @@ def scenario_handoff(plan):
     log("scenario 5: hand-off on a hot key "
         f"({handoff.WORKERS} sessions, {handoff.HOLD_MS:g} ms hold, "
         f"{handoff.OUTSIDE_MS:g} ms away)")
-    methods = ["pglocks_timed", "core_plain", "pglocks_plain", "try_sleep"]
+    methods = ["pglocks_timed", "core_plain", "pglocks_plain", "try_sleep", "pglocks_slot"]
     runs = {m: [] for m in methods}
     for r in range(plan.handoff_rounds):
         for m in rotate(methods, r):
@@ -272,7 +272,7 @@ def scenario_handoff(plan):
     def med(m, field):
         return statistics.median(x[field] for x in runs[m])
 
-    timed, plain, pplain, trys = (
+    timed, plain, pplain, trys, slot = (
         {f: med(m, f) for f in ("gap_p50_ms", "gap_p99_ms", "throughput")}
         for m in methods)
     timeouts = sum(x["timeouts"] for x in runs["pglocks_timed"])
@@ -297,6 +297,10 @@ def scenario_handoff(plan):
             "ratio = times faster",
             f"pglocks_acquire(timeout): {fig(timed)}", f"try-and-sleep: {fig(trys)}",
             trys["gap_p50_ms"] / timed["gap_p50_ms"], (">=", 5.0)),
+        Row("5 hand-off", "semaphore slot vs plain lock: release to next holder, p50 "
+            "(p99 in the figures)",
+            f"pglocks_acquire_slot(k, 1): {fig(slot)}", f"pg_advisory_lock: {fig(plain)}",
+            slot["gap_p50_ms"] / plain["gap_p50_ms"]),
     ]
 
 

@@ -15,6 +15,8 @@ Methods:
   pglocks_timed   pglocks_acquire(k, timeout => ...)        waits in the lock queue
   pglocks_plain   pglocks_acquire(k)                        waits in the lock queue
   core_plain      pg_advisory_lock(k)                       waits in the lock queue
+  pglocks_slot    pglocks_acquire_slot(k, 1)                a semaphore of one slot: waits in
+                  the semaphore's queue, then on its condition variable
   try_sleep       pg_try_advisory_lock(k), then a 50-150 ms jittered sleep between tries,
                   as Ruby's with_advisory_lock does when given a timeout
 
@@ -45,6 +47,8 @@ METHODS = {
         "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
     "pglocks_plain": ("SELECT pglocks_acquire($1::bigint), clock_timestamp()",
                       "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
+    "pglocks_slot": ("SELECT pglocks_acquire_slot($1::text, 1) IS NOT NULL, clock_timestamp()",
+                     "SELECT clock_timestamp(), pglocks_release_slot($1::text, 0)"),
     "core_plain": ("SELECT pg_advisory_lock($1::bigint) IS NULL, clock_timestamp()",
                    "SELECT clock_timestamp(), pg_advisory_unlock($1::bigint)"),
     "try_sleep": ("SELECT pg_try_advisory_lock($1::bigint), clock_timestamp()",

@@ -1,5 +1,5 @@
 -- pglocks 1.2: fencing tokens that never go back, waits that hold no snapshot, parameters
--- for the scoped-release helper, reentrant => false on every acquire.
+-- for the scoped-release helper, reentrant => false on every acquire, counting semaphores.
 \echo Use "ALTER EXTENSION pglocks UPDATE TO '1.2'" to load this file. \quit
 
 -- Fencing tokens --------------------------------------------------------------------------
@@ -225,3 +225,30 @@ AS 'MODULE_PATHNAME', 'pglocks_acquire_all_bigint'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.pglocks_acquire_all(pg_catalog.int8[], pg_catalog.bool, pg_catalog.bool, pg_catalog.interval, pg_catalog.text, pg_catalog.bool) IS
 'take every lock of the set in ascending lock-key order, all or nothing; the timeout covers the whole set';
+
+-- Counting semaphores --------------------------------------------------------------------
+-- Slot i of semaphore key is the exclusive lock pglocks_key(key || E'\0' || i) would give
+-- if text could hold a zero byte (see pg_slots.cpp and the README).
+
+CREATE FUNCTION @extschema@.pglocks_acquire_slot(
+    key pg_catalog.text,
+    slots pg_catalog.int4,
+    wait pg_catalog.bool DEFAULT true,
+    timeout pg_catalog.interval DEFAULT NULL,
+    scope pg_catalog.text DEFAULT 'session')
+RETURNS pg_catalog.int4
+AS 'MODULE_PATHNAME', 'pglocks_acquire_slot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_acquire_slot(pg_catalog.text, pg_catalog.int4, pg_catalog.bool, pg_catalog.interval, pg_catalog.text) IS
+'take one of the slots of a counting semaphore, waiting (at most timeout) in arrival order; the slot number (0 to slots - 1), or NULL when none was obtained';
+
+CREATE FUNCTION @extschema@.pglocks_release_slot(
+    key pg_catalog.text,
+    slot pg_catalog.int4)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'pglocks_release_slot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_release_slot(pg_catalog.text, pg_catalog.int4) IS
+'release a slot taken by pglocks_acquire_slot; false when this session does not hold it';

@@ -74,19 +74,25 @@ void reserve_settings_prefix(const char* prefix) {
 #if PG_VERSION_NUM >= 150000
 namespace {
 shmem_request_hook_type g_prev_request = nullptr;
-void (*g_request)() = nullptr;
+constexpr int kMaxRequests = 4;
+void (*g_requests[kMaxRequests])() = {};
+int g_request_count = 0;
 void shmem_request() {
     if (g_prev_request) g_prev_request();
-    g_request();
+    for (int i = 0; i < g_request_count; i++) g_requests[i]();
 }
 }  // namespace
 #endif
 
 void on_shmem_request(void (*request)()) {
 #if PG_VERSION_NUM >= 150000
-    g_request = request;
-    g_prev_request = shmem_request_hook;
-    shmem_request_hook = shmem_request;
+    if (g_request_count == kMaxRequests)
+        elog(ERROR, "pglocks: too many shared memory requests");
+    g_requests[g_request_count++] = request;
+    if (g_request_count == 1) {
+        g_prev_request = shmem_request_hook;
+        shmem_request_hook = shmem_request;
+    }
 #else
     request();
 #endif

@@ -67,7 +67,8 @@ List* raw_parse(const char* command);
 void reserve_settings_prefix(const char* prefix);
 
 // Runs `request` when the server asks extensions for their shared memory and LWLock
-// tranches: the shmem_request_hook from 15 on, at once before (from _PG_init).
+// tranches: the shmem_request_hook from 15 on, at once before (from _PG_init). Each part of
+// pglocks that needs shared memory registers its own request.
 void on_shmem_request(void (*request)());
 
 // A shared-memory hash table of a fixed number of entries (ShmemInitHash; 19 dropped its

@@ -45,8 +45,6 @@ int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
     return t.kind == Timeout::Unlimited ? -1 : t.ms;
 }
 
-namespace {
-
 Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
     require_not_null(fcinfo, argno, "scope");
     const text* t = PG_GETARG_TEXT_PP(argno);
@@ -57,8 +55,6 @@ Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
                         errhint("Valid scopes are \"session\" and \"transaction\".")));
     return scope;
 }
-
-}  // namespace
 
 void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req) {
     req->key.id.shared = bool_arg(fcinfo, arg, "shared");

@@ -15,6 +15,7 @@
 #include "pg_guards.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
+#include "pg_slots.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -287,12 +288,14 @@ void xact_callback(XactEvent event, void*) {
             g_kept_call_holds = 0;
             drop_pending();
             g_registry.end_transaction_holds(0, lm_held, lm_release);
+            slots_after_release();
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PREPARE:
             g_kept_call_holds = 0;
             g_registry.end_transaction_holds(0, lm_held, lm_release);
+            slots_after_release();
             break;
         case XACT_EVENT_PRE_PREPARE:
             if (g_registry.has_transaction_holds())
@@ -310,6 +313,7 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
     if (event == SUBXACT_EVENT_ABORT_SUB) {
         drop_pending();
         g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
+        slots_after_release();
     }
 }
 
@@ -404,7 +408,24 @@ bool release_hold(const LockId& id, uint64_t hold_id) {
     return true;
 }
 
-uint64_t release_all() { return g_registry.release_all(lm_held, lm_release); }
+uint64_t release_all() {
+    const uint64_t n = g_registry.release_all(lm_held, lm_release);
+    slots_after_release();
+    return n;
+}
+
+bool holds_lock(const LockId& id) { return lm_held(id); }
+
+bool lock_internal(const LockId& id, int timeout_ms) {
+    check_standby();
+    const LOCKTAG tag = make_tag(id);
+    const LOCKMODE mode = mode_of(id);
+    if (lm_try(&tag, mode)) return true;
+    if (timeout_ms == 0) return false;
+    return lm_wait(&tag, mode, timeout_ms);
+}
+
+void unlock_internal(const LockId& id) { lm_release(id); }
 
 void reconcile() { g_registry.reconcile(lm_held); }
 

@@ -23,6 +23,9 @@ bool bool_arg(FunctionCallInfo fcinfo, int argno, const char* name);
 // negative, or given with wait => false, is 22023.
 int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait);
 
+// The scope argument: "session" or "transaction" (22023 otherwise, 22004 when NULL).
+Scope scope_arg(FunctionCallInfo fcinfo, int argno);
+
 // Reads (shared, wait, timeout, scope[, reentrant]) starting at argument `arg`, with their
 // checks; reentrant is read when the installed SQL declares it (1.2 on).
 void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req);
@@ -55,6 +58,16 @@ int64_t newest_token(const LockId& id);
 
 // Releases every hold; returns how many.
 uint64_t release_all();
+
+// Whether this session holds the lock of `id` (in its mode) in the lock manager.
+bool holds_lock(const LockId& id);
+
+// A session lock outside the holds registry, for pglocks' own queues: tries, then waits at
+// most timeout_ms (-1: no limit of ours; the user's lock_timeout still applies). Returns
+// whether it is held. Cancels, deadlocks and lock_timeout raise their usual errors with the
+// lock not held.
+bool lock_internal(const LockId& id, int timeout_ms);
+void unlock_internal(const LockId& id);
 
 // Drops holds of locks that the lock manager no longer holds for this session.
 void reconcile();

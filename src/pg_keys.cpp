@@ -88,6 +88,15 @@ int64_t text_key_uncached(const text* t) {
     return key_from_sha256(digest);
 }
 
+int64_t text_key_suffixed(const text* t, const char* suffix, size_t suffix_len) {
+    uint8_t digest[32];
+    compat::Sha256* ctx = compat::sha256_begin();
+    for_each_utf8_chunk(t, sha_chunk, ctx);
+    compat::sha256_update(ctx, reinterpret_cast<const uint8_t*>(suffix), suffix_len);
+    compat::sha256_end(ctx, digest);
+    return key_from_sha256(digest);
+}
+
 int32_t text_crc32(const text* t) {
     uint32_t crc = crc32_init();
     for_each_utf8_chunk(t, crc_chunk, &crc);

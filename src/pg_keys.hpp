@@ -22,6 +22,9 @@ struct KeyArg {
 int64_t text_key(const text* t);           // through a small cache of short names
 int64_t text_key_uncached(const text* t);  // always hashes
 int32_t text_crc32(const text* t);
+// The key of the name's UTF-8 bytes followed by `suffix` (which may hold a zero byte, which
+// no text has: such a key never equals a plain text key but by a SHA-256 collision).
+int64_t text_key_suffixed(const text* t, const char* suffix, size_t suffix_len);
 
 // The lock and display name of a text key (exclusive mode; the caller sets `shared`).
 void key_from_text(const text* t, KeyArg* out);

@@ -3,6 +3,7 @@
 #include "pg_guards.hpp"
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
+#include "pg_slots.hpp"
 
 extern "C" {
 #include "utils/guc.h"
@@ -26,4 +27,5 @@ extern "C" void _PG_init(void) {
     pglocks::register_hold_callbacks();
     pglocks::register_with_lock_callbacks();
     pglocks::names_init_preload();
+    pglocks::slots_init_preload();
 }

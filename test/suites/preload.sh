@@ -50,6 +50,21 @@ expected_plain=$(psql -X -At -h "$root/plain" -p "$(sed -n 's/^port = //p' "$roo
   "CREATE EXTENSION pglocks; SELECT string_agg(CASE WHEN k = 'mine' THEN k ELSE 'numeric' END, ',' ORDER BY pglocks_key(k)) FROM unnest(ARRAY['first','second','third','mine']) k" | tail -n 1)
 got=$(run_case "$root/plain")
 check "without shared_preload_libraries other sessions' keys are numeric" "$expected_plain" "$got"
+# 1b. Counting semaphores without the preload: free slots and tries work; a call that would
+#     have to wait fails with 55000 and its hint, at once.
+use "$root/plain"
+psql -X -q -At -c "SELECT pglocks_acquire_slot('sem', 1), pg_sleep(3)" >/dev/null &
+holder=$!
+for _ in $(seq 50); do
+    [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 1 ] && break
+    sleep 0.1
+done
+got=$(psql -X -At -c "SELECT coalesce(pglocks_acquire_slot('sem', 2)::text, 'null'), coalesce(pglocks_acquire_slot('sem', 1, wait => false)::text, 'null')")
+check "without shared_preload_libraries a free slot is taken and a try gets NULL" "1|null" "$got"
+got=$(psql -X -At -c "\set VERBOSITY verbose" -c "SELECT pglocks_acquire_slot('sem', 1, timeout => '5s')" 2>&1 |
+      sed -n 's/^ERROR:  \([0-9A-Z]*\):.*/\1/p' || true)
+check "without shared_preload_libraries waiting for a slot is 55000" "55000" "$got"
+wait $holder
 
 # 2. Preloaded with room for two names: the third of A's locks is shown by number, and
 #    nothing fails in the acquire path.

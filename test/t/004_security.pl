@@ -113,6 +113,10 @@ my %sample = (
 	  q{SELECT pglocks_acquire_all(ARRAY[11, 12]::int8[], shared => true)},
 	'pglocks_release_all(bigint[],boolean)' =>
 	  q{SELECT pglocks_release_all(ARRAY[11, 12]::int8[], shared => true)},
+	'pglocks_acquire_slot(text,integer,boolean,interval,text)' =>
+	  q{SELECT pglocks_acquire_slot('sec:sem', 2, timeout => '1s') = 0},
+	'pglocks_release_slot(text,integer)' =>
+	  q{SELECT pglocks_release_slot('sec:sem', 0)},
 	'pglocks_with_lock(text,text,anyarray,boolean,boolean,interval)' =>
 	  q{SELECT pglocks_with_lock('sec:p', 'SELECT $1', ARRAY[1])},
 	'pglocks_with_lock(bigint,text,anyarray,boolean,boolean,interval)' =>

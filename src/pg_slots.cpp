@@ -1,0 +1,336 @@
+// Counting semaphores: pglocks_acquire_slot(key, slots, wait, timeout, scope) and
+// pglocks_release_slot(key, slot).
+//
+// Slot i of semaphore N is an ordinary exclusive pglocks lock whose key is pglocks_key of
+// the UTF-8 bytes of N, a zero byte, and i in decimal; its waiters' queue is the lock of N,
+// a zero byte and "queue". No text contains a zero byte, so neither can be the key of a
+// plain pglocks_acquire(name).
+//
+// The lock manager cannot wait for "any of N locks". A call first tries every slot. When
+// none is free, it queues on the semaphore's queue lock (first come, first served,
+// cancellable, deadlock-detected), so waiters take turns in arrival order; the head of the
+// queue tries every slot again and sleeps on a condition variable in shared memory, chosen
+// by the queue key among a fixed set. Every path of pglocks that frees a slot broadcasts on
+// it: pglocks_release_slot, pglocks_release_all, the end of a (sub)transaction, and backend
+// exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is signalled
+// when the holder's transaction ends, which finds it no longer held; one freed inside a
+// transaction that stays open is not: the head also wakes every kSafetyNetMs to look.
+#include "pg_slots.hpp"
+
+#include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
+#include "pg_holds.hpp"
+#include "pg_names.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+}
+
+namespace pglocks {
+namespace {
+
+constexpr int kMaxSlots = 1024;
+constexpr int kConditionVariables = 64;
+constexpr long kSafetyNetMs = 500;
+
+struct SlotsShared {
+    ConditionVariable cv[kConditionVariables];
+};
+
+SlotsShared* g_shared = nullptr;
+shmem_startup_hook_type g_prev_startup = nullptr;
+
+void request_shmem() { RequestAddinShmemSpace(MAXALIGN(sizeof(SlotsShared))); }
+
+void shmem_startup() {
+    if (g_prev_startup) g_prev_startup();
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    bool found = false;
+    g_shared = static_cast<SlotsShared*>(
+        ShmemInitStruct("pglocks slot waits", sizeof(SlotsShared), &found));
+    if (!found)
+        for (ConditionVariable& cv : g_shared->cv) ConditionVariableInit(&cv);
+    LWLockRelease(AddinShmemInitLock);
+}
+
+// The slot locks this session took, so that whatever frees them wakes their waiters.
+// Plain data in TopMemoryContext: it is used from transaction callbacks and at exit.
+struct TakenSlot {
+    LockId id;
+    int cv;
+};
+TakenSlot* g_taken = nullptr;
+int g_taken_count = 0;
+int g_taken_room = 0;
+bool g_exit_hook_set = false;
+
+void remember_slot(const LockId& id, int cv) {
+    for (int i = 0; i < g_taken_count; i++)
+        if (g_taken[i].id == id) return;
+    if (g_taken_count == g_taken_room) {
+        const int room = g_taken_room == 0 ? 8 : g_taken_room * 2;
+        const Size bytes = sizeof(TakenSlot) * room;
+        g_taken =
+            static_cast<TakenSlot*>(g_taken == nullptr ? MemoryContextAlloc(TopMemoryContext, bytes)
+                                                       : repalloc(g_taken, bytes));
+        g_taken_room = room;
+    }
+    g_taken[g_taken_count++] = TakenSlot{id, cv};
+}
+
+void wake(int cv) {
+    if (g_shared != nullptr) ConditionVariableBroadcast(&g_shared->cv[cv]);
+}
+
+// Wakes the waiters of slots no longer held, and forgets them.
+void wake_freed() {
+    int i = 0;
+    while (i < g_taken_count) {
+        if (holds_lock(g_taken[i].id)) {
+            i++;
+            continue;
+        }
+        wake(g_taken[i].cv);
+        g_taken[i] = g_taken[--g_taken_count];
+    }
+}
+
+// Before the lock manager's own cleanup (which runs later: it registered earlier): free the
+// slots here so that their waiters can be woken.
+void release_at_exit(int, Datum) {
+    for (int i = 0; i < g_taken_count; i++) {
+        if (holds_lock(g_taken[i].id)) unlock_internal(g_taken[i].id);
+        wake(g_taken[i].cv);
+    }
+    g_taken_count = 0;
+}
+
+struct Semaphore {
+    const text* name;
+    const char* display;  // the name as shown, clipped
+    int display_len;
+    int slots;
+    LockId queue;
+    int cv;
+    int64* keys;  // slot keys, computed on first use
+};
+
+LockId slot_lock(Semaphore* s, int slot) {
+    if (s->keys[slot] == 0) {
+        char suffix[16];
+        suffix[0] = '\0';
+        const int n = snprintf(suffix + 1, sizeof(suffix) - 1, "%d", slot);
+        // 0 marks "not computed": a key of 0 would just be computed again each time.
+        s->keys[slot] = text_key_suffixed(s->name, suffix, 1 + n);
+    }
+    return LockId::from_bigint(s->keys[slot], false);
+}
+
+void init_semaphore(Semaphore* s, const text* name, int slots) {
+    s->name = name;
+    KeyArg key;
+    key_from_text(name, &key);
+    s->display = key.name;
+    s->display_len = key.name_len;
+    s->slots = slots;
+    static const char kQueue[] = "\0queue";
+    s->queue = LockId::from_bigint(text_key_suffixed(name, kQueue, sizeof(kQueue) - 1), false);
+    s->cv = static_cast<int>(static_cast<uint64>(s->queue.bigint()) % kConditionVariables);
+    s->keys = static_cast<int64*>(palloc0(sizeof(int64) * slots));
+}
+
+// Tries each slot this session does not hold yet, in order; the slot taken, or -1.
+int try_slots(Semaphore* s, Scope scope) {
+    for (int i = 0; i < s->slots; i++) {
+        CHECK_FOR_INTERRUPTS();
+        AcquireRequest req;
+        req.key.id = slot_lock(s, i);
+        if (holds_lock(req.key.id)) continue;
+        char* display = psprintf("%.*s#%d", s->display_len, s->display, i);
+        req.key.name = display;
+        req.key.name_len = static_cast<int>(strlen(display));
+        req.key.has_name = true;
+        req.wait = false;
+        req.timeout_ms = 0;
+        req.scope = scope;
+        const bool got = acquire(req) != 0;
+        pfree(display);
+        if (got) {
+            remember_slot(req.key.id, s->cv);
+            if (!g_exit_hook_set) {
+                before_shmem_exit(release_at_exit, 0);
+                g_exit_hook_set = true;
+            }
+            return i;
+        }
+    }
+    return -1;
+}
+
+bool holds_every_slot(Semaphore* s) {
+    for (int i = 0; i < s->slots; i++) {
+        CHECK_FOR_INTERRUPTS();
+        if (!holds_lock(slot_lock(s, i))) return false;
+    }
+    return true;
+}
+
+long ms_until(TimestampTz deadline) {
+    const TimestampTz now = GetCurrentTimestamp();
+    if (now >= deadline) return 0;
+    return static_cast<long>((deadline - now + 999) / 1000);
+}
+
+// The wait of a call that found no free slot; see the file comment. Returns the slot, or -1
+// when timeout_ms passed. Errors (cancel, statement_timeout, lock_timeout, deadlock) leave
+// the queue lock released and no condition-variable sleep prepared.
+int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
+    const TimestampTz start = GetCurrentTimestamp();
+    const bool limited = timeout_ms > 0;
+    const TimestampTz deadline = limited ? TimestampTzPlusMilliseconds(start, timeout_ms) : 0;
+    // The user's lock_timeout applies to the whole wait, as to one lock wait.
+    const int user_lock_timeout = LockTimeout;
+    const bool lock_timeout_first =
+        user_lock_timeout > 0 && (!limited || user_lock_timeout < timeout_ms);
+    const TimestampTz lock_deadline =
+        lock_timeout_first ? TimestampTzPlusMilliseconds(start, user_lock_timeout) : 0;
+    ConditionVariable* cv = &g_shared->cv[s->cv];
+    char* queue_name = psprintf("%.*s#queue", s->display_len, s->display);
+    volatile bool queued = false;
+    volatile bool named = false;
+    volatile int slot = -1;
+
+    PG_TRY();
+    {
+        named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
+        queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
+        if (queued) {
+            for (;;) {
+                // Prepared before looking, so that a slot freed after the look wakes us.
+                ConditionVariablePrepareToSleep(cv);
+                slot = try_slots(s, scope);
+                if (slot >= 0) break;
+                long sleep_ms = kSafetyNetMs;
+                if (limited) {
+                    const long left = ms_until(deadline);
+                    if (left == 0) break;
+                    if (left < sleep_ms) sleep_ms = left;
+                }
+                if (lock_timeout_first) {
+                    const long left = ms_until(lock_deadline);
+                    if (left == 0)
+                        ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                                        errmsg("canceling statement due to lock timeout")));
+                    if (left < sleep_ms) sleep_ms = left;
+                }
+                (void)ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+            }
+            ConditionVariableCancelSleep();
+            unlock_internal(s->queue);
+            queued = false;
+        }
+        if (named) names_unpublish(s->queue);
+    }
+    PG_CATCH();
+    {
+        ConditionVariableCancelSleep();
+        if (queued) unlock_internal(s->queue);
+        if (named) names_unpublish(s->queue);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    pfree(queue_name);
+    return slot;
+}
+
+int slots_arg(FunctionCallInfo fcinfo, int argno) {
+    require_not_null(fcinfo, argno, "slots");
+    const int32 slots = PG_GETARG_INT32(argno);
+    if (slots <= 0 || slots > kMaxSlots)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("slots must be between 1 and %d", kMaxSlots),
+                        errdetail("slots was %d.", slots)));
+    return slots;
+}
+
+// (key text, slots, wait, timeout, scope)
+Datum acquire_slot_call(FunctionCallInfo fcinfo) {
+    require_not_null(fcinfo, 0, "key");
+    const text* name = PG_GETARG_TEXT_PP(0);
+    const int slots = slots_arg(fcinfo, 1);
+    const bool wait = bool_arg(fcinfo, 2, "wait");
+    int timeout_ms = timeout_arg(fcinfo, 3, wait);
+    if (!wait) timeout_ms = 0;
+    const Scope scope = scope_arg(fcinfo, 4);
+
+    Semaphore s;
+    init_semaphore(&s, name, slots);
+    int slot = try_slots(&s, scope);
+    if (slot < 0 && timeout_ms != 0) {
+        if (holds_every_slot(&s))
+            ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+                            errmsg("this session holds every slot of semaphore \"%.*s\"",
+                                   s.display_len, s.display),
+                            errdetail("Waiting for a slot would wait for this session itself.")));
+        if (g_shared == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("waiting for a slot of semaphore \"%.*s\" needs pglocks in "
+                                   "shared_preload_libraries",
+                                   s.display_len, s.display),
+                            errdetail("All %d slots are taken.", slots),
+                            errhint("Add pglocks to shared_preload_libraries and restart, or call "
+                                    "pglocks_acquire_slot with wait => false.")));
+        slot = wait_for_slot(&s, scope, timeout_ms);
+    }
+    pfree(s.keys);
+    if (slot < 0) PG_RETURN_NULL();
+    PG_RETURN_INT32(slot);
+}
+
+// (key text, slot)
+Datum release_slot_call(FunctionCallInfo fcinfo) {
+    require_not_null(fcinfo, 0, "key");
+    require_not_null(fcinfo, 1, "slot");
+    const text* name = PG_GETARG_TEXT_PP(0);
+    const int32 slot = PG_GETARG_INT32(1);
+    if (slot < 0 || slot >= kMaxSlots)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("slot must be between 0 and %d", kMaxSlots - 1),
+                        errdetail("slot was %d.", slot)));
+    Semaphore s;
+    init_semaphore(&s, name, slot + 1);
+    const LockId id = slot_lock(&s, slot);
+    pfree(s.keys);
+    const bool released = release(id);
+    if (released && !holds_lock(id)) wake(s.cv);
+    wake_freed();
+    return BoolGetDatum(released);
+}
+
+}  // namespace
+
+void slots_init_preload() {
+    if (!process_shared_preload_libraries_in_progress) return;
+    compat::on_shmem_request(request_shmem);
+    g_prev_startup = shmem_startup_hook;
+    shmem_startup_hook = shmem_startup;
+}
+
+void slots_after_release() {
+    if (g_taken_count > 0) wake_freed();
+}
+
+}  // namespace pglocks
+
+using namespace pglocks;
+
+PGLOCKS_FUNCTION(pglocks_acquire_slot) { return acquire_slot_call(fcinfo); }
+PGLOCKS_FUNCTION(pglocks_release_slot) { return release_slot_call(fcinfo); }

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Waits for a slot of a counting semaphore (run by test/suites/slot_waits.sh).
+
+The isolation tester cannot drive these: it moves on from a step only when the step ends or
+waits for a heavyweight lock, and the head of a semaphore's queue sleeps on a condition
+variable instead. Each scenario here starts calls on asynchronous connections and checks,
+after it, the call's answer and the server's lock table:
+
+  hand-off     a waiter gets the slot when it is freed by pglocks_release_slot,
+               pglocks_release_all, the commit or rollback of a transaction-scope slot, the
+               holder's disconnection or termination, and pg_advisory_unlock_all or DISCARD
+               ALL once the holder's transaction ends (all signalled: well within the 500 ms
+               of the periodic look); pg_advisory_unlock_all inside a transaction that stays
+               open is found by the periodic look
+  full set     with three slots held, the waiter gets exactly the one freed
+  timeout      NULL after the timeout, nothing held, nothing queued
+  cancel       of the head of the queue, of a waiter queued behind it; lock_timeout and
+               statement_timeout: their errors, nothing held or queued, the others served
+  order        waiters are served in the order they arrived
+
+Exits 1 on the first failure, printing it.
+"""
+import argparse
+import select
+import sys
+import time
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions as ext
+
+SIGNALLED = 0.35  # a signalled hand-off must be well below the 500 ms periodic look
+
+
+def wait(conn, limit=30.0):
+    deadline = time.monotonic() + limit
+    while True:
+        state = conn.poll()
+        if state == ext.POLL_OK:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no answer from the server within %.0fs" % limit)
+        if state == ext.POLL_READ:
+            select.select([conn.fileno()], [], [], left)
+        elif state == ext.POLL_WRITE:
+            select.select([], [conn.fileno()], [], left)
+
+
+class Session:
+    def __init__(self, dsn):
+        self.conn = psycopg2.connect(dsn, async_=1)
+        wait(self.conn)
+        self.cur = self.conn.cursor()
+        self.pid = self.q("SELECT pg_backend_pid()")
+
+    def start(self, sql):
+        self.sent = time.monotonic()
+        self.cur.execute(sql)
+
+    def done(self):
+        return self.conn.poll() == ext.POLL_OK
+
+    def finish(self, limit=30.0):
+        """The call's single value, or the exception it raised; and when it ended."""
+        try:
+            wait(self.conn, limit)
+            value = self.cur.fetchone()[0] if self.cur.description else None
+        except psycopg2.Error as e:
+            value = e
+        return value, time.monotonic()
+
+    def q(self, sql):
+        self.start(sql)
+        value, _ = self.finish()
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def close(self):
+        self.conn.close()
+
+
+class Scenarios:
+    def __init__(self, dsn):
+        self.dsn = dsn
+        self.m = Session(dsn)
+        self.count = 0
+
+    def fail(self, what):
+        print("FAIL " + what, flush=True)
+        sys.exit(1)
+
+    def ok(self, what):
+        self.count += 1
+        print("ok: " + what, flush=True)
+
+    def locks_of(self, s):
+        return self.m.q(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {s.pid}")
+
+    def held(self, s):
+        return s.q("SELECT count(*) FROM pglocks_held()")
+
+    def until_waiting(self, s, queued=False):
+        """Waits until s's call is in its wait: sleeping on the condition variable (the head),
+        or, with queued, waiting for the queue lock."""
+        for _ in range(500):
+            if queued:
+                n = self.m.q(f"SELECT count(*) FROM pg_locks WHERE pid = {s.pid} AND NOT granted")
+            else:
+                n = self.m.q(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {s.pid} "
+                             "AND wait_event_type = 'Extension'")
+            if n:
+                return
+            if s.done():
+                self.fail("a call ended when it should wait: %r" % (s.finish()[0],))
+            time.sleep(0.01)
+        self.fail("session %d never began to wait" % s.pid)
+
+    def handoff(self, how, free, signalled=True, tx=False):
+        h, w = Session(self.dsn), Session(self.dsn)
+        if tx:
+            h.q("BEGIN")
+            h.q("SELECT pglocks_acquire_slot('hand', 1, scope => 'transaction')")
+        else:
+            h.q("SELECT pglocks_acquire_slot('hand', 1)")
+        w.start("SELECT pglocks_acquire_slot('hand', 1)")
+        self.until_waiting(w)
+        t0 = time.monotonic()
+        free(h)
+        slot, t1 = w.finish()
+        if slot != 0:
+            self.fail(f"hand-off by {how}: got {slot!r}")
+        if signalled and t1 - t0 > SIGNALLED:
+            self.fail(f"hand-off by {how} took {t1 - t0:.3f}s: not signalled")
+        self.ok(f"hand-off by {how} in {(t1 - t0) * 1000:.1f} ms")
+        w.close()
+        if not h.conn.closed:
+            h.close()
+
+    def run(self):
+        self.handoff("pglocks_release_slot", lambda h: h.q("SELECT pglocks_release_slot('hand', 0)"))
+        self.handoff("pglocks_release_all", lambda h: h.q("SELECT pglocks_release_all()"))
+        self.handoff("commit", lambda h: h.q("COMMIT"), tx=True)
+        self.handoff("rollback", lambda h: h.q("ROLLBACK"), tx=True)
+        self.handoff("disconnection", lambda h: h.close())
+        self.handoff("pg_terminate_backend",
+                     lambda h: self.m.q(f"SELECT pg_terminate_backend({h.pid})"))
+        # Freed behind pglocks' back: seen at the end of the holder's transaction.
+        self.handoff("pg_advisory_unlock_all (at the end of its transaction)",
+                     lambda h: h.q("SELECT pg_advisory_unlock_all()"))
+        self.handoff("DISCARD ALL", lambda h: h.q("DISCARD ALL"))
+        # Freed by another session's transaction that never held it: nothing signals it
+        # (pg_advisory_unlock_all in a transaction block that is still open); the periodic
+        # look finds it.
+        self.handoff("pg_advisory_unlock_all in an open transaction (periodic look)",
+                     lambda h: (h.q("BEGIN"), h.q("SELECT pg_advisory_unlock_all()")),
+                     signalled=False)
+
+        # A full set of three: the waiter gets exactly the slot freed.
+        hs = [Session(self.dsn) for _ in range(3)]
+        got = sorted(s.q("SELECT pglocks_acquire_slot('three', 3)") for s in hs)
+        if got != [0, 1, 2]:
+            self.fail(f"three holders got {got}")
+        w = Session(self.dsn)
+        if w.q("SELECT pglocks_acquire_slot('three', 3, wait => false)") is not None:
+            self.fail("a try on a full set got a slot")
+        w.start("SELECT pglocks_acquire_slot('three', 3)")
+        self.until_waiting(w)
+        holder_of_1 = [s for s in hs if s.q("SELECT count(*) FROM pglocks_held() WHERE key = 'three#1'")][0]
+        holder_of_1.q("SELECT pglocks_release_slot('three', 1)")
+        slot, _ = w.finish()
+        if slot != 1:
+            self.fail(f"full set: the waiter got {slot!r}, not the freed slot 1")
+        self.ok("full set: the waiter gets the slot freed")
+        for s in hs + [w]:
+            s.close()
+
+        # Timeout: NULL, nothing held, nothing queued.
+        h, w = Session(self.dsn), Session(self.dsn)
+        h.q("SELECT pglocks_acquire_slot('t', 1)")
+        w.start("SELECT pglocks_acquire_slot('t', 1, timeout => '200ms')")
+        slot, t1 = w.finish()
+        took = t1 - w.sent
+        if slot is not None or took < 0.19:
+            self.fail(f"timeout: got {slot!r} after {took:.3f}s")
+        if self.locks_of(w) or self.held(w):
+            self.fail("timeout: the waiter kept a lock")
+        self.ok(f"timeout: NULL after {took * 1000:.0f} ms, nothing left")
+
+        # lock_timeout and statement_timeout end the head's wait with their errors.
+        for setting, err in (("lock_timeout", psycopg2.errors.LockNotAvailable),
+                             ("statement_timeout", psycopg2.errors.QueryCanceled)):
+            w.q(f"SET {setting} = '150ms'")
+            w.start("SELECT pglocks_acquire_slot('t', 1)")
+            res, _ = w.finish()
+            w.q(f"RESET {setting}")
+            if not isinstance(res, err):
+                self.fail(f"{setting}: got {res!r}")
+            if self.locks_of(w) or self.held(w):
+                self.fail(f"{setting}: the waiter kept a lock")
+            self.ok(f"{setting}: {res.pgcode}, nothing left")
+
+        # Cancel the head; then one queued behind a head; the others keep their places.
+        w1, w2 = Session(self.dsn), Session(self.dsn)
+        w1.start("SELECT pglocks_acquire_slot('t', 1)")
+        self.until_waiting(w1)
+        w2.start("SELECT pglocks_acquire_slot('t', 1)")
+        self.until_waiting(w2, queued=True)
+        self.m.q(f"SELECT pg_cancel_backend({w1.pid})")
+        res, _ = w1.finish()
+        if not isinstance(res, psycopg2.errors.QueryCanceled):
+            self.fail(f"cancel of the head: got {res!r}")
+        if self.locks_of(w1) or self.held(w1):
+            self.fail("cancel of the head: it kept a lock")
+        self.until_waiting(w2)  # w2 is the head now
+        self.ok("cancel of the head: 57014, nothing left, the next waiter takes its place")
+        w1.start("SELECT pglocks_acquire_slot('t', 1)")
+        self.until_waiting(w1, queued=True)
+        self.m.q(f"SELECT pg_cancel_backend({w1.pid})")
+        res, _ = w1.finish()
+        if not isinstance(res, psycopg2.errors.QueryCanceled):
+            self.fail(f"cancel of a queued waiter: got {res!r}")
+        if self.locks_of(w1) or self.held(w1):
+            self.fail("cancel of a queued waiter: it kept a lock")
+        h.q("SELECT pglocks_release_slot('t', 0)")
+        slot, _ = w2.finish()
+        if slot != 0:
+            self.fail(f"after the cancels the head got {slot!r}")
+        self.ok("cancel of a queued waiter: 57014, nothing left; the head is served")
+        for s in (h, w, w1, w2):
+            s.close()
+
+        # Arrival order, several times.
+        for rnd in range(3):
+            h = Session(self.dsn)
+            h.q("SELECT pglocks_acquire_slot('o', 1)")
+            ws = [Session(self.dsn) for _ in range(4)]
+            for i, s in enumerate(ws):
+                s.start("SELECT pglocks_acquire_slot('o', 1)")
+                self.until_waiting(s, queued=i > 0)
+            order = []
+            h.q("SELECT pglocks_release_slot('o', 0)")
+            pending = list(ws)
+            while pending:
+                time.sleep(0.05)
+                ready = [s for s in pending if s.done()]
+                if len(ready) != 1:
+                    self.fail(f"order: {len(ready)} waiters served at once")
+                s = ready[0]
+                slot, _ = s.finish()
+                if slot != 0:
+                    self.fail(f"order: got {slot!r}")
+                order.append(ws.index(s))
+                pending.remove(s)
+                s.q("SELECT pglocks_release_slot('o', 0)")
+            if order != [0, 1, 2, 3]:
+                self.fail(f"order: served {order}, arrived 0 1 2 3")
+            for s in ws + [h]:
+                s.close()
+        self.ok("waiters served in arrival order (3 rounds of 4)")
+        print(f"{self.count} scenarios passed")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    Scenarios(ap.parse_args().dsn).run()
+
+
+if __name__ == "__main__":
+    main()
