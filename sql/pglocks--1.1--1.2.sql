@@ -7,13 +7,17 @@
 -- A fresh token sequence (CREATE EXTENSION runs this script after the 1.1 one) starts at
 -- half the WAL insert position, which DROP EXTENSION cannot move back and which every token
 -- drawn before has stayed below (see src/pg_tokens.cpp); an updated one moves forward to it
--- if it is behind. The helper function is not kept.
+-- if it is behind. Both start 2^40 higher still: a backend still running a 1.1 library then
+-- refuses to issue tokens (its layout holds values below 2^40 only) instead of issuing
+-- tokens below those of 1.2's layout. The helper function is not kept.
 CREATE FUNCTION @extschema@.pglocks_token_floor() RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'pglocks_token_floor'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
 SELECT pg_catalog.setval('@extschema@.pglocks_token_seq',
-                         GREATEST(s.last_value, @extschema@.pglocks_token_floor()),
+                         GREATEST(s.last_value,
+                                  pg_catalog.int8 '1099511627776' OPERATOR(pg_catalog.+)
+                                      @extschema@.pglocks_token_floor()),
                          true)
 FROM @extschema@.pglocks_token_seq s;
 

@@ -134,10 +134,17 @@ SELECT setval('pglocks_token_seq', (1::bigint << 48) - 1);
 SELECT pglocks_acquire_token('job');
 \set VERBOSITY default
 SELECT count(*) AS held_rows FROM pglocks_held();
--- Where the guarantee does not hold: a 1.1 installation starts its sequence at 1.
+-- Where the guarantee does not hold: a 1.1 installation starts its sequence at 1, and its
+-- tokens have 1.1's layout (timeline << 40), which a 1.1 library running beside this one
+-- may be issuing too.
 DROP EXTENSION pglocks;
 CREATE EXTENSION pglocks VERSION '1.1';
-SELECT pglocks_acquire_token('job') & ((1::bigint << 48) - 1) AS starts_at;
+SELECT pglocks_acquire_token('job') AS token_1_1 \gset
+SELECT :token_1_1 & ((1::bigint << 40) - 1) AS starts_at, :token_1_1 >> 40 AS timeline;
+-- Updated to 1.2 the layout changes, and the sequence moves beyond what a 1.1 library may
+-- issue (2^40).
+ALTER EXTENSION pglocks UPDATE;
+SELECT pglocks_acquire_token('job') > (1::bigint << 48) + (1::bigint << 40) AS beyond_1_1;
 SELECT pglocks_release_all();
 \c contrib_regression
 DROP DATABASE pglocks_recreate;

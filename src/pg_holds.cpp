@@ -27,6 +27,7 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 }
 
@@ -172,6 +173,10 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     const bool ours = timeout_ms > 0 && (user_lock_timeout <= 0 || timeout_ms <= user_lock_timeout);
     volatile bool granted = false;
     ErrorData* volatile failure = nullptr;
+    // When our timeout and statement_timeout fire together, the server reports one of them
+    // (the lock timeout when it was due first); the statement timeout must not be lost in
+    // our false. A timer that has fired is no longer active.
+    const bool statement_timer = get_timeout_active(STATEMENT_TIMEOUT);
 
     BeginInternalSubTransaction(nullptr);
     g_in_wait = true;
@@ -188,8 +193,8 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
         (void)compat::lock_acquire_session(tag, mode, false, true, &locallock);
         MarkLockClear(locallock);
         CHECK_FOR_INTERRUPTS();
-        granted = true;
         ReleaseCurrentSubTransaction();
+        granted = true;
     }
     PG_CATCH();
     {
@@ -210,6 +215,12 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     // so a lock held now was granted to the wait.
     const bool raced = held_by_me(tag, mode);
     if (ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) {
+        if (statement_timer && !get_timeout_active(STATEMENT_TIMEOUT)) {
+            if (raced) LockRelease(tag, mode, true);
+            FreeErrorData(failure);
+            ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
+                            errmsg("canceling statement due to statement timeout")));
+        }
         FreeErrorData(failure);
         if (raced) mark_ours(tag, mode);
         return raced;

@@ -28,8 +28,13 @@ extern "C" {
 namespace pglocks {
 namespace {
 
+// The layout follows the installed SQL, not the library: while an installation still has
+// the 1.1 objects, backends that loaded a 1.1 library may be issuing tokens too, so this one
+// issues 1.1's layout; the 1.1--1.2 script moves the sequence to 2^40 or beyond, where a
+// 1.1 library refuses to issue any (its values must stay below 2^40), before 1.2's layout
+// is used. So tokens never go back while old and new libraries run side by side.
 constexpr int kSequenceBits = 48;
-constexpr uint64 kTimelineLimit = UINT64CONST(1) << (63 - kSequenceBits);
+constexpr int kSequenceBits_1_1 = 40;
 constexpr const char* kSequenceName = "pglocks_token_seq";
 
 // The sequence sits in the extension's schema, which is the calling function's schema.
@@ -51,7 +56,7 @@ Oid token_sequence(FunctionCallInfo fcinfo) {
     return seq;
 }
 
-int64_t next_token(FunctionCallInfo fcinfo) {
+int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
     if (RecoveryInProgress())
         ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
                         errmsg("cannot issue pglocks fencing tokens during recovery"),
@@ -71,10 +76,15 @@ int64_t next_token(FunctionCallInfo fcinfo) {
     XLogFlush(lsn);
 
     const uint64 tli = compat::wal_insert_timeline();
-    if (value <= 0 || value >= (INT64CONST(1) << kSequenceBits) || tli >= kTimelineLimit)
+    if (value <= 0 || value >= (INT64CONST(1) << sequence_bits) ||
+        tli >= (UINT64CONST(1) << (63 - sequence_bits)))
         ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
-                        errmsg("pglocks fencing tokens are exhausted on this timeline")));
-    return static_cast<int64_t>((tli << kSequenceBits) | static_cast<uint64>(value));
+                        errmsg("pglocks fencing tokens are exhausted on this timeline"),
+                        sequence_bits < kSequenceBits
+                            ? errhint("Run ALTER EXTENSION pglocks UPDATE, and reconnect "
+                                      "sessions that loaded an older pglocks library.")
+                            : 0));
+    return static_cast<int64_t>((tli << sequence_bits) | static_cast<uint64>(value));
 }
 
 Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
@@ -91,7 +101,9 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     req.scope = Scope::Call;
     const uint64_t hold = acquire(req);
     if (hold == 0) PG_RETURN_NULL();
-    const int64_t token = next_token(fcinfo);
+    // 1.2's SQL declares reentrant after the acquire options.
+    const bool sql_1_2 = PG_NARGS() > arg + 4;
+    const int64_t token = next_token(fcinfo, sql_1_2 ? kSequenceBits : kSequenceBits_1_1);
     set_hold_token(req.key.id, hold, token);
     set_hold_scope(req.key.id, hold, scope);
     PG_RETURN_INT64(token);
