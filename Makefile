@@ -4,16 +4,16 @@
 EXTENSION = pglocks
 MODULE_big = pglocks
 OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
-       src/pg_names.o src/pg_compat.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o src/pg_detached.o src/pg_guards.o src/pg_slots.o \
+       src/pg_names.o src/pg_compat.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o src/pg_detached.o src/pg_guards.o src/pg_slots.o src/pg_stats.o \
        src/pg_module.o
 DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql sql/pglocks--1.1--1.2.sql
 
 REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
-          tokens acquire_all memory_safety upgrade settings detached with_lock_params guards slots
+          tokens acquire_all memory_safety upgrade settings detached with_lock_params guards slots stats
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
             timeout_wait lock_timeout xact_scope with_lock_iso with_lock_commit locks_view acquire_all detached \
-            slots_full slots_timeout
+            slots_full slots_timeout stats_waits
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config

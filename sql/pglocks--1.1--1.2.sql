@@ -256,3 +256,63 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.pglocks_release_slot(pg_catalog.text, pg_catalog.int4) IS
 'release a slot taken by pglocks_acquire_slot; false when this session does not hold it';
+
+-- Statistics by name --------------------------------------------------------------------
+-- Kept in shared memory: needs pglocks in shared_preload_libraries (else an error, 55000).
+
+CREATE FUNCTION @extschema@.pglocks_stats(
+    OUT dbid pg_catalog.oid,
+    OUT userid pg_catalog.oid,
+    OUT key pg_catalog.text,
+    OUT lock_key pg_catalog.int8,
+    OUT shared pg_catalog.bool,
+    OUT acquisitions pg_catalog.int8,
+    OUT waits pg_catalog.int8,
+    OUT failed_tries pg_catalog.int8,
+    OUT timeouts pg_catalog.int8,
+    OUT errors pg_catalog.int8,
+    OUT total_wait_time pg_catalog.float8,
+    OUT max_wait_time pg_catalog.float8,
+    OUT total_hold_time pg_catalog.float8,
+    OUT max_hold_time pg_catalog.float8,
+    OUT last_acquired pg_catalog.timestamptz)
+RETURNS SETOF pg_catalog.record
+AS 'MODULE_PATHNAME', 'pglocks_stats_data'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_stats() IS
+'statistics of pglocks locks per database, role, lock and mode since the last pglocks_stats_reset(); other roles'' names only for members of pg_read_all_stats';
+
+CREATE VIEW @extschema@.pglocks_stats AS
+    SELECT * FROM @extschema@.pglocks_stats();
+
+COMMENT ON VIEW @extschema@.pglocks_stats IS
+'statistics of pglocks locks per database, role, lock and mode (times in milliseconds)';
+
+CREATE FUNCTION @extschema@.pglocks_stats_info(
+    OUT dealloc pg_catalog.int8,
+    OUT stats_reset pg_catalog.timestamptz)
+RETURNS pg_catalog.record
+AS 'MODULE_PATHNAME', 'pglocks_stats_info'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_stats_info() IS
+'how many times pglocks_stats evicted rows to make room, and when it was last reset';
+
+CREATE VIEW @extschema@.pglocks_stats_info AS
+    SELECT * FROM @extschema@.pglocks_stats_info();
+
+COMMENT ON VIEW @extschema@.pglocks_stats_info IS
+'evictions of pglocks_stats and the time of its last reset';
+
+CREATE FUNCTION @extschema@.pglocks_stats_reset()
+RETURNS pg_catalog.void
+AS 'MODULE_PATHNAME', 'pglocks_stats_reset'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.pglocks_stats_reset() IS
+'discard every row of pglocks_stats and the eviction count (superusers, and roles granted EXECUTE)';
+
+-- As pg_stat_statements_reset(): reading statistics does not entitle a role to discard them.
+REVOKE ALL ON FUNCTION @extschema@.pglocks_stats_reset() FROM PUBLIC;
+GRANT SELECT ON @extschema@.pglocks_stats, @extschema@.pglocks_stats_info TO PUBLIC;

@@ -44,18 +44,18 @@ Entry* HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_
 }
 
 uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
-                            int64_t token) noexcept {
+                            int64_t token, uint32_t owner) noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
-    return add(&it->second, scope, subxact, now, token);
+    return add(&it->second, scope, subxact, now, token, owner);
 }
 
 uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
-                            int64_t token) noexcept {
+                            int64_t token, uint32_t owner) noexcept {
     auto& holds = entry->holds;
     if (holds.size() == holds.capacity()) return 0;
     const uint64_t hold_id = next_hold_id_++;
-    holds.push_back(Hold{hold_id, scope, subxact, now, token});
+    holds.push_back(Hold{hold_id, scope, subxact, now, token, owner});
     hold_count_++;
     if (transaction_bound(scope)) transaction_holds_++;
     return hold_id;
@@ -126,7 +126,8 @@ void HoldsRegistry::drop_if_empty(const LockId& id) noexcept {
     if (it != entries_.end() && it->second.holds.empty()) erase(it);
 }
 
-void HoldsRegistry::note_removed(const Hold& h) noexcept {
+void HoldsRegistry::note_removed(const LockId& id, const Hold& h) noexcept {
+    if (removed_ != nullptr) removed_(id, h);
     hold_count_--;
     if (transaction_bound(h.scope)) transaction_holds_--;
 }
@@ -140,7 +141,7 @@ int HoldsRegistry::release_newest_checked(const LockId& id, LockPredicate still_
     auto h = std::find_if(holds.rbegin(), holds.rend(),
                           [](const Hold& x) { return x.scope != Scope::Call; });
     if (h == holds.rend()) return 0;
-    note_removed(*h);
+    note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
     if (*now_empty) erase(it);
@@ -155,7 +156,7 @@ bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {
     auto h = std::find_if(holds.rbegin(), holds.rend(),
                           [](const Hold& x) { return x.scope != Scope::Call; });
     if (h == holds.rend()) return false;
-    note_removed(*h);
+    note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
     if (*now_empty) erase(it);
@@ -169,7 +170,7 @@ bool HoldsRegistry::release_hold(const LockId& id, uint64_t hold_id, bool* now_e
     auto h = std::find_if(holds.rbegin(), holds.rend(),
                           [hold_id](const Hold& x) { return x.id == hold_id; });
     if (h == holds.rend()) return false;
-    note_removed(*h);
+    note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
     if (*now_empty) erase(it);
@@ -181,7 +182,7 @@ uint64_t HoldsRegistry::reconcile(LockPredicate still_held) noexcept {
     for (auto it = entries_.begin(); it != entries_.end();) {
         // An entry without holds is room reserved by an acquire in progress: keep it.
         if (!it->second.holds.empty() && !still_held(it->first)) {
-            for (const Hold& h : it->second.holds) note_removed(h);
+            for (const Hold& h : it->second.holds) note_removed(it->first, h);
             forgotten += it->second.holds.size();
             it = erase(it);
         } else {
@@ -198,6 +199,8 @@ uint64_t HoldsRegistry::release_all(LockPredicate still_held, LockAction release
             released += it->second.holds.size();
             release_lock(it->first);
         }
+        if (removed_ != nullptr)
+            for (const Hold& h : it->second.holds) removed_(it->first, h);
         it = erase(it);
     }
     hold_count_ = 0;
@@ -213,7 +216,7 @@ void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate s
         const bool had_holds = !holds.empty();
         auto keep = std::remove_if(holds.begin(), holds.end(), [&](const Hold& h) {
             const bool ends = transaction_bound(h.scope) && h.subxact >= from_subxact;
-            if (ends) note_removed(h);
+            if (ends) note_removed(it->first, h);
             return ends;
         });
         holds.erase(keep, holds.end());
@@ -224,6 +227,11 @@ void HoldsRegistry::end_transaction_holds(uint32_t from_subxact, LockPredicate s
             ++it;
         }
     }
+}
+
+void HoldsRegistry::visit_holds(HoldVisitor visit) const noexcept {
+    for (const auto& [id, entry] : entries_)
+        for (const Hold& h : entry.holds) visit(id, h);
 }
 
 bool HoldsRegistry::has_scope(Scope scope) const noexcept {

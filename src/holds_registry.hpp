@@ -34,6 +34,7 @@ struct Hold {
     uint32_t subxact;     // subtransaction that took it (transaction and call scopes)
     int64_t acquired_at;  // server timestamp, microseconds
     int64_t token;        // fencing token, 0 when the hold has none
+    uint32_t owner = 0;   // the role that took it, for the statistics of its end
 };
 
 struct Entry {
@@ -69,6 +70,13 @@ public:
 
     using LockPredicate = bool (*)(const LockId&);
     using LockAction = void (*)(const LockId&);
+    using HoldVisitor = void (*)(const LockId&, const Hold&);
+
+    // Called for every hold that ends, whatever ends it (a release, the end of its
+    // transaction, release_all, a loss found by reconcile()), before it is forgotten.
+    void set_removed_hook(HoldVisitor hook) noexcept { removed_ = hook; }
+    // Calls `visit` for every hold (at session end, for the holds the lock manager ends).
+    void visit_holds(HoldVisitor visit) const noexcept;
 
     // Called for every entry that goes away while published (so its shared name can go).
     void set_unpublish_hook(LockAction hook) noexcept { unpublish_ = hook; }
@@ -91,9 +99,9 @@ public:
     // Records a hold in an entry returned by reserve(). Returns the hold's id, or 0 when no
     // room was reserved (a caller bug, reported instead of crashing).
     uint64_t add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
-                 int64_t token = 0) noexcept;
+                 int64_t token = 0, uint32_t owner = 0) noexcept;
     uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
-                 int64_t token = 0) noexcept;
+                 int64_t token = 0, uint32_t owner = 0) noexcept;
 
     // One lookup for a release: 1 when the newest releasable hold of `id` was released
     // (*now_empty: it was the last hold), 0 when there is none, -1 when still_held() says
@@ -156,7 +164,7 @@ public:
 
 private:
     using Map = std::unordered_map<LockId, Entry, LockIdHash>;
-    void note_removed(const Hold& h) noexcept;
+    void note_removed(const LockId& id, const Hold& h) noexcept;
     Map::iterator erase(Map::iterator it) noexcept;
 
     // Erased map nodes are kept for reuse, with the capacity of their vector and string, so
@@ -166,6 +174,7 @@ private:
 
     Map entries_;
     LockAction unpublish_ = nullptr;
+    HoldVisitor removed_ = nullptr;
     uint64_t next_hold_id_ = 1;
     uint64_t hold_count_ = 0;
     uint64_t transaction_holds_ = 0;

@@ -16,6 +16,7 @@
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 #include "pg_slots.hpp"
+#include "pg_stats.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -164,7 +165,11 @@ bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
 // lock held. The check right after the grant takes that pending cancel here, inside the
 // subtransaction, where the catch settles it: kept and counted when it was our timeout,
 // given back before the error propagates otherwise.
-bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
+//
+// `stats`: the key of an acquire whose wait pglocks_stats counts (nullptr for pglocks' own
+// queues); a wait that ends in an error is counted here, before the error propagates.
+bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* stats = nullptr) {
+    const TimestampTz wait_start = stats != nullptr && stats_active() ? stats_clock() : 0;
     MemoryContext caller_cxt = CurrentMemoryContext;
     ResourceOwner caller_owner = CurrentResourceOwner;
     const int user_lock_timeout = LockTimeout;
@@ -211,6 +216,10 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms) {
     CurrentResourceOwner = caller_owner;
 
     if (granted) return true;
+    if (wait_start != 0 &&
+        !(ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
+          !(statement_timer && !get_timeout_active(STATEMENT_TIMEOUT))))
+        stats_count(*stats, StatsOutcome::Failed, stats_clock() - wait_start, 0);
     // Nothing of this session held the lock before the wait (the try would have succeeded),
     // so a lock held now was granted to the wait.
     const bool raced = held_by_me(tag, mode);
@@ -243,7 +252,9 @@ void check_standby() {
 // The time a hold was taken, for pglocks_held() and pglocks_locks: the coarse clock (a few
 // milliseconds of resolution) is plenty for "how long has this been held", and it costs a
 // fraction of a precise reading on every acquire.
+// With statistics on, the precise clock: hold times are counted from it.
 TimestampTz hold_time() {
+    if (stats_active()) return stats_clock();
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     return (static_cast<TimestampTz>(ts.tv_sec) -
@@ -273,7 +284,7 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
 }
 
 uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now) {
-    return g_registry.add(entry, req.scope, current_subxact(), now);
+    return g_registry.add(entry, req.scope, current_subxact(), now, 0, GetUserId());
 }
 
 // Makes room in the registry. An allocation failure becomes SQLSTATE 53200 once the catch
@@ -366,7 +377,10 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
         if (lm_held(id)) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
             g_has_pending = false;
-            return record_hold(entry, req, hold_time());
+            const TimestampTz now = hold_time();
+            const uint64_t hold_id = record_hold(entry, req, now);
+            if (hold_id != 0) stats_count(req.key, StatsOutcome::Acquired, -1, now);
+            return hold_id;
         }
         g_registry.reconcile(lm_held);  // released behind our back: the entry goes
         entry = reserve_room(req.key);
@@ -374,17 +388,22 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
     const LOCKTAG tag = make_tag(id);
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
+    int64 wait_us = -1;
     if (!got && req.wait && req.timeout_ms != 0) {
         // Name the lock we queue for, so that pglocks_locks shows what we wait on.
         const bool named = publish_name(req, hold_time());
         g_pending_named = named;
-        got = lm_wait(&tag, mode, req.timeout_ms);
+        const TimestampTz wait_start = stats_active() ? stats_clock() : 0;
+        got = lm_wait(&tag, mode, req.timeout_ms, &req.key);
+        if (wait_start != 0) wait_us = stats_clock() - wait_start;
         g_pending_named = false;
         if (!got && named) names_unpublish(id);
     }
     g_has_pending = false;
     if (!got) {
         g_registry.drop_if_empty(id);
+        stats_count(req.key, wait_us >= 0 ? StatsOutcome::TimedOut : StatsOutcome::FailedTry,
+                    wait_us, 0);
         return 0;
     }
     const TimestampTz now = hold_time();
@@ -396,6 +415,7 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
                         errmsg("pglocks could not record a hold it had reserved room for")));
     }
     if (publish_name(req, now)) g_registry.mark_published(id);
+    stats_count(req.key, StatsOutcome::Acquired, wait_us, now);
     return hold_id;
 }
 

@@ -4,6 +4,7 @@
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
 #include "pg_slots.hpp"
+#include "pg_stats.hpp"
 
 extern "C" {
 #include "utils/guc.h"
@@ -23,9 +24,11 @@ extern "C" void _PG_init(void) {
         &pglocks_allow_on_standby, false, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     pglocks::names_define_settings();
     pglocks::guards_define_settings();
+    pglocks::stats_define_settings();
     pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
     pglocks::register_with_lock_callbacks();
     pglocks::names_init_preload();
     pglocks::slots_init_preload();
+    pglocks::stats_init_preload();
 }

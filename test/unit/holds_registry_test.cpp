@@ -241,3 +241,40 @@ TEST_F(Registry, SetScopeMovesAHoldOutOfTheTransaction) {
     EXPECT_EQ(r.hold_count(), 0u);
     EXPECT_FALSE(lm_held(a));
 }
+
+namespace {
+std::vector<uint64_t> g_ended;
+void note_end(const LockId&, const Hold& h) { g_ended.push_back(h.id); }
+}  // namespace
+
+// pglocks_stats counts hold times through this hook: every way a hold ends reports it once,
+// with its owner, and visit_holds() reports the holds still there (at session end).
+TEST_F(Registry, EveryEndOfAHoldIsReportedOnce) {
+    g_ended.clear();
+    r.set_removed_hook(note_end);
+    const LockId c = LockId::from_bigint(3, false);
+    const LockId d = LockId::from_bigint(4, false);
+    const uint64_t h1 = take(r, a, Scope::Session);
+    const uint64_t h2 = take(r, a, Scope::Session);
+    const uint64_t h3 = take(r, b, Scope::Transaction, 2);
+    const uint64_t h4 = take(r, c, Scope::Session);
+    const uint64_t h5 = take(r, d, Scope::Session);
+    r.reserve(d, "", false);
+    EXPECT_NE(r.add(d, Scope::Session, 1, 0, 0, 77), 0u);
+    bool empty = false;
+    EXPECT_EQ(r.release_newest_checked(a, lm_held, &empty), 1);  // h2
+    EXPECT_TRUE(r.release_hold(a, h1, &empty));                  // h1
+    r.end_transaction_holds(2, lm_held, lm_release);             // h3
+    g_lm.erase(k(c));
+    EXPECT_EQ(r.reconcile(lm_held), 1u);  // h4, lost behind our back
+    EXPECT_EQ(g_ended, (std::vector<uint64_t>{h2, h1, h3, h4}));
+    std::vector<uint32_t> owners;
+    static std::vector<uint32_t>* seen;
+    seen = &owners;
+    r.visit_holds([](const LockId&, const Hold& h) { seen->push_back(h.owner); });
+    EXPECT_EQ(owners, (std::vector<uint32_t>{0, 77}));
+    g_ended.clear();
+    EXPECT_EQ(r.release_all(lm_held, lm_release), 2u);
+    EXPECT_EQ(g_ended.size(), 2u);
+    EXPECT_EQ(g_ended[0], h5);
+}

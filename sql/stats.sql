@@ -1,0 +1,114 @@
+-- pglocks_stats: counts and times per database, role, lock and mode (the regression server
+-- preloads pglocks). Waits, failed tries, timeouts and errors need a second session: see
+-- test/isolation/specs/stats_waits.spec.
+SELECT pglocks_stats_reset();
+SELECT dealloc, stats_reset > now() - interval '1 minute' AS reset_now FROM pglocks_stats_info;
+CREATE VIEW st AS
+    SELECT key, lock_key, shared, acquisitions, waits, failed_tries, timeouts, errors,
+           total_wait_time, max_wait_time, last_acquired IS NOT NULL AS has_last
+    FROM pglocks_stats
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND userid = current_user::regrole;
+
+-- Acquisitions by name, by number, by pair, per mode; a second hold of a held lock counts.
+SELECT pglocks_acquire('st:a'), pglocks_acquire('st:a'), pglocks_acquire('st:a', shared => true),
+       pglocks_acquire(4242), pglocks_acquire(7, 8),
+       pglocks_acquire('st:b', wait => false);
+SELECT pglocks_release_all();
+SELECT * FROM st ORDER BY key, shared;
+-- The lock key is the key's pglocks_key.
+SELECT lock_key = pglocks_key('st:a') AS same_key FROM st WHERE key = 'st:a' AND NOT shared;
+
+-- Hold time, counted when a hold ends, on every path.
+SELECT pglocks_stats_reset();
+CREATE FUNCTION held(k text) RETURNS TABLE (total_ok boolean, max_ok boolean) LANGUAGE sql AS $$
+    SELECT total_hold_time >= 100 AND total_hold_time < 60000,
+           max_hold_time >= 100 AND max_hold_time <= total_hold_time
+    FROM pglocks_stats
+    WHERE key = k AND userid = current_user::regrole
+      AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) $$;
+-- pglocks_release
+SELECT pglocks_acquire('st:release'), pg_sleep(0.1), pglocks_release('st:release');
+SELECT * FROM held('st:release');
+-- pglocks_release_all
+SELECT pglocks_acquire('st:all'), pg_sleep(0.1), pglocks_release_all();
+SELECT * FROM held('st:all');
+-- the end of a transaction
+BEGIN;
+SELECT pglocks_acquire('st:xact', scope => 'transaction'), pg_sleep(0.1);
+COMMIT;
+SELECT * FROM held('st:xact');
+-- the abort of a subtransaction
+BEGIN;
+SAVEPOINT s;
+SELECT pglocks_acquire('st:subxact', scope => 'transaction'), pg_sleep(0.1);
+ROLLBACK TO SAVEPOINT s;
+SELECT * FROM held('st:subxact');
+COMMIT;
+-- a hold lost behind pglocks' back, counted when pglocks notices (here, pglocks_held())
+SELECT pglocks_acquire('st:unlock_all'), pg_sleep(0.1), pg_advisory_unlock_all();
+SELECT * FROM held('st:unlock_all');
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT * FROM held('st:unlock_all');
+-- pglocks_with_lock
+SELECT pglocks_with_lock('st:with', 'SELECT pg_sleep(0.1)');
+SELECT * FROM held('st:with');
+-- A hold that has not ended has no hold time yet.
+SELECT pglocks_acquire('st:open');
+SELECT total_hold_time, max_hold_time FROM pglocks_stats WHERE key = 'st:open';
+SELECT pglocks_release('st:open');
+
+-- The end of the session: a new connection sees the hold time once the old backend is gone.
+SELECT pglocks_acquire('st:session'), pg_sleep(0.1);
+SELECT pg_backend_pid() AS old_pid \gset
+\c
+CREATE FUNCTION wait_gone(p int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. 500 LOOP
+        IF NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = p) THEN RETURN true; END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN false;
+END $$;
+SELECT wait_gone(:old_pid);
+DROP FUNCTION wait_gone(int);
+SELECT * FROM held('st:session');
+
+-- DISCARD ALL: noticed at the next pglocks call.
+SELECT pglocks_acquire('st:discard'), pg_sleep(0.1);
+DISCARD ALL;
+SELECT pglocks_release('st:discard');
+SELECT * FROM held('st:discard');
+
+-- pglocks.track_stats off records nothing; only superusers change it.
+SELECT pglocks_stats_reset();
+SET pglocks.track_stats = off;
+SELECT pglocks_acquire('st:untracked'), pglocks_release('st:untracked');
+SELECT count(*) AS rows_untracked FROM pglocks_stats;
+RESET pglocks.track_stats;
+SELECT pglocks_acquire('st:tracked'), pglocks_release('st:tracked');
+SELECT key, acquisitions FROM st;
+
+-- Names: another role's rows show their key to members of pg_read_all_stats only.
+CREATE ROLE pglocks_stats_user;
+CREATE ROLE pglocks_stats_other;
+CREATE ROLE pglocks_stats_reader IN ROLE pg_read_all_stats;
+SET ROLE pglocks_stats_user;
+SELECT pglocks_acquire('st:secret'), pglocks_release('st:secret');
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = current_user::regrole;
+-- pglocks_stats_reset and pglocks.track_stats are not for every role
+SELECT pglocks_stats_reset();
+SET pglocks.track_stats = off;
+SET ROLE pglocks_stats_other;
+SELECT key = pglocks_key('st:secret')::text AS numeric_key, acquisitions
+FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+SET ROLE pglocks_stats_reader;
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+RESET ROLE;
+DROP ROLE pglocks_stats_user, pglocks_stats_other, pglocks_stats_reader;
+
+-- Reset empties the view.
+SELECT pglocks_stats_reset();
+SELECT count(*) AS after_reset FROM pglocks_stats;
+DROP FUNCTION held(text);
+DROP VIEW st;

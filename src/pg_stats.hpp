@@ -1,0 +1,27 @@
+// Statistics by name (pglocks_stats): cumulative counts and times per database, role, lock
+// and mode, in shared memory. Present only when pglocks is in shared_preload_libraries.
+#pragma once
+
+#include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
+#include "pg_keys.hpp"
+
+namespace pglocks {
+
+// From _PG_init.
+void stats_define_settings();
+void stats_init_preload();
+
+// Whether acquires and releases are being recorded now (preloaded, table present,
+// pglocks.track_stats on).
+bool stats_active();
+
+enum class StatsOutcome { Acquired, FailedTry, TimedOut, Failed };
+
+// Records one acquire attempt's outcome. wait_us < 0: it did not wait. `at` is the time of
+// the grant (last_acquired). Never errors but for running out of memory while evicting.
+void stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, TimestampTz at);
+
+// The precise clock, as a timestamp (microseconds).
+TimestampTz stats_clock();
+
+}  // namespace pglocks
