@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# pglocks_stats on servers of its own: eviction of the least-used rows with a small
+# pglocks.max_stats, counted in pglocks_stats_info; and the error without the preload.
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+check() { # check "what" expected actual
+    if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; fi
+    echo "ok: $1"
+}
+
+start() { # start DIR [conf lines...]
+    local dir=$1; shift
+    mkdir -p "$dir"; [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_server_owner initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    { echo "port = $(free_port)"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$dir'"
+      echo "fsync = off"; local l; for l in "$@"; do echo "$l"; done; } >>"$dir/data/postgresql.conf"
+    as_server_owner pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+
+root=$(mktemp -d /tmp/pglocks-stats.XXXXXX); chmod 755 "$root"
+trap 'stop "$root/small"; stop "$root/plain"; rm -rf "$root"' EXIT
+
+use() { # DIR: point libpq at that server
+    export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
+}
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+# 1. A table of 100 rows (the minimum). One lock taken often, then 300 locks taken once:
+#    the often-used row stays, the table never holds more than 100 rows, evictions are
+#    counted, and every row of the last batch of new keys is there.
+start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 100"
+use "$root/small"
+q -c "CREATE EXTENSION pglocks"
+check "pglocks.max_stats is the server's" 100 "$(q -c "SHOW pglocks.max_stats")"
+q -c "SELECT count(*) FILTER (WHERE pglocks_acquire('hot') AND pglocks_release('hot')) FROM generate_series(1, 50)" >/dev/null
+for i in $(seq 1 300); do echo "SELECT pglocks_acquire('ev:$i'), pglocks_release('ev:$i');"; done | q >/dev/null
+rows=$(q -c "SELECT count(*) FROM pglocks_stats")
+[ "$rows" -le 100 ] || fail "pglocks_stats has $rows rows, more than pglocks.max_stats"
+[ "$rows" -ge 90 ] || fail "pglocks_stats has $rows rows: evicted more than a batch"
+echo "ok: $rows rows within pglocks.max_stats"
+dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
+[ "$dealloc" -ge 20 ] || fail "dealloc $dealloc: 300 new rows in a table of 100 evict in at least 20 batches"
+echo "ok: $dealloc evictions counted"
+check "the often-used row stays" "hot|50|t" "$(q -c "SELECT key, acquisitions, total_hold_time > 0 FROM pglocks_stats WHERE key = 'hot'")"
+check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'ev:300'")"
+check "the oldest once-used row is gone" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'ev:1'")"
+# A hold whose row is evicted while it is held ends without recreating the row.
+q -c "SELECT pglocks_acquire('held-through'), pg_sleep(0.05)" \
+  -c "SELECT count(*) FROM (SELECT pglocks_acquire('evict:' || i) AND pglocks_release('evict:' || i) FROM generate_series(1, 300) i) s" \
+  -c "SELECT pglocks_release('held-through')" >/dev/null
+check "an evicted row is not recreated by the end of a hold" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'held-through'")"
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+check "reset empties the table and the eviction count" "0|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+# Concurrent sessions filling the table: evictions under contention leave it consistent.
+for s in 1 2 3 4; do
+    q -c "SELECT count(*) FROM (SELECT pglocks_acquire('c$s:' || i) AND pglocks_release('c$s:' || i) FROM generate_series(1, 2000) i) x" >/dev/null &
+done
+wait
+rows=$(q -c "SELECT count(*) FROM pglocks_stats")
+[ "$rows" -le 100 ] || fail "after concurrent inserts pglocks_stats has $rows rows"
+echo "ok: concurrent evictions keep $rows rows"
+stop "$root/small"
+
+# 2. Without the preload: locks work, statistics raise 55000 with a hint.
+start "$root/plain"
+use "$root/plain"
+q -c "CREATE EXTENSION pglocks"
+check "locks work without the preload" "t" "$(q -c "SELECT pglocks_acquire('x') AND pglocks_release('x')")"
+for f in "SELECT * FROM pglocks_stats" "SELECT * FROM pglocks_stats_info" "SELECT pglocks_stats_reset()"; do
+    out=$(psql -X -q -At -v VERBOSITY=verbose -c "$f" 2>&1 || true)
+    echo "$out" | grep -q "ERROR:  55000: pglocks statistics are not available" || fail "$f without the preload: $out"
+    echo "$out" | grep -q "HINT:  Add pglocks to shared_preload_libraries" || fail "$f: no hint: $out"
+done
+echo "ok: without the preload, 55000 with a hint"
+echo "stats_evict: all checks passed"
