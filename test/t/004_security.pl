@@ -129,6 +129,10 @@ my %sample = (
 	  q{CALL pglocks_acquire_detached(13::int8, shared => true); SELECT pglocks_release(13::int8, true)},
 	'pglocks_acquire_detached(integer,integer,boolean,interval,boolean,boolean)' =>
 	  q{CALL pglocks_acquire_detached(13, 14, timeout => '1s'); SELECT pglocks_release(13, 14)},
+	'pglocks_stats()' => q{SELECT count(*) >= 0 FROM pglocks_stats()},
+	'pglocks_stats_info()' => q{SELECT dealloc >= 0 FROM pglocks_stats_info()},
+	# Revoked from PUBLIC, as pg_stat_statements_reset(): granted for this call (below).
+	'pglocks_stats_reset()' => q{SELECT pglocks_stats_reset()},
 );
 my @functions = split /\n/, $su->("SELECT f FROM ($ext_functions) e ORDER BY f::oid", 'sec');
 my @missing = grep { !exists $sample{$_} } @functions;
@@ -141,8 +145,15 @@ for my $f (@functions)
 $calls .= "SET pglocks.allow_on_standby = on;\n";
 $calls .= "SELECT count(*) >= 0 FROM $_;\n" for @views;
 $calls .= "SELECT count(*) FROM pglocks_held();\n";
+{
+	my (undef, undef, $e) = $node->psql('sec', 'SELECT pglocks_stats_reset()',
+		extra_params => [ '-U', 'alice', '-v', 'VERBOSITY=verbose' ]);
+	is(sqlstate($e), '42501', 'pglocks_stats_reset() needs a grant');
+}
+$su->('GRANT EXECUTE ON FUNCTION pglocks_stats_reset() TO alice', 'sec');
 my ($ret, $out, $err) = $node->psql('sec', $calls,
 	extra_params => [ '-U', 'alice', '-v', 'ON_ERROR_STOP=1' ]);
+$su->('REVOKE EXECUTE ON FUNCTION pglocks_stats_reset() FROM alice', 'sec');
 is($ret, 0, 'a plain role calls every function and reads every view');
 is($err, '', 'without any error');
 note "views of the extension: @views";
