@@ -19,6 +19,12 @@ SELECT * FROM st ORDER BY key, shared;
 -- The lock key is the key's pglocks_key.
 SELECT lock_key = pglocks_key('st:a') AS same_key FROM st WHERE key = 'st:a' AND NOT shared;
 
+-- Counting semaphores: a row per slot; a busy slot that a call skips is not a failed try.
+SELECT pglocks_acquire_slot('st:sem', 2), pglocks_acquire_slot('st:sem', 2),
+       pglocks_acquire_slot('st:sem', 2, wait => false);
+SELECT pglocks_release_all();
+SELECT key, acquisitions, failed_tries FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
+
 -- Hold time, counted when a hold ends, on every path.
 SELECT pglocks_stats_reset();
 CREATE FUNCTION held(k text) RETURNS TABLE (total_ok boolean, max_ok boolean) LANGUAGE sql AS $$

@@ -402,8 +402,10 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
     g_has_pending = false;
     if (!got) {
         g_registry.drop_if_empty(id);
-        stats_count(req.key, wait_us >= 0 ? StatsOutcome::TimedOut : StatsOutcome::FailedTry,
-                    wait_us, 0);
+        if (wait_us >= 0 || req.count_failure)
+            stats_count(req.key,
+                        wait_us >= 0 ? StatsOutcome::TimedOut : StatsOutcome::FailedTry,
+                        wait_us, 0);
         return 0;
     }
     const TimestampTz now = hold_time();

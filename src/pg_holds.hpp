@@ -15,6 +15,9 @@ struct AcquireRequest {
     Scope scope;
     // false: an error when this session already holds the lock (pg_guards.hpp).
     bool reentrant = true;
+    // false: a try that finds the lock taken is not a failed try in pglocks_stats (the
+    // probes of a semaphore's slots, which go on to the next slot).
+    bool count_failure = true;
 };
 
 // A boolean argument that must not be NULL (22004 naming it).

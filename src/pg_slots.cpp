@@ -161,6 +161,7 @@ int try_slots(Semaphore* s, Scope scope) {
         req.wait = false;
         req.timeout_ms = 0;
         req.scope = scope;
+        req.count_failure = false;
         const bool got = acquire(req) != 0;
         pfree(display);
         if (got) {

@@ -171,7 +171,14 @@ void evict() {
     for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_EXCLUSIVE);
     const uint32 n = pg_atomic_read_u32(&g_shared->count);
     if (n >= static_cast<uint32>(g_max_stats)) {
-        StatsEntry** all = static_cast<StatsEntry**>(palloc(sizeof(StatsEntry*) * (n + 1)));
+        // Without memory for the list nothing is evicted, and the new entry is not recorded:
+        // counting never fails an acquire.
+        auto** all = static_cast<StatsEntry**>(
+            palloc_extended(sizeof(StatsEntry*) * (n + 1), MCXT_ALLOC_NO_OOM));
+        if (all == nullptr) {
+            for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
+            return;
+        }
         int count = 0;
         HASH_SEQ_STATUS scan;
         hash_seq_init(&scan, g_table);
@@ -225,6 +232,8 @@ void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     SpinLockRelease(&e->mutex);
 }
 
+// Called by the holds registry inside its noexcept functions: raises no error (an LWLock, a
+// lookup, a spinlock), and only updates a row that exists.
 void hold_ended(const LockId& id, const Hold& h) {
     if (!stats_active()) return;
     const StatsKey key = make_key(h.owner, id);

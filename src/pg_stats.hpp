@@ -18,7 +18,8 @@ bool stats_active();
 enum class StatsOutcome { Acquired, FailedTry, TimedOut, Failed };
 
 // Records one acquire attempt's outcome. wait_us < 0: it did not wait. `at` is the time of
-// the grant (last_acquired). Never errors but for running out of memory while evicting.
+// the grant (last_acquired). Never raises an error: when there is no room, nothing is
+// recorded.
 void stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, TimestampTz at);
 
 // The precise clock, as a timestamp (microseconds).
