@@ -44,6 +44,8 @@ extern "C" {
 
 #include <time.h>
 
+#include <algorithm>
+
 namespace pglocks {
 namespace {
 
@@ -186,14 +188,15 @@ void evict() {
             if (count <= static_cast<int>(n)) all[count++] = e;
             e->c.usage *= kUsageDecay;  // every writer of usage holds a partition lock
         }
-        qsort(all, count, sizeof(StatsEntry*), [](const void* a, const void* b) {
-            const double ua = (*static_cast<StatsEntry* const*>(a))->c.usage;
-            const double ub = (*static_cast<StatsEntry* const*>(b))->c.usage;
-            return ua < ub ? -1 : ua > ub ? 1 : 0;
-        });
         int victims = static_cast<int>(count * kEvictShare);
         if (victims < kEvictMin) victims = kEvictMin;
         if (victims > count) victims = count;
+        // The least-used first, in linear time (a full sort of the table cost a new key
+        // several microseconds); plain pointers, a comparison that cannot fail.
+        if (victims < count)
+            std::nth_element(
+                all, all + victims, all + count,
+                [](const StatsEntry* a, const StatsEntry* b) { return a->c.usage < b->c.usage; });
         for (int i = 0; i < victims; i++) hash_search(g_table, &all[i]->key, HASH_REMOVE, nullptr);
         pg_atomic_fetch_sub_u32(&g_shared->count, victims);
         pfree(all);
@@ -317,15 +320,12 @@ void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Timesta
         if (pg_atomic_read_u32(&g_shared->count) >= static_cast<uint32>(g_max_stats)) evict();
         LWLockAcquire(lock, LW_EXCLUSIVE);
         bool found = false;
-        e = static_cast<StatsEntry*>(
-            hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, &found));
-        if (e == nullptr &&
-            pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats)) {
+        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats)) {
+            // One lookup finds the entry another backend entered meanwhile, or enters it.
             e = static_cast<StatsEntry*>(
                 hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
-            if (e == nullptr) {
-                pg_atomic_fetch_sub_u32(&g_shared->count, 1);
-            } else {
+            if (e == nullptr || found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+            if (e != nullptr && !found) {
                 SpinLockInit(&e->mutex);
                 memset(&e->c, 0, sizeof(e->c));
                 e->name_len = -1;
@@ -337,8 +337,10 @@ void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Timesta
                     e->name_len = n;
                 }
             }
-        } else if (e == nullptr) {
+        } else {
             pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+            e = static_cast<StatsEntry*>(
+                hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
         }
         if (e != nullptr) apply(e, outcome, wait_us, at);
         LWLockRelease(lock);
