@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short demonstration of pglocks on a throwaway server: two sessions contending for a
 # named lock, a try that fails, a timed wait, shared holders, the scoped-release helper,
-# pglocks_held(), the pglocks_locks view and a detached wait. Everything is removed at the end: the throwaway
+# pglocks_held(), the pglocks_locks view, a detached wait and pglocks_stats. Everything is removed at the end: the throwaway
 # server, or, when PGHOST names an existing server, the database pglocks_demo made on it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -90,6 +90,14 @@ q -c "DELETE FROM scratch" -c "VACUUM scratch" \
 wait "$holder"; wait "$waiter"
 sed -n '1,3p' /tmp/pglocks_demo_d.$$
 rm -f /tmp/pglocks_demo_d.$$
+
+say "Statistics by name (1.2): what the sessions of this demo did, per lock and mode (times in ms)."
+q -c "SELECT key, shared, acquisitions, waits, failed_tries, timeouts, errors,
+             round(max_wait_time) AS max_wait, round(total_hold_time) AS total_hold
+      FROM pglocks_stats
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY acquisitions DESC, key" ||
+    echo "(pglocks_stats needs pglocks in shared_preload_libraries)"
 
 say "Keys are stable: the first 8 bytes of SHA-256 of the UTF-8 name, computable anywhere."
 q -c "SELECT k AS key, pglocks_key(k) FROM (VALUES ('nightly-report'), ('orders:42'), ('Grüße')) AS v(k)"
