@@ -380,6 +380,8 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
     begin_srf(fcinfo, &store, &desc, kStatsColumns, kStatsColumns);
     const Oid me = GetUserId();
     const bool read_all = has_privs_of_role(me, PGLOCKS_ROLE_READ_ALL_STATS);
+    // The scan holds every partition lock shared, as pg_stat_statements holds its lock:
+    // interrupts wait until it ends, and the table is bounded by pglocks.max_stats.
     for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_SHARED);
     HASH_SEQ_STATUS scan;
     hash_seq_init(&scan, g_table);
@@ -449,11 +451,19 @@ PGLOCKS_FUNCTION(pglocks_stats_info) {
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("function returning record called in context that cannot "
                                "accept type record")));
-    Datum values[2];
-    bool nulls[2] = {false, false};
+    enum { kDealloc, kStatsReset, kInfoColumns };
+    if (desc->natts != kInfoColumns)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("pglocks_stats_info declares %d result columns where the "
+                               "pglocks library expects %d",
+                               desc->natts, kInfoColumns),
+                        errhint("Run ALTER EXTENSION pglocks UPDATE, or install the library "
+                                "that matches the extension's version.")));
+    Datum values[kInfoColumns];
+    bool nulls[kInfoColumns] = {false, false};
     SpinLockAcquire(&g_shared->mutex);
-    values[0] = Int64GetDatum(g_shared->dealloc);
-    values[1] = TimestampTzGetDatum(g_shared->stats_reset);
+    values[kDealloc] = Int64GetDatum(g_shared->dealloc);
+    values[kStatsReset] = TimestampTzGetDatum(g_shared->stats_reset);
     SpinLockRelease(&g_shared->mutex);
     return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
 }
