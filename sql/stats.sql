@@ -111,6 +111,13 @@ FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
 SET ROLE pglocks_stats_reader;
 SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
 RESET ROLE;
+-- A hold's time goes to the row of the role that took it, whoever releases it.
+SET ROLE pglocks_stats_user;
+SELECT pglocks_acquire('st:role');
+RESET ROLE;
+SELECT pg_sleep(0.1), pglocks_release('st:role');
+SELECT userid::regrole, acquisitions, total_hold_time >= 100 AS held_100ms
+FROM pglocks_stats WHERE key = 'st:role';
 DROP ROLE pglocks_stats_user, pglocks_stats_other, pglocks_stats_reader;
 
 -- Reset empties the view.
