@@ -15,6 +15,8 @@ struct AcquireRequest {
     Scope scope;
     // false: an error when this session already holds the lock (pg_guards.hpp).
     bool reentrant = true;
+    // true: the caller checked the guards already, for what it takes as a whole (a semaphore).
+    bool guards_checked = false;
 };
 
 // A boolean argument that must not be NULL (22004 naming it).
