@@ -100,3 +100,42 @@ pglocks_start_server() {
     as_server_owner pg_ctl -D "$PGLOCKS_TMP/data" -l "$PGLOCKS_TMP/server.log" -w -t 60 start >/dev/null
     export PGHOST="$PGLOCKS_TMP" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 }
+
+# For the suites that drive a server from Python (test/stress/*.py). Run by scripts/test.sh,
+# they use its server (PG* exported); run alone, they start their own.
+#   pglocks_suite_database DB        a database of the suite's own, with the extension,
+#                                    dropped (with its sessions) when the suite exits
+#   pglocks_suite_python LIMIT SCRIPT [ARGS...]
+#                                    runs test/stress/SCRIPT --dsn dbname=DB ARGS... with
+#                                    Debian's python3 (python3-psycopg2 is installed for it),
+#                                    killed after LIMIT seconds (a guard against hangs only)
+pglocks_suite_database() {
+    PGLOCKS_SUITE_DB=$1
+    if [ -z "${PGHOST:-}" ]; then
+        pglocks_setup
+        pglocks_start_server
+    fi
+    ensure_packages python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
+    export PATH="${PGLOCKS_BINDIR:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin}:$PATH"
+    trap _pglocks_suite_cleanup EXIT
+    trap 'exit 130' INT TERM
+    psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $PGLOCKS_SUITE_DB WITH (FORCE)" \
+        -c "CREATE DATABASE $PGLOCKS_SUITE_DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCKS_SUITE_DB" -c "CREATE EXTENSION pglocks"
+}
+
+_pglocks_suite_cleanup() {
+    local rc=$?
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $PGLOCKS_SUITE_DB WITH (FORCE)" \
+        >/dev/null 2>&1 || true
+    pglocks_stop_server
+    exit $rc
+}
+
+pglocks_suite_python() {
+    local limit=$1 script=$2
+    shift 2
+    timeout "$limit" /usr/bin/python3 "$PGLOCKS_ROOT/test/stress/$script" \
+        --dsn "dbname=$PGLOCKS_SUITE_DB" "$@"
+}

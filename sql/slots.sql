@@ -101,3 +101,13 @@ SELECT c, pg_temp.err(c) FROM (VALUES
   ('SELECT pglocks_release_slot(''k'', 1024)')
 ) AS t(c);
 SELECT count(*) AS nothing_held FROM pglocks_held();
+
+-- pglocks.session_locks applies to a semaphore as a whole: one warning (or error) naming it,
+-- not one for every slot tried.
+SET pglocks.session_locks = warn;
+SELECT pglocks_acquire_slot('guarded', 3) AS first, pglocks_acquire_slot('guarded', 3) AS second;
+SET pglocks.session_locks = deny;
+SELECT pglocks_acquire_slot('guarded', 3);
+SELECT pglocks_acquire_slot('guarded', 3, scope => 'transaction') IS NOT NULL AS transaction_scope_works;
+RESET pglocks.session_locks;
+SELECT pglocks_release_all();

@@ -310,6 +310,7 @@ void xact_callback(XactEvent event, void*) {
             g_kept_call_holds = 0;
             drop_pending();
             g_registry.end_transaction_holds(0, lm_held, lm_release);
+            slots_at_abort(InvalidSubTransactionId);
             slots_after_release();
             break;
         case XACT_EVENT_COMMIT:
@@ -335,6 +336,7 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
     if (event == SUBXACT_EVENT_ABORT_SUB) {
         drop_pending();
         g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
+        slots_at_abort(my_subid);
         slots_after_release();
     }
 }
@@ -347,7 +349,7 @@ uint64_t acquire_hinted(const AcquireRequest& req);
 
 uint64_t acquire(const AcquireRequest& req) {
     check_standby();
-    check_acquire_guards(req);
+    if (!req.guards_checked) check_acquire_guards(req);
 
     // Plain data only in this frame: the callback is popped on the way out, and an error
     // unwinds to a PG_TRY that restores error_context_stack.
@@ -430,14 +432,20 @@ bool release(const LockId& id) {
         g_registry.reconcile(lm_held);
         return false;
     }
-    if (released > 0 && now_empty) lm_release(id);
+    if (released > 0 && now_empty) {
+        lm_release(id);
+        slots_after_release();  // the lock may be a slot, released by its documented key
+    }
     return released > 0;
 }
 
 bool release_hold(const LockId& id, uint64_t hold_id) {
     bool now_empty = false;
     if (!g_registry.release_hold(id, hold_id, &now_empty)) return false;
-    if (now_empty && lm_held(id)) lm_release(id);
+    if (now_empty && lm_held(id)) {
+        lm_release(id);
+        slots_after_release();
+    }
     return true;
 }
 

@@ -18,6 +18,8 @@ struct AcquireRequest {
     // false: a try that finds the lock taken is not a failed try in pglocks_stats (the
     // probes of a semaphore's slots, which go on to the next slot).
     bool count_failure = true;
+    // true: the caller checked the guards already, for what it takes as a whole (a semaphore).
+    bool guards_checked = false;
 };
 
 // A boolean argument that must not be NULL (22004 naming it).

@@ -19,9 +19,11 @@
 
 #include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
 #include "pg_holds.hpp"
+#include "pg_guards.hpp"
 #include "pg_names.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
@@ -48,7 +50,7 @@ struct SlotsShared {
 SlotsShared* g_shared = nullptr;
 shmem_startup_hook_type g_prev_startup = nullptr;
 
-void request_shmem() { RequestAddinShmemSpace(MAXALIGN(sizeof(SlotsShared))); }
+void request_shmem() { RequestAddinShmemSpace(CACHELINEALIGN(sizeof(SlotsShared))); }
 
 void shmem_startup() {
     if (g_prev_startup) g_prev_startup();
@@ -72,9 +74,9 @@ int g_taken_count = 0;
 int g_taken_room = 0;
 bool g_exit_hook_set = false;
 
-void remember_slot(const LockId& id, int cv) {
-    for (int i = 0; i < g_taken_count; i++)
-        if (g_taken[i].id == id) return;
+// Room for one more taken slot, made before a slot is taken: once the lock manager has
+// granted a slot, remembering it cannot fail.
+void reserve_taken_room() {
     if (g_taken_count == g_taken_room) {
         const int room = g_taken_room == 0 ? 8 : g_taken_room * 2;
         const Size bytes = sizeof(TakenSlot) * room;
@@ -83,7 +85,12 @@ void remember_slot(const LockId& id, int cv) {
                                                        : repalloc(g_taken, bytes));
         g_taken_room = room;
     }
-    g_taken[g_taken_count++] = TakenSlot{id, cv};
+}
+
+void remember_slot(const LockId& id, int cv) {
+    for (int i = 0; i < g_taken_count; i++)
+        if (g_taken[i].id == id) return;
+    g_taken[g_taken_count++] = TakenSlot{id, cv};  // room reserved by reserve_taken_room()
 }
 
 void wake(int cv) {
@@ -103,14 +110,27 @@ void wake_freed() {
     }
 }
 
-// Before the lock manager's own cleanup (which runs later: it registered earlier): free the
-// slots here so that their waiters can be woken.
-void release_at_exit(int, Datum) {
-    for (int i = 0; i < g_taken_count; i++) {
-        if (holds_lock(g_taken[i].id)) unlock_internal(g_taken[i].id);
-        wake(g_taken[i].cv);
-    }
+// At exit, after the transaction's abort and the release of every advisory lock
+// (ShutdownPostgres), before ProcKill: the slots are free, their waiters are woken.
+void wake_at_exit(int, Datum) {
+    for (int i = 0; i < g_taken_count; i++) wake(g_taken[i].cv);
     g_taken_count = 0;
+}
+
+// The slot wait in progress, for the abort callbacks: an error ends it without returning.
+struct SlotWait {
+    bool active;
+    SubTransactionId subxact;  // the (sub)transaction the call runs in
+    LockId queue;
+    bool queued;  // holds the queue lock
+    bool named;   // published the queue's name
+};
+SlotWait g_wait = {false, InvalidSubTransactionId, LockId{}, false, false};
+
+void end_wait() {
+    if (g_wait.queued) unlock_internal(g_wait.queue);
+    if (g_wait.named) names_unpublish(g_wait.queue);
+    g_wait = SlotWait{false, InvalidSubTransactionId, LockId{}, false, false};
 }
 
 struct Semaphore {
@@ -162,14 +182,12 @@ int try_slots(Semaphore* s, Scope scope) {
         req.timeout_ms = 0;
         req.scope = scope;
         req.count_failure = false;
+        req.guards_checked = true;  // once for the semaphore, by the caller
+        reserve_taken_room();
         const bool got = acquire(req) != 0;
         pfree(display);
         if (got) {
             remember_slot(req.key.id, s->cv);
-            if (!g_exit_hook_set) {
-                before_shmem_exit(release_at_exit, 0);
-                g_exit_hook_set = true;
-            }
             return i;
         }
     }
@@ -205,49 +223,38 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
         lock_timeout_first ? TimestampTzPlusMilliseconds(start, user_lock_timeout) : 0;
     ConditionVariable* cv = &g_shared->cv[s->cv];
     char* queue_name = psprintf("%.*s#queue", s->display_len, s->display);
-    volatile bool queued = false;
-    volatile bool named = false;
-    volatile int slot = -1;
+    int slot = -1;
 
-    PG_TRY();
-    {
-        named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
-        queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
-        if (queued) {
-            for (;;) {
-                // Prepared before looking, so that a slot freed after the look wakes us.
-                ConditionVariablePrepareToSleep(cv);
-                slot = try_slots(s, scope);
-                if (slot >= 0) break;
-                long sleep_ms = kSafetyNetMs;
-                if (limited) {
-                    const long left = ms_until(deadline);
-                    if (left == 0) break;
-                    if (left < sleep_ms) sleep_ms = left;
-                }
-                if (lock_timeout_first) {
-                    const long left = ms_until(lock_deadline);
-                    if (left == 0)
-                        ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-                                        errmsg("canceling statement due to lock timeout")));
-                    if (left < sleep_ms) sleep_ms = left;
-                }
-                (void)ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+    // The queue lock and name are ended on the way out, or by the abort callbacks when an
+    // error (cancel, statement_timeout, lock_timeout, deadlock) ends the wait: never here
+    // while the error is in flight. The abort also cancels a prepared sleep.
+    g_wait = SlotWait{true, GetCurrentSubTransactionId(), s->queue, false, false};
+    g_wait.named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
+    g_wait.queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
+    if (g_wait.queued) {
+        for (;;) {
+            // Prepared before looking, so that a slot freed after the look wakes us.
+            ConditionVariablePrepareToSleep(cv);
+            slot = try_slots(s, scope);
+            if (slot >= 0) break;
+            long sleep_ms = kSafetyNetMs;
+            if (limited) {
+                const long left = ms_until(deadline);
+                if (left == 0) break;
+                if (left < sleep_ms) sleep_ms = left;
             }
-            ConditionVariableCancelSleep();
-            unlock_internal(s->queue);
-            queued = false;
+            if (lock_timeout_first) {
+                const long left = ms_until(lock_deadline);
+                if (left == 0)
+                    ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                                    errmsg("canceling statement due to lock timeout")));
+                if (left < sleep_ms) sleep_ms = left;
+            }
+            (void)ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
         }
-        if (named) names_unpublish(s->queue);
-    }
-    PG_CATCH();
-    {
         ConditionVariableCancelSleep();
-        if (queued) unlock_internal(s->queue);
-        if (named) names_unpublish(s->queue);
-        PG_RE_THROW();
     }
-    PG_END_TRY();
+    end_wait();
     pfree(queue_name);
     return slot;
 }
@@ -274,6 +281,18 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
 
     Semaphore s;
     init_semaphore(&s, name, slots);
+    // The guards once, for the semaphore as a whole (not for every slot tried).
+    AcquireRequest whole;
+    key_from_text(name, &whole.key);
+    whole.wait = wait;
+    whole.timeout_ms = timeout_ms;
+    whole.scope = scope;
+    check_acquire_guards(whole);
+    if (!g_exit_hook_set) {
+        // Registered before any slot is taken: registering cannot fail after a grant.
+        on_shmem_exit(wake_at_exit, 0);
+        g_exit_hook_set = true;
+    }
     int slot = try_slots(&s, scope);
     if (slot < 0 && timeout_ms != 0) {
         if (holds_every_slot(&s))
@@ -327,6 +346,12 @@ void slots_init_preload() {
 
 void slots_after_release() {
     if (g_taken_count > 0) wake_freed();
+}
+
+void slots_at_abort(uint32_t subxact) {
+    // A subtransaction that began inside the wait (a lock wait's own) is not the wait's.
+    if (g_wait.active && (subxact == InvalidSubTransactionId || subxact <= g_wait.subxact))
+        end_wait();
 }
 
 }  // namespace pglocks

@@ -121,7 +121,9 @@ def main():
                 owner, "SELECT count(*) FROM pg_stat_activity WHERE pid IN (%s, %s)", (hpid, wpid)):
             time.sleep(0.01)
 
-    left = one(owner, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    left = one(owner, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                          AND database = (SELECT oid FROM pg_database
+                                          WHERE datname = current_database())""")
     check(left == 0, f"advisory locks left at the end: {left}")
     # Names: a new session that holds names sees no foreign rows in pglocks_locks.
     rows = one(owner, "SELECT count(*) FROM pglocks_locks WHERE pid <> pg_backend_pid()")

@@ -166,7 +166,8 @@ class Stress:
         cur.execute("SELECT n FROM sem_counter")
         if cur.fetchone()[0] != 0:
             self.fail("the counter is not 0 at the end")
-        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())")
         if cur.fetchone()[0] != 0:
             self.fail("advisory locks left at the end")
         s = self.stats

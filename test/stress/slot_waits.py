@@ -141,6 +141,11 @@ class Scenarios:
     def run(self):
         self.handoff("pglocks_release_slot", lambda h: h.q("SELECT pglocks_release_slot('hand', 0)"))
         self.handoff("pglocks_release_all", lambda h: h.q("SELECT pglocks_release_all()"))
+        # pglocks_release of the slot's documented key, inside a transaction that stays open.
+        slot_key = ("(('x' || left(encode(sha256(convert_to('hand', 'UTF8') || '\\x00'::bytea"
+                    " || convert_to('0', 'UTF8')), 'hex'), 16))::bit(64)::bigint)")
+        self.handoff("pglocks_release of the slot's key in an open transaction",
+                     lambda h: (h.q("BEGIN"), h.q(f"SELECT pglocks_release({slot_key})")))
         self.handoff("commit", lambda h: h.q("COMMIT"), tx=True)
         self.handoff("rollback", lambda h: h.q("ROLLBACK"), tx=True)
         self.handoff("disconnection", lambda h: h.close())

@@ -10,42 +10,14 @@
 # PGLOCKS_RACE_SECONDS sets the duration of the first part (default 20), PGLOCKS_RACE_SEED
 # replays it; PGLOCKS_EDGE_SECONDS the duration of the second (default 40).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-source "$here/../../scripts/lib.sh"
+source "$(dirname "$0")/../../scripts/lib.sh"
 
-# Debian's interpreter, not whatever python3 comes first on PATH: python3-psycopg2 is
-# installed for it.
-PY=/usr/bin/python3
-
-
-if [ -z "${PGHOST:-}" ]; then
-    pglocks_setup
-    pglocks_start_server
-fi
-ensure_packages python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
-export PATH="${PGLOCKS_BINDIR:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin}:$PATH"
-
-db=pglocks_race
-cleanup() {
-    local rc=$?
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    pglocks_stop_server
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
-    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-    -c "CREATE DATABASE $db"
-psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pglocks"
-
+pglocks_suite_database pglocks_race
 seconds=${PGLOCKS_RACE_SECONDS:-20}
-args=(--dsn "dbname=$db" --seconds "$seconds")
+args=(--seconds "$seconds")
 [ -n "${PGLOCKS_RACE_SEED:-}" ] && args+=(--seed "$PGLOCKS_RACE_SEED")
 # The rounds stop at the time limit; the outer limit only guards against a hang.
-timeout $((seconds * 3 + 60)) "$PY" "$here/../stress/timeout_race.py" "${args[@]}"
+pglocks_suite_python $((seconds * 3 + 60)) timeout_race.py "${args[@]}"
 
 edge_seconds=${PGLOCKS_EDGE_SECONDS:-40}
-timeout $((edge_seconds * 3 + 60)) "$PY" "$here/../stress/timeout_edge.py" --dsn "dbname=$db" \
-    --seconds "$edge_seconds"
+pglocks_suite_python $((edge_seconds * 3 + 60)) timeout_edge.py --seconds "$edge_seconds"

@@ -6,28 +6,7 @@
 #
 # Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-source "$here/../../scripts/lib.sh"
-PY=/usr/bin/python3
+source "$(dirname "$0")/../../scripts/lib.sh"
 
-if [ -z "${PGHOST:-}" ]; then
-    pglocks_setup
-    pglocks_start_server
-fi
-ensure_packages python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
-export PATH="${PGLOCKS_BINDIR:-/usr/lib/postgresql/$PGLOCKS_PGVER/bin}:$PATH"
-
-db=pglocks_hints
-cleanup() {
-    local rc=$?
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    pglocks_stop_server
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
-    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pglocks"
-timeout 120 "$PY" "$here/../stress/with_lock_deadlock.py" --dsn "dbname=$db"
+pglocks_suite_database pglocks_hints
+pglocks_suite_python 120 with_lock_deadlock.py
