@@ -94,6 +94,17 @@ SELECT count(*) AS rows_untracked FROM pglocks_stats;
 RESET pglocks.track_stats;
 SELECT pglocks_acquire('st:tracked'), pglocks_release('st:tracked');
 SELECT key, acquisitions FROM st;
+-- Whether a hold counts is decided when it is taken: its time is counted when it ends even
+-- if track_stats was turned off meanwhile, and not at all if it was taken with it off.
+SELECT pglocks_acquire('st:split-on');
+SET pglocks.track_stats = off;
+SELECT pglocks_acquire('st:split-off');
+SELECT pg_sleep(0.02);
+SELECT pglocks_release('st:split-on');
+RESET pglocks.track_stats;
+SELECT pglocks_release('st:split-off');
+SELECT key, acquisitions, total_hold_time >= 20 AS hold_time_counted
+FROM pglocks_stats WHERE key LIKE 'st:split%' ORDER BY key;
 
 -- Names: another role's rows show their key to members of pg_read_all_stats only.
 CREATE ROLE pglocks_stats_user;

@@ -284,7 +284,10 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
 }
 
 uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now) {
-    return g_registry.add(entry, req.scope, current_subxact(), now, 0, GetUserId());
+    // The owner also marks a hold whose acquisition the statistics counted: only such a hold
+    // has its time counted when it ends, whatever track_stats says by then.
+    return g_registry.add(entry, req.scope, current_subxact(), now, 0,
+                          stats_active() ? GetUserId() : InvalidOid);
 }
 
 // Makes room in the registry. An allocation failure becomes SQLSTATE 53200 once the catch

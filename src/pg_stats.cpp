@@ -238,7 +238,7 @@ void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
 // Called by the holds registry inside its noexcept functions: raises no error (an LWLock, a
 // lookup, a spinlock), and only updates a row that exists.
 void hold_ended(const LockId& id, const Hold& h) {
-    if (!stats_active()) return;
+    if (g_table == nullptr || h.owner == InvalidOid) return;  // not counted when taken
     const StatsKey key = make_key(h.owner, id);
     const uint32 hash = get_hash_value(g_table, &key);
     LWLock* lock = &g_locks[hash % kPartitions].lock;
