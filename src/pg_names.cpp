@@ -12,6 +12,7 @@
 
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
+#include "pg_shmem.hpp"
 
 extern "C" {
 #include "mb/pg_wchar.h"
@@ -80,15 +81,9 @@ uint32 g_published = 0;
 
 shmem_startup_hook_type g_prev_startup = nullptr;
 
-// hash_estimate_size counts the entries but not the padding of the blocks they come in: a
-// partitioned table allocates its entries in one block per freelist (32), each aligned to a
-// cache line, and ShmemInitStruct rounds the header up to one too.
-constexpr int kHashFreelists = 32;
-
 Size shmem_size() {
-    Size size = hash_estimate_size(g_max_named_locks, sizeof(NameEntry));
-    size = add_size(size, CACHELINEALIGN(sizeof(NamesShared)));
-    return add_size(size, mul_size(kHashFreelists + 2, PG_CACHE_LINE_SIZE));
+    return partitioned_table_shmem_size(g_max_named_locks, sizeof(NameEntry),
+                                        sizeof(NamesShared));
 }
 
 void request_shmem() {

@@ -19,6 +19,7 @@
 #include "holds_registry.hpp"
 
 #include "pg_stats.hpp"
+#include "pg_shmem.hpp"
 // clang-format on
 #include "pg_holds.hpp"
 #include "pg_names.hpp"
@@ -103,14 +104,8 @@ LWLockPadded* g_locks = nullptr;
 bool g_exit_hook_set = false;
 shmem_startup_hook_type g_prev_startup = nullptr;
 
-// See pg_names.cpp: hash_estimate_size leaves out the cache-line padding of a partitioned
-// table's per-freelist blocks and of the header.
-constexpr int kHashFreelists = 32;
-
 Size shmem_size() {
-    Size size = hash_estimate_size(g_max_stats, sizeof(StatsEntry));
-    size = add_size(size, CACHELINEALIGN(sizeof(StatsShared)));
-    return add_size(size, mul_size(kHashFreelists + 2, PG_CACHE_LINE_SIZE));
+    return partitioned_table_shmem_size(g_max_stats, sizeof(StatsEntry), sizeof(StatsShared));
 }
 
 void request_shmem() {
