@@ -1,0 +1,137 @@
+"""Fixtures for the pglocks package tests: real connections to a server with pglocks.
+
+The server and database come from the libpq environment (PGHOST, PGPORT, PGUSER,
+PGDATABASE); the database must have the extension. A second database, for Django's
+``using``, is created next to it and dropped at the end.
+"""
+
+import os
+import sys
+import time
+
+import psycopg
+import psycopg2
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The package under test: this checkout's, unless PGLOCKS_TEST_INSTALLED says to use the
+# installed one (the suite checks an installed copy that way).
+if not os.environ.get("PGLOCKS_TEST_INSTALLED"):
+    sys.path.insert(0, os.path.dirname(HERE))
+
+import pglocks  # noqa: E402
+
+DRIVERS = {"psycopg": psycopg, "psycopg2": psycopg2}
+
+# The specification's vectors: key -> pglocks_key.
+VECTORS = [
+    ("", -2039914840885289964),
+    ("some lock", -5006958056254205714),
+    ("orders:42", -8476019149258318077),
+    ("Grüße", -559005354142841542),
+    ("日本語", 8606672379249086371),
+]
+
+
+class Probe:
+    """Another session, on its own connection, that looks at the locks from outside."""
+
+    def __init__(self, dsn=""):
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = True
+
+    def one(self, sql, args=()):
+        cur = self.conn.cursor()
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+    def free(self, key, shared=False):
+        """True when this session could take the lock (taken and given back at once)."""
+        if isinstance(key, tuple):
+            got = self.one("SELECT pglocks_acquire(%s, %s, shared => %s, wait => false)", (*key, shared))
+            if got:
+                self.one("SELECT pglocks_release(%s, %s, shared => %s)", (*key, shared))
+        else:
+            cast = "text" if isinstance(key, str) else "bigint"
+            got = self.one(f"SELECT pglocks_acquire((%s)::{cast}, shared => %s, wait => false)", (key, shared))
+            if got:
+                self.one(f"SELECT pglocks_release((%s)::{cast}, shared => %s)", (key, shared))
+        return got
+
+    def hold(self, key, shared=False):
+        cast = "text" if isinstance(key, str) else "bigint"
+        assert self.one(f"SELECT pglocks_acquire((%s)::{cast}, shared => %s)", (key, shared))
+
+    def unhold(self, key, shared=False):
+        cast = "text" if isinstance(key, str) else "bigint"
+        assert self.one(f"SELECT pglocks_release((%s)::{cast}, shared => %s)", (key, shared))
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.one("SELECT pg_advisory_unlock_all()")
+    p.close()
+
+
+@pytest.fixture(params=["psycopg", "psycopg2"])
+def driver(request):
+    return DRIVERS[request.param]
+
+
+@pytest.fixture
+def connect(driver):
+    """connect(autocommit=True): a new connection of the driver under test, closed at the end."""
+    opened = []
+
+    def _connect(autocommit=True):
+        c = driver.connect("")
+        c.autocommit = autocommit
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        c.close()
+
+
+def holds(conn):
+    """This connection's holds as (key, shared, scope, holds), from pglocks_held()."""
+    cur = conn.cursor()
+    cur.execute("SELECT key, shared, scope, holds FROM pglocks_held() ORDER BY key, shared")
+    rows = [tuple(r) for r in cur.fetchall()]
+    cur.close()
+    return rows
+
+
+def tx_status(conn):
+    return pglocks._conn.raw_status(conn)
+
+
+def elapsed(fn):
+    started = time.monotonic()
+    result = fn()
+    return result, time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def other_database():
+    """A second database with pglocks, for Django's second alias; dropped at the end."""
+    admin = psycopg2.connect("")
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute("SELECT current_database()")
+    name = cur.fetchone()[0] + "_other"
+    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    cur.execute(f'CREATE DATABASE "{name}"')
+    c = psycopg2.connect(dbname=name)
+    c.autocommit = True
+    c.cursor().execute("CREATE EXTENSION pglocks")
+    c.close()
+    yield name
+    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
