@@ -1,0 +1,122 @@
+"""The asyncio functions on a psycopg AsyncConnection."""
+
+import asyncio
+
+import psycopg
+import pytest
+
+import pglocks
+from pglocks._conn import IDLE
+from conftest import holds
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def aconnect(autocommit=True):
+    return await psycopg.AsyncConnection.connect("", autocommit=autocommit)
+
+
+async def aholds(conn):
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT key, holds FROM pglocks_held() ORDER BY key")
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+def test_alock_holds_and_releases(probe):
+    async def main():
+        conn = await aconnect()
+        async with pglocks.alock(conn, "orders:42") as acquired:
+            assert acquired is True
+            assert not probe.free("orders:42")
+            assert await aholds(conn) == [("orders:42", 1)]
+        assert await aholds(conn) == []
+        await conn.close()
+
+    run(main())
+    assert probe.free("orders:42")
+
+
+def test_alock_releases_when_the_block_raises(probe):
+    async def main():
+        conn = await aconnect(autocommit=False)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            async with pglocks.alock(conn, (1, 2)):
+                await conn.execute("SELECT 1/0")
+        assert probe.free((1, 2))
+        assert conn.info.transaction_status == IDLE
+        await conn.close()
+
+    run(main())
+
+
+def test_alock_try_timeout_and_required(probe):
+    probe.hold("busy")
+
+    async def main():
+        conn = await aconnect()
+        async with pglocks.alock(conn, "busy", wait=False) as acquired:
+            assert acquired is False
+        async with pglocks.alock(conn, "busy", timeout=0.2) as acquired:
+            assert acquired is False
+        with pytest.raises(pglocks.LockNotAcquired):
+            async with pglocks.alock(conn, "busy", wait=False, required=True):
+                pytest.fail("the block must not run")
+        assert await aholds(conn) == []
+        await conn.close()
+
+    run(main())
+
+
+def test_waiters_on_one_event_loop_take_turns():
+    # Three tasks, each on its own connection, increment a counter under the lock with an
+    # await in between: without mutual exclusion they would interleave.
+    log = []
+
+    async def worker(i):
+        conn = await aconnect()
+        async with pglocks.alock(conn, "turns") as acquired:
+            assert acquired
+            log.append(("in", i))
+            await asyncio.sleep(0.1)
+            log.append(("out", i))
+        await conn.close()
+
+    async def main():
+        await asyncio.gather(*(worker(i) for i in range(3)))
+
+    run(main())
+    assert [e for e, _ in log] == ["in", "out"] * 3
+    assert all(log[2 * k][1] == log[2 * k + 1][1] for k in range(3))
+
+
+def test_awith_lock_and_functions(probe):
+    async def main():
+        conn = await aconnect()
+        await conn.execute("CREATE TEMP TABLE runs (n int)")
+        assert await pglocks.awith_lock(conn, "r", "INSERT INTO runs VALUES ($1::int)", [3]) is True
+        probe.hold("r")
+        assert await pglocks.awith_lock(conn, "r", "INSERT INTO runs VALUES (4)", wait=False) is False
+        probe.unhold("r")
+        cur = await conn.execute("SELECT array_agg(n) FROM runs")
+        assert (await cur.fetchone())[0] == [3]
+        assert await pglocks.aacquire(conn, 9) is True
+        assert not probe.free(9)
+        assert await pglocks.arelease(conn, 9) is True
+        assert await pglocks.arelease(conn, 9) is False
+        await conn.close()
+
+    run(main())
+
+
+def test_sync_functions_refuse_an_async_connection():
+    async def main():
+        conn = await aconnect()
+        with pytest.raises(TypeError, match="async"):
+            pglocks.acquire(conn, "x")
+        await conn.close()
+
+    run(main())
+    with pytest.raises(TypeError):
+        pglocks.alock(psycopg.connect(""), "x")
