@@ -77,6 +77,10 @@ class DjangoAdapter(SyncAdapter):
         super().__init__(wrapper.connection)
 
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        if self.wrapper.needs_rollback:
+            # Django refuses statements in an atomic block marked for rollback; the release
+            # after rollback_aborted() goes to the connection underneath.
+            return super().scalar(sql, params)
         # Through Django's cursor, so execute wrappers and query logging see the statement.
         with self.wrapper.cursor() as cur:
             return _scalar(cur, sql, params)
@@ -90,8 +94,18 @@ class DjangoAdapter(SyncAdapter):
             self.wrapper.commit()
 
     def rollback_aborted(self) -> None:
-        # Django forbids rollback() inside atomic(): roll back underneath, and tell atomic()
-        # that its transaction is gone so that it rolls back instead of committing.
+        # Django forbids rollback() inside atomic(). Roll back to the savepoint of the
+        # innermost atomic block that has one, as that block will on its way out, or else
+        # the whole transaction, and tell atomic() that its transaction is gone.
+        sids = [sid for sid in getattr(self.wrapper, "savepoint_ids", []) if sid]
+        if self.wrapper.in_atomic_block and sids:
+            cur = self.raw.cursor()
+            try:
+                cur.execute("ROLLBACK TO SAVEPOINT " + self.wrapper.ops.quote_name(sids[-1]))
+            finally:
+                cur.close()
+            self.wrapper.needs_rollback = True
+            return
         self.raw.rollback()
         if self.wrapper.in_atomic_block:
             self.wrapper.needs_rollback = True

@@ -1,0 +1,308 @@
+"""pglocks.django.advisory_lock in a real Django project (tests/djangoproject), with the
+uses django-pglocks documents: string, integer and pair ids, shared, wait=False, using."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import pglocks
+from conftest import HERE, Probe, elapsed
+
+PROJECT = os.path.join(HERE, "djangoproject")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_project(other_database):
+    os.environ["PGLOCKS_OTHER_DB"] = other_database
+    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    sys.path.insert(0, PROJECT)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("migrate", database="other", verbosity=0)
+    yield
+    from django.db import connections
+
+    connections.close_all()
+
+
+@pytest.fixture(autouse=True)
+def no_entries():
+    from ledger.models import Entry
+
+    for using in ("default", "other"):
+        Entry.objects.using(using).all().delete()
+
+
+@pytest.fixture
+def other_probe(other_database):
+    p = Probe(f"dbname={other_database}")
+    yield p
+    p.close()
+
+
+def advisory_lock(*args, **kwargs):
+    from pglocks.django import advisory_lock
+
+    return advisory_lock(*args, **kwargs)
+
+
+def django_holds(using="default"):
+    from django.db import connections
+
+    with connections[using].cursor() as cur:
+        cur.execute("SELECT key, shared, holds FROM pglocks_held() ORDER BY key")
+        return [tuple(r) for r in cur.fetchall()]
+
+
+# --- what django-pglocks 2.x sends, computed here from its description -----------------------
+
+
+def django_pglocks_2x_id(name):
+    """django-pglocks 2.x: the first 8 bytes of SHA-256 of the UTF-8 name, big-endian, signed."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def django_pglocks_1x_id(name):
+    """django-pglocks 1.x: zlib's CRC-32 of the UTF-8 name as a signed 32-bit integer."""
+    import zlib
+
+    crc = zlib.crc32(name.encode("utf-8"))
+    return crc - (1 << 32) if crc & (1 << 31) else crc
+
+
+class Legacy:
+    """A process on django-pglocks: the core statements it sends for an integer lock id."""
+
+    def __init__(self):
+        self.conn = psycopg2.connect("")
+        self.conn.autocommit = True
+
+    def lock(self, lock_id):
+        self.conn.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+
+    def try_lock(self, lock_id, shared=False):
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT pg_try_advisory_lock{'_shared' if shared else ''}(%s)", (lock_id,))
+        got = cur.fetchone()[0]
+        if got:
+            cur.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(%s)", (lock_id,))
+        return got
+
+    def unlock(self, lock_id):
+        cur = self.conn.cursor()
+        cur.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+        return cur.fetchone()[0]
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture
+def legacy():
+    p = Legacy()
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("name", ["some lock", "orders:42", "Grüße", "日本語", ""])
+def test_2x_string_lock_and_pglocks_acquire_exclude_each_other(legacy, probe, name):
+    lock_id = django_pglocks_2x_id(name)
+    # A 2.x process holds advisory_lock(name): pg_advisory_lock(lock_id) on its connection.
+    legacy.lock(lock_id)
+    assert probe.one("SELECT pglocks_acquire(%s, wait => false)", (name,)) is False
+    assert probe.one("SELECT pglocks_acquire(%s, timeout => '100ms')", (name,)) is False
+    with advisory_lock(name, wait=False) as acquired:
+        assert acquired is False
+    # A waiting pglocks_acquire blocks until the 2.x process lets go.
+    done = []
+    t = threading.Thread(target=lambda: done.append(probe.one("SELECT pglocks_acquire(%s)", (name,))))
+    t.start()
+    time.sleep(0.3)
+    assert done == []
+    assert legacy.unlock(lock_id) is True
+    t.join(10)
+    assert done == [True]
+    # ... and the other way round: while pglocks holds it, the 2.x process's try fails.
+    assert legacy.try_lock(lock_id) is False
+    assert probe.one("SELECT pglocks_release(%s)", (name,)) is True
+    with advisory_lock(name) as acquired:
+        assert acquired and legacy.try_lock(lock_id) is False
+        assert legacy.try_lock(lock_id, shared=True) is False
+    assert legacy.try_lock(lock_id) is True
+
+
+def test_string_id(probe):
+    with advisory_lock("some lock") as acquired:
+        assert acquired is True
+        assert django_holds() == [("some lock", False, 1)]
+        assert not probe.free("some lock")
+        assert probe.one("SELECT pg_try_advisory_lock(%s)", (pglocks.key("some lock"),)) is False
+    assert django_holds() == []
+    assert probe.free("some lock")
+
+
+def test_integer_id(legacy):
+    with advisory_lock(42) as acquired:
+        assert acquired
+        assert legacy.try_lock(42) is False
+    assert legacy.try_lock(42) is True
+
+
+def test_pair_id(probe):
+    with advisory_lock((3, 4)) as acquired:
+        assert acquired
+        assert probe.one("SELECT pg_try_advisory_lock(3, 4)") is False
+        assert django_holds() == [("3,4", False, 1)]
+    assert probe.one("SELECT pg_try_advisory_lock(3, 4)") is True
+
+
+def test_shared(probe):
+    with advisory_lock("catalog", shared=True) as acquired:
+        assert acquired
+        with advisory_lock("catalog", shared=True) as again:
+            assert again and django_holds() == [("catalog", True, 2)]
+        assert probe.free("catalog", shared=True)
+        assert not probe.free("catalog")
+    assert django_holds() == []
+    assert probe.free("catalog")
+
+
+def test_wait_false(probe):
+    probe.hold("busy")
+    ran = False
+    with advisory_lock("busy", wait=False) as acquired:
+        ran = True
+        assert acquired is False
+    assert ran
+    assert probe.one("SELECT holds FROM pglocks_held() WHERE key = 'busy'") == 1
+    probe.unhold("busy")
+    with advisory_lock("busy", wait=False) as acquired:
+        assert acquired is True
+        assert not probe.free("busy")
+    assert probe.free("busy")
+
+
+def test_positional_arguments_as_in_django_pglocks(probe, other_probe):
+    # advisory_lock(lock_id, shared, wait, using), all positional, as django-pglocks allowed.
+    with advisory_lock("pos", True, False, "other") as acquired:
+        assert acquired
+        assert other_probe.free("pos", shared=True) and not other_probe.free("pos")
+        assert probe.free("pos")
+
+
+def test_using(probe, other_probe):
+    from ledger.models import Entry
+
+    with advisory_lock("account:7", using="other") as acquired:
+        assert acquired
+        Entry.objects.using("other").create(account="7", amount=1)
+        # advisory locks belong to a database: held in 'other', free in 'default'
+        assert not other_probe.free("account:7")
+        assert probe.free("account:7")
+        assert django_holds("other") == [("account:7", False, 1)]
+        assert django_holds("default") == []
+    assert other_probe.free("account:7")
+    assert Entry.objects.using("other").filter(account="7").count() == 1
+
+
+def test_released_when_the_block_raises(probe):
+    with pytest.raises(KeyError):
+        with advisory_lock("boom"):
+            raise KeyError("boom")
+    assert django_holds() == []
+    assert probe.free("boom")
+
+
+def test_database_error_inside_atomic(probe):
+    from django.db import IntegrityError, transaction
+
+    from ledger.models import Entry
+
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            Entry.objects.create(account="atomic", amount=1)
+            with advisory_lock("account:atomic"):
+                Entry.objects.create(account=None, amount=2)  # NOT NULL violation
+    assert probe.free("account:atomic")
+    assert Entry.objects.filter(account="atomic").count() == 0
+    # the connection is usable afterwards
+    assert django_holds() == []
+
+
+def test_lock_inside_atomic_with_savepoints(probe):
+    from django.db import IntegrityError, transaction
+
+    from ledger.models import Entry
+
+    with transaction.atomic():
+        Entry.objects.create(account="outer", amount=1)
+        with pytest.raises(IntegrityError):
+            with transaction.atomic():
+                with advisory_lock("account:outer"):
+                    Entry.objects.create(account=None, amount=2)
+        assert probe.free("account:outer")
+        # rolled back to the inner block's savepoint, as Django does: the outer work stays
+        Entry.objects.create(account="outer", amount=3)
+    assert sorted(Entry.objects.filter(account="outer").values_list("amount", flat=True)) == [1, 3]
+
+
+def test_timeout(probe):
+    probe.hold("slow")
+
+    def attempt():
+        with advisory_lock("slow", timeout=0.3) as acquired:
+            return acquired
+
+    acquired, waited = elapsed(attempt)
+    assert acquired is False and 0.25 <= waited < 5
+
+
+def test_crc32_keys_of_1x(legacy):
+    from django.test import override_settings
+
+    lock_id = django_pglocks_1x_id("orders:42")
+    with advisory_lock("orders:42", string_keys="crc32") as acquired:
+        assert acquired
+        assert legacy.try_lock(lock_id) is False
+        assert legacy.try_lock(django_pglocks_2x_id("orders:42")) is True
+        assert django_holds() == [(str(lock_id), False, 1)]
+    with override_settings(PGLOCKS_STRING_KEYS="crc32"):
+        with advisory_lock("x"):
+            assert legacy.try_lock(django_pglocks_1x_id("x")) is False
+    assert legacy.try_lock(lock_id) is True
+    with pytest.raises(ValueError):
+        advisory_lock("x", string_keys="md5")
+
+
+def test_management_command_in_another_process(probe):
+    from ledger.models import Entry
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pglocks.__file__)), PROJECT]))
+
+    def post(*args):
+        r = subprocess.run(
+            [sys.executable, os.path.join(PROJECT, "manage.py"), "post_entry", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    with advisory_lock("account:cmd") as acquired:
+        assert acquired
+        assert post("cmd", "5") == "busy"
+        assert post("cmd", "5", "--timeout", "0.2") == "busy"
+    assert post("cmd", "5") == "posted"
+    assert Entry.objects.filter(account="cmd").count() == 1
+    probe.hold("account:cmd")
+    threading.Timer(0.5, probe.unhold, ("account:cmd",)).start()
+    assert post("cmd", "6", "--timeout", "20") == "posted"
+    assert Entry.objects.filter(account="cmd").count() == 2
