@@ -39,6 +39,9 @@ class SyncAdapter:
     """A psycopg (3) Connection or a psycopg2 connection."""
 
     pinned = False  # True when the connection must not be committed by us (an ORM session)
+    # True once rollback_aborted() rolled back underneath a framework: what follows goes
+    # to the DBAPI connection directly, and its transaction is ours to commit.
+    underneath = False
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -90,7 +93,9 @@ class DjangoAdapter(SyncAdapter):
         return self.wrapper.connection is not self.raw or raw_closed(self.raw)
 
     def commit(self) -> None:
-        if not self.wrapper.in_atomic_block:
+        if self.underneath:
+            self.raw.commit()
+        elif not self.wrapper.in_atomic_block:
             self.wrapper.commit()
 
     def rollback_aborted(self) -> None:
@@ -109,6 +114,7 @@ class DjangoAdapter(SyncAdapter):
         self.raw.rollback()
         if self.wrapper.in_atomic_block:
             self.wrapper.needs_rollback = True
+            self.underneath = True
 
 
 def _sa_dbapi(conn: Any) -> Any:
@@ -129,13 +135,41 @@ class SQLAlchemyAdapter(SyncAdapter):
         self.pinned = pinned
         super().__init__(_sa_dbapi(conn))
 
+    def rollback_aborted(self) -> None:
+        # SQLAlchemy refuses statements in a transaction that failed until its block ends;
+        # the rollback and the release go to the DBAPI connection underneath.
+        self.raw.rollback()
+        self.underneath = True
+
+    def status(self) -> int:
+        status = raw_status(self.raw)
+        if status == IDLE and self._usable() and self.conn.in_transaction():
+            # SQLAlchemy's transaction has begun, its BEGIN not yet sent: it is the caller's.
+            return INTRANS
+        return status
+
+    def _usable(self) -> bool:
+        if self.underneath or self.conn.closed or _sa_dbapi(self.conn) is not self.raw:
+            return False
+        tx = self.conn.get_transaction()
+        if tx is not None and not tx.is_active:
+            # A transaction that failed: SQLAlchemy has rolled it back and refuses
+            # statements until its block ends.
+            self.underneath = True
+            return False
+        return True
+
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
-        if not self.conn.closed and _sa_dbapi(self.conn) is self.raw:
+        if self._usable():
             return self.conn.exec_driver_sql(sql, tuple(params)).scalar()
-        # The Session gave the connection back to the pool: use it directly.
+        # The Session gave the connection back to the pool, or SQLAlchemy's transaction is
+        # rolled back underneath it: use the DBAPI connection directly.
         return super().scalar(sql, params)
 
     def commit(self) -> None:
+        if self.underneath:
+            self.raw.commit()
+            return
         if self.pinned:
             return
         if not self.conn.closed and self.conn.in_transaction() and hasattr(self.conn, "commit"):

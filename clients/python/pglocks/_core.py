@@ -194,7 +194,7 @@ def _release(a: SyncAdapter, k: Key, shared: bool, scope: str) -> bool:
         if a.closed():
             return False
         raise
-    if status == IDLE and not a.autocommit() and not a.pinned:
+    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
         a.commit()
     return released
 

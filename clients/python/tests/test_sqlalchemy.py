@@ -1,0 +1,147 @@
+"""pglocks.lock and with_lock on a SQLAlchemy Connection and Session."""
+
+import psycopg2
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, Integer, String, text
+from sqlalchemy.orm import Session, declarative_base
+
+import pglocks
+
+Base = declarative_base()
+
+
+class Job(Base):
+    __tablename__ = "pglocks_sa_jobs"
+    id = Column(Integer, primary_key=True)
+    name = Column(String, nullable=False)
+
+
+@pytest.fixture(params=["legacy", "future"])
+def engine(request):
+    # The libpq environment names the server: let psycopg2 read it.
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), future=request.param == "future"
+    )
+    Base.metadata.create_all(e)
+    with e.begin() as c:
+        c.execute(text("DELETE FROM pglocks_sa_jobs"))
+    yield e
+    e.dispose()
+
+
+def sa_holds(conn):
+    return [tuple(r) for r in conn.execute(text("SELECT key, holds FROM pglocks_held() ORDER BY key"))]
+
+
+def test_connection(engine, probe):
+    with engine.connect() as conn:
+        with pglocks.lock(conn, "sa:report") as acquired:
+            assert acquired
+            assert not probe.free("sa:report")
+            assert sa_holds(conn) == [("sa:report", 1)]
+        assert probe.free("sa:report")
+        with pytest.raises(RuntimeError):
+            with pglocks.lock(conn, (5, 6)):
+                raise RuntimeError
+        assert probe.free((5, 6))
+        assert sa_holds(conn) == []
+
+
+def test_connection_try_and_timeout(engine, probe):
+    probe.hold("sa:busy")
+    with engine.connect() as conn:
+        with pglocks.lock(conn, "sa:busy", wait=False) as acquired:
+            assert acquired is False
+        with pglocks.lock(conn, "sa:busy", timeout=0.2) as acquired:
+            assert acquired is False
+        assert pglocks.with_lock(conn, "sa:busy", "SELECT 1", wait=False) is False
+    probe.unhold("sa:busy")
+
+
+def test_connection_in_a_transaction_that_fails(engine, probe):
+    with engine.connect() as conn:
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            with conn.begin():
+                with pglocks.lock(conn, "sa:tx"):
+                    conn.execute(text("INSERT INTO pglocks_sa_jobs (name) VALUES (NULL)"))
+        assert probe.free("sa:tx")
+        assert sa_holds(conn) == []
+
+
+def test_transaction_scope_on_a_connection(engine, probe):
+    with engine.connect() as conn:
+        with conn.begin():
+            with pglocks.lock(conn, "sa:t", scope="transaction"):
+                assert not probe.free("sa:t")
+            assert probe.free("sa:t")
+            with pglocks.lock(conn, "sa:t", scope="transaction"):
+                pass
+        assert probe.free("sa:t")
+
+
+def test_with_lock_on_a_connection(engine):
+    with engine.connect() as conn:
+        assert pglocks.with_lock(conn, "sa:w", "INSERT INTO pglocks_sa_jobs (name) VALUES ($1)", ["built"])
+        assert conn.execute(text("SELECT name FROM pglocks_sa_jobs")).scalar() == "built"
+
+
+def test_session(engine, probe):
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:job") as acquired:
+            assert acquired
+            session.add(Job(name="one"))
+            session.flush()
+            assert not probe.free("sa:job")
+        assert probe.free("sa:job")
+        session.commit()
+    with Session(engine) as session:
+        assert session.query(Job).count() == 1
+
+
+def test_session_that_commits_inside_the_block(engine, probe):
+    # The commit gives the session's connection back to the pool; the release still
+    # reaches the database session that holds the lock.
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:job") as acquired:
+            assert acquired
+            session.add(Job(name="two"))
+            session.commit()
+            assert not probe.free("sa:job")
+            session.add(Job(name="three"))
+            session.commit()
+        assert probe.free("sa:job")
+    with engine.connect() as conn:
+        assert sa_holds(conn) == []
+        assert conn.execute(text("SELECT count(*) FROM pglocks_sa_jobs")).scalar() == 2
+
+
+def test_session_body_fails(engine, probe):
+    with Session(engine) as session:
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            with pglocks.lock(session, "sa:job"):
+                session.add(Job(name=None))
+                session.flush()
+        assert probe.free("sa:job")
+        session.rollback()
+        assert session.query(Job).count() == 0
+
+
+def test_engine_is_refused(engine):
+    with pytest.raises(TypeError, match="Connection or Session"):
+        pglocks.acquire(engine, "x")
+
+
+def test_lock_leaves_the_callers_transaction_to_the_caller(engine, probe):
+    with engine.connect() as conn:
+        tx = conn.begin()
+        with pglocks.lock(conn, "sa:mine"):
+            conn.execute(text("INSERT INTO pglocks_sa_jobs (name) VALUES ('undone')"))
+        assert probe.free("sa:mine")
+        tx.rollback()
+        assert conn.execute(text("SELECT count(*) FROM pglocks_sa_jobs")).scalar() == 0
+    with engine.connect() as conn:
+        with pglocks.lock(conn, "sa:idle"):
+            pass
+        # no transaction left open by the lock's own statements
+        assert pglocks._conn.raw_status(conn.connection.dbapi_connection) == pglocks._conn.IDLE
