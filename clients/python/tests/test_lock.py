@@ -329,3 +329,17 @@ def test_unsupported_connection_types():
     with pytest.raises(TypeError):
         with pglocks.lock("dbname=x", "x"):
             pass
+
+
+def test_statement_timeout_cancels_the_wait_and_leaves_nothing(connect, probe, driver):
+    conn = connect()
+    probe.hold("stuck")
+    cur = conn.cursor()
+    cur.execute("SET statement_timeout = '200ms'")
+    with pytest.raises(driver.errors.QueryCanceled):
+        with pglocks.lock(conn, "stuck"):
+            pytest.fail("the block must not run")
+    cur.execute("RESET statement_timeout")
+    assert holds(conn) == []
+    probe.unhold("stuck")
+    assert probe.one("SELECT count(*) FROM pglocks_locks WHERE key = 'stuck'") == 0

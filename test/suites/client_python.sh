@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Python client suite: the package in clients/python (importable as pglocks) against the
+# test server, with Debian's interpreter and drivers.
+#   - pytest over clients/python/tests: psycopg (3, sync and asyncio) and psycopg2, a Django
+#     project with two databases (pglocks.django), SQLAlchemy Connections and Sessions, and
+#     locks shared with django-pglocks 2.x's keys
+#   - installation as a user would do it without PyPI: a venv on Debian's python3,
+#     pip install --no-build-isolation --no-index, then the same tests on the installed copy
+# Installs what is missing from Debian's packages. Uses the server scripts/test.sh started
+# (PGHOST, ...), or starts its own when run alone.
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
+
+# Debian's interpreter: the drivers, Django and SQLAlchemy are Debian's packages, not
+# whatever a python3 first on PATH (pyenv, say) would find.
+PYTHON=/usr/bin/python3
+ensure_packages python3 python3-psycopg python3-psycopg2 python3-django python3-sqlalchemy \
+    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel
+
+pglocks_suite_database pglocks_client_python
+export PGDATABASE=$PGLOCKS_SUITE_DB LC_ALL=C.UTF-8 PYTHONDONTWRITEBYTECODE=1
+SRC=$PGLOCKS_ROOT/clients/python
+WORK=$(mktemp -d /tmp/pglocks-client-python.XXXXXX)
+# pglocks_suite_database's exit trap drops the database (and exits with the suite's status,
+# so it must see that status in $?); remove the work directory too.
+trap 'rc=$?; rm -rf "$WORK"; (exit $rc); _pglocks_suite_cleanup' EXIT
+
+passed=0
+failed=0
+failed_steps=()
+step() {
+    local name=$1
+    shift
+    log "client_python: $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failed_steps+=("$name")
+        echo "FAILED: $name" >&2
+    fi
+}
+
+# A guard against hangs only: the tests take well under a minute.
+pytest_checkout() {
+    (cd "$SRC" && timeout 600 "$PYTHON" -m pytest -q -p no:cacheprovider tests)
+}
+
+install_in_venv() {
+    # A copy of the source: pip builds in the tree it is given, and the checkout stays clean.
+    mkdir -p "$WORK/src" &&
+        cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/pglocks" "$WORK/src/" &&
+        "$PYTHON" -m venv --system-site-packages "$WORK/venv" &&
+        "$WORK/venv/bin/pip" install --quiet --no-build-isolation --no-index "$WORK/src" &&
+        rm -rf "$WORK/src"
+}
+
+installed_package_is_used() {
+    (cd "$WORK" && "$WORK/venv/bin/python" - "$WORK/venv" <<'PY'
+import os, sys
+import pglocks, pglocks.django
+venv = os.path.realpath(sys.argv[1])
+where = os.path.realpath(pglocks.__file__)
+assert where.startswith(venv + os.sep), where
+assert os.path.exists(os.path.join(os.path.dirname(where), "py.typed")), "py.typed is missing"
+print("pglocks", pglocks.__version__, "from", os.path.dirname(where))
+PY
+    )
+}
+
+pytest_installed() {
+    cp -r "$SRC/tests" "$WORK/tests" &&
+        (cd "$WORK" && PGLOCKS_TEST_INSTALLED=1 timeout 600 "$WORK/venv/bin/python" -m pytest -q \
+            -p no:cacheprovider tests)
+}
+
+step "pytest on the checkout" pytest_checkout
+step "pip install into a venv, offline" install_in_venv
+step "the installed package is imported" installed_package_is_used
+step "pytest on the installed package" pytest_installed
+
+echo
+[ $failed -gt 0 ] && echo "client_python steps that failed: ${failed_steps[*]}"
+echo "client_python: $passed of $((passed + failed)) steps ok"
+[ $failed -eq 0 ]
