@@ -10,10 +10,16 @@ that pglocks sees the same lock from another connection, and the other way round
 Connects with the libpq environment (PGHOST, ...). Exits 1 on any difference.
 """
 
+import os
 import sys
 import zlib
 
 import psycopg2
+
+# The pglocks package of this checkout (clients/python); an application installs it instead
+# (pip install ./clients/python).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+import pglocks  # noqa: E402
 
 failures = []
 
@@ -31,9 +37,8 @@ def one(cur, sql, args=()):
 
 
 def django_pglocks_id(name):
-    """django-pglocks: the CRC-32 of the UTF-8 bytes as a signed 32-bit integer, a bigint lock."""
-    crc = zlib.crc32(name.encode("utf-8"))
-    return crc - (1 << 32) if crc & (1 << 31) else crc
+    """django-pglocks 1.x: the CRC-32 of the UTF-8 bytes as a signed 32-bit integer, a bigint lock."""
+    return pglocks.crc32_key(name)
 
 
 def with_advisory_lock_keys(name):

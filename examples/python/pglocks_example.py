@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""pglocks from Python with psycopg2.
+"""pglocks from Python with psycopg2 and the pglocks package (clients/python).
 
 Connects with the usual libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE),
 creates the extension if it is missing, and shows: a lock taken and released,
-the `with advisory_lock(...)` context manager of django-pglocks rebuilt on top
-of pglocks, work run under pglocks_with_lock, tries that fail while another
-connection holds the lock, and pglocks_key computed locally. Exits 1 if
-anything is not as the specification says.
+the package's `with pglocks.lock(...)` context manager (django-pglocks' `with
+advisory_lock(...)` on pglocks), work run under pglocks_with_lock, tries that fail
+while another connection holds the lock, and pglocks_key computed locally. Exits 1
+if anything is not as the specification says.
 """
 
+import os
 import sys
 import time
-from contextlib import contextmanager
 
 import psycopg2
 
-from pglocks_key import SPEC_VECTORS, pglocks_key
+# The pglocks package of this checkout (clients/python); an application installs it instead
+# (pip install ./clients/python).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+import pglocks  # noqa: E402
+
+from pglocks_key import SPEC_VECTORS  # noqa: E402
 
 failures = []
 
@@ -30,19 +35,6 @@ def check(what, got, want):
 def one(cur, sql, args=()):
     cur.execute(sql, args)
     return cur.fetchone()[0]
-
-
-@contextmanager
-def advisory_lock(cur, lock_id, shared=False, wait=True):
-    """django-pglocks' advisory_lock on pglocks: a str, an int or a pair of ints."""
-    key_sql, key = ("%s, %s", tuple(lock_id)) if isinstance(lock_id, tuple) else ("%s", (lock_id,))
-    cur.execute(f"SELECT pglocks_acquire({key_sql}, shared => %s, wait => %s)", key + (shared, wait))
-    acquired = cur.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            cur.execute(f"SELECT pglocks_release({key_sql}, shared => %s)", key + (shared,))
 
 
 def held(cur):
@@ -63,7 +55,7 @@ def main():
 
     print("pglocks_key computed here and by the server:")
     for key, expected in SPEC_VECTORS:
-        check(f"local pglocks_key({key!r})", pglocks_key(key), expected)
+        check(f"local pglocks.key({key!r})", pglocks.key(key), expected)
         check(f"server pglocks_key({key!r})", one(cur, "SELECT pglocks_key(%s)", (key,)), expected)
 
     print("a lock taken by one connection, tried by another:")
@@ -71,20 +63,20 @@ def main():
     check("other tries 'orders:42'", one(ocur, "SELECT pglocks_acquire('orders:42', wait => false)"), False)
     # The key computed here names the very lock the server took for the text key.
     check("other tries pg_try_advisory_lock(local key)",
-          one(ocur, "SELECT pg_try_advisory_lock(%s)", (pglocks_key("orders:42"),)), False)
+          one(ocur, "SELECT pg_try_advisory_lock(%s)", (pglocks.key("orders:42"),)), False)
     check("app's holds", held(cur), [("orders:42", 1)])
     check("app releases 'orders:42'", one(cur, "SELECT pglocks_release('orders:42')"), True)
     check("other tries again", one(ocur, "SELECT pglocks_acquire('orders:42', wait => false)"), True)
     check("other releases", one(ocur, "SELECT pglocks_release('orders:42')"), True)
 
     print("the context manager:")
-    with advisory_lock(cur, "orders:42") as acquired:
+    with pglocks.lock(app, "orders:42") as acquired:
         check("acquired", acquired, True)
         check("other's try inside the block",
               one(ocur, "SELECT pglocks_acquire('orders:42', wait => false)"), False)
     check("app's holds after the block", held(cur), [])
     try:
-        with advisory_lock(cur, (7, 42)):
+        with pglocks.lock(app, (7, 42)):
             check("app's holds inside a pair-key block", held(cur), [("7,42", 1)])
             raise RuntimeError("the job failed")
     except RuntimeError:
@@ -92,7 +84,7 @@ def main():
     check("app's holds after a block that raised", held(cur), [])
 
     check("other takes 'orders:42'", one(ocur, "SELECT pglocks_acquire('orders:42')"), True)
-    with advisory_lock(cur, "orders:42", wait=False) as acquired:
+    with pglocks.lock(app, "orders:42", wait=False) as acquired:
         # As in django-pglocks, the body runs either way; the flag says whether it may work.
         check("acquired with wait=False while other holds it", acquired, False)
     check("other releases", one(ocur, "SELECT pglocks_release('orders:42')"), True)
@@ -101,25 +93,24 @@ def main():
     cur.execute("CREATE TEMP TABLE report_runs (note text)")
     runs = "SELECT count(*) FROM report_runs"
     work = "INSERT INTO report_runs VALUES ('built')"
-    check("with_lock('nightly-report', work)",
-          one(cur, "SELECT pglocks_with_lock('nightly-report', %s)", (work,)), True)
+    check("with_lock('nightly-report', work)", pglocks.with_lock(app, "nightly-report", work), True)
     check("rows written by the work", one(cur, runs), 1)
     check("app's holds after with_lock", held(cur), [])
 
     check("other takes 'nightly-report'", one(ocur, "SELECT pglocks_acquire('nightly-report')"), True)
-    check("with_lock(wait => false) while other holds it",
-          one(cur, "SELECT pglocks_with_lock('nightly-report', %s, wait => false)", (work,)), False)
+    check("with_lock(wait=False) while other holds it",
+          pglocks.with_lock(app, "nightly-report", work, wait=False), False)
     check("rows written (the work did not run)", one(cur, runs), 1)
     started = time.monotonic()
-    check("with_lock(timeout => '300ms') while other holds it",
-          one(cur, "SELECT pglocks_with_lock('nightly-report', %s, timeout => '300ms')", (work,)), False)
+    check("with_lock(timeout=0.3) while other holds it",
+          pglocks.with_lock(app, "nightly-report", work, timeout=0.3), False)
     waited = time.monotonic() - started
     check("waited for the timeout", 0.25 <= waited < 5, True)
     check("rows written (the work did not run)", one(cur, runs), 1)
     check("other releases", one(ocur, "SELECT pglocks_release('nightly-report')"), True)
 
     try:
-        cur.execute("SELECT pglocks_with_lock('nightly-report', 'SELECT 1/0')")
+        pglocks.with_lock(app, "nightly-report", "SELECT 1/0")
         check("a failing command raises", "no error", "division_by_zero")
     except psycopg2.errors.DivisionByZero:
         check("a failing command raises", "division_by_zero", "division_by_zero")

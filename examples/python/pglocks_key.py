@@ -1,11 +1,17 @@
-"""pglocks_key computed in Python with the standard library only.
+"""pglocks_key computed in Python: pglocks.key of the package in clients/python, which
+uses the standard library only (hashlib).
 
 Run as a program it prints "key<TAB>pglocks_key" for each argument, or for the
 specification's vectors when given none.
 """
 
-import hashlib
+import os
 import sys
+
+# The pglocks package of this checkout (clients/python); an application installs it instead
+# (pip install ./clients/python).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+from pglocks import key as pglocks_key  # noqa: E402
 
 # The specification's vectors: key -> pglocks_key.
 SPEC_VECTORS = [
@@ -15,12 +21,6 @@ SPEC_VECTORS = [
     ("Grüße", -559005354142841542),
     ("日本語", 8606672379249086371),
 ]
-
-
-def pglocks_key(key: str) -> int:
-    """The bigint lock that pglocks_acquire(key) takes, as pg_advisory_lock(pglocks_key(key))."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def main(argv):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Client suite: the programs in examples/ run against the test server through each
 # language's ordinary driver or toolchain, in a database of their own.
-#   - the Python (psycopg2) and Node.js (pg) examples
+#   - the Python (psycopg2, through the pglocks package in clients/python) and Node.js (pg)
+#     examples
 #   - the CRC-32 migration check against django-pglocks' and with_advisory_lock's keys
-#   - pglocks_key computed in Python, Node.js, Go, Java, Ruby and Rust, compared with
+#   - pglocks_key computed in Python (the package's pglocks.key), Node.js, Go, Java, Ruby and Rust, compared with
 #     the specification's vectors and with the server
 # Installs what is missing from Debian's packages (and pg from the npm registry).
 # Expects PGHOST/PGPORT/PGUSER to name a server with pglocks installed (scripts/test.sh).
@@ -14,6 +15,8 @@ EXAMPLES=$PGLOCKS_ROOT/examples
 # The key programs print non-ASCII keys and take them as arguments: every runtime must
 # agree that bytes are UTF-8, whatever locale the machine was left with.
 export LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8
+# The Python examples import the package from clients/python: leave no __pycache__ there.
+export PYTHONDONTWRITEBYTECODE=1
 # psycopg2 comes from Debian, so Debian's interpreter, not whichever python3 is first on PATH.
 PYTHON=/usr/bin/python3
 
@@ -106,7 +109,7 @@ step "node install" node_setup
 step "node example" node "$WORK/node/example.js"
 
 step "key checker rejects a wrong implementation" checker_rejects_wrong_keys
-step "keys: python" check_keys python -- "$PYTHON" "$EXAMPLES/python/pglocks_key.py"
+step "keys: python (pglocks.key)" check_keys python -- "$PYTHON" "$EXAMPLES/python/pglocks_key.py"
 step "keys: node" check_keys node -- node "$EXAMPLES/node/pglocks_key.js"
 step "keys: go build" go_build
 step "keys: go" check_keys go -- "$WORK/pglocks-key-go"
