@@ -4,6 +4,7 @@
 #   - pytest over clients/python/tests: psycopg (3, sync and asyncio) and psycopg2, a Django
 #     project with two databases (pglocks.django), SQLAlchemy Connections and Sessions, and
 #     locks shared with django-pglocks 2.x's keys
+#   - mypy --strict over the package and a typed example of its use (py.typed)
 #   - installation as a user would do it without PyPI: a venv on Debian's python3,
 #     pip install --no-build-isolation --no-index, then the same tests on the installed copy
 # Installs what is missing from Debian's packages. Uses the server scripts/test.sh started
@@ -15,7 +16,7 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 # whatever a python3 first on PATH (pyenv, say) would find.
 PYTHON=/usr/bin/python3
 ensure_packages python3 python3-psycopg python3-psycopg2 python3-django python3-sqlalchemy \
-    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel
+    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel python3-mypy
 
 pglocks_suite_database pglocks_client_python
 export PGDATABASE=$PGLOCKS_SUITE_DB LC_ALL=C.UTF-8 PYTHONDONTWRITEBYTECODE=1
@@ -44,6 +45,10 @@ step() {
 # A guard against hangs only: the tests take well under a minute.
 pytest_checkout() {
     (cd "$SRC" && timeout 600 "$PYTHON" -m pytest -q -p no:cacheprovider tests)
+}
+
+typecheck() {
+    (cd "$SRC" && "$PYTHON" -m mypy --no-incremental --cache-dir=/dev/null pglocks tests/typing_usage.py)
 }
 
 install_in_venv() {
@@ -75,6 +80,7 @@ pytest_installed() {
 }
 
 step "pytest on the checkout" pytest_checkout
+step "mypy --strict" typecheck
 step "pip install into a venv, offline" install_in_venv
 step "the installed package is imported" installed_package_is_used
 step "pytest on the installed package" pytest_installed

@@ -21,7 +21,7 @@ then run the block with ``acquired`` False.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -55,7 +55,7 @@ def advisory_lock(
     *,
     timeout: Timeout = None,
     string_keys: Optional[str] = None,
-) -> Any:
+) -> lock:
     """``with advisory_lock(lock_id, shared=False, wait=True, using=None) as acquired:``
 
     See the module's documentation. Returns a context manager whose value is True when the
