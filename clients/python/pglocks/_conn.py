@@ -6,7 +6,7 @@ transaction status of the underlying session (psycopg and psycopg2 number them a
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 # libpq's PGTransactionStatusType, as both psycopg (pq.TransactionStatus) and psycopg2
 # (extensions.TRANSACTION_STATUS_*) number it.
@@ -29,10 +29,16 @@ def raw_closed(raw: Any) -> bool:
     return raw is None or bool(raw.closed)
 
 
+def first(row: Any) -> Any:
+    """The single value of a row, whatever the row factory (tuples, dicts, named tuples)."""
+    if isinstance(row, Mapping):
+        return next(iter(row.values()))
+    return row[0]
+
+
 def _scalar(cur: Any, sql: str, params: Sequence[Any]) -> Any:
     cur.execute(sql, tuple(params))
-    row = cur.fetchone()
-    return row[0]
+    return first(cur.fetchone())
 
 
 class SyncAdapter:
@@ -213,8 +219,7 @@ class AsyncAdapter:
     async def scalar(self, sql: str, params: Sequence[Any]) -> Any:
         async with self.raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
-            row = await cur.fetchone()
-            return row[0]
+            return first(await cur.fetchone())
 
     def status(self) -> int:
         return raw_status(self.raw)

@@ -120,3 +120,18 @@ def test_sync_functions_refuse_an_async_connection():
     run(main())
     with pytest.raises(TypeError):
         pglocks.alock(psycopg.connect(""), "x")
+
+
+def test_async_connection_whose_rows_are_dicts(probe):
+    import psycopg.rows
+
+    async def main():
+        conn = await psycopg.AsyncConnection.connect("", autocommit=True, row_factory=psycopg.rows.dict_row)
+        async with pglocks.alock(conn, "rows") as acquired:
+            assert acquired is True
+            assert not probe.free("rows")
+        assert await pglocks.awith_lock(conn, "rows", "SELECT 1") is True
+        await conn.close()
+
+    run(main())
+    assert probe.free("rows")

@@ -3,6 +3,7 @@
 import threading
 import time
 
+import psycopg2
 import pytest
 
 import pglocks
@@ -343,3 +344,25 @@ def test_statement_timeout_cancels_the_wait_and_leaves_nothing(connect, probe, d
     assert holds(conn) == []
     probe.unhold("stuck")
     assert probe.one("SELECT count(*) FROM pglocks_locks WHERE key = 'stuck'") == 0
+
+
+def test_connections_whose_rows_are_dicts(probe):
+    import psycopg
+    import psycopg.rows
+    import psycopg2.extras
+
+    for conn in (
+        psycopg.connect("", autocommit=True, row_factory=psycopg.rows.dict_row),
+        psycopg.connect("", autocommit=True, row_factory=psycopg.rows.namedtuple_row),
+        psycopg2.connect("", cursor_factory=psycopg2.extras.RealDictCursor),
+        psycopg2.connect("", cursor_factory=psycopg2.extras.DictCursor),
+    ):
+        conn.autocommit = True
+        try:
+            with pglocks.lock(conn, "rows") as acquired:
+                assert acquired is True
+                assert not probe.free("rows")
+            assert probe.free("rows")
+            assert pglocks.with_lock(conn, "rows", "SELECT 1") is True
+        finally:
+            conn.close()
