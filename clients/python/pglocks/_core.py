@@ -160,13 +160,16 @@ def acquire(
     _transaction_scope_check(a, scope)
     before = a.status()
     sql, params = acquire_sql(k, shared, wait, secs, scope)
+    ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
     try:
         got = bool(a.scalar(sql, params))
     except Exception as exc:
+        if ours and not a.closed() and a.status() == INERROR:
+            a.rollback_aborted()  # the failed transaction was only the acquire's
         if _not_installed(exc):
             raise _extension_error(exc) from exc
         raise
-    if scope == "session" and before == IDLE and not a.autocommit() and not a.pinned:
+    if scope == "session" and ours:
         a.commit()
     return got
 
@@ -174,16 +177,18 @@ def acquire(
 def release(conn: Any, key: Key, shared: bool = False) -> bool:
     """``pglocks_release``: releases one hold of the lock; False when this session holds none."""
     k = check_key(key)
-    return _release(sync_adapter(conn), k, shared, "session")
+    return _release(sync_adapter(conn), k, shared, "session", recover=False)
 
 
-def _release(a: SyncAdapter, k: Key, shared: bool, scope: str) -> bool:
+def _release(a: SyncAdapter, k: Key, shared: bool, scope: str, recover: bool = True) -> bool:
+    """Releases one hold. With ``recover`` (the end of a lock block), an aborted transaction
+    is rolled back first; without it (``release()``), the driver's error says it is aborted."""
     if a.closed():
         return False  # the session has ended, and its locks with it
     status = a.status()
     if scope == "transaction" and status != INTRANS:
         return False  # the transaction has ended (committed or failed), and the hold with it
-    if status == INERROR:
+    if status == INERROR and recover:
         # An aborted transaction accepts nothing but ROLLBACK: roll back, then release.
         a.rollback_aborted()
         status = a.status()
@@ -305,13 +310,16 @@ async def aacquire(
     _transaction_scope_check(a, scope)
     before = a.status()
     sql, params = acquire_sql(k, shared, wait, secs, scope)
+    ours = before == IDLE and not a.autocommit()
     try:
         got = bool(await a.scalar(sql, params))
     except Exception as exc:
+        if ours and not a.closed() and a.status() == INERROR:
+            await a.rollback_aborted()
         if _not_installed(exc):
             raise _extension_error(exc) from exc
         raise
-    if scope == "session" and before == IDLE and not a.autocommit():
+    if scope == "session" and ours:
         await a.commit()
     return got
 
@@ -320,16 +328,16 @@ async def arelease(conn: Any, key: Key, shared: bool = False) -> bool:
     """:func:`release` on a psycopg AsyncConnection."""
     k = check_key(key)
     a = conn if isinstance(conn, AsyncAdapter) else AsyncAdapter(conn)
-    return await _arelease(a, k, shared, "session")
+    return await _arelease(a, k, shared, "session", recover=False)
 
 
-async def _arelease(a: AsyncAdapter, k: Key, shared: bool, scope: str) -> bool:
+async def _arelease(a: AsyncAdapter, k: Key, shared: bool, scope: str, recover: bool = True) -> bool:
     if a.closed():
         return False
     status = a.status()
     if scope == "transaction" and status != INTRANS:
         return False
-    if status == INERROR:
+    if status == INERROR and recover:
         await a.rollback_aborted()
         status = a.status()
     sql, params = release_sql(k, shared)

@@ -366,3 +366,33 @@ def test_connections_whose_rows_are_dicts(probe):
             assert pglocks.with_lock(conn, "rows", "SELECT 1") is True
         finally:
             conn.close()
+
+
+def test_failed_acquire_outside_autocommit_leaves_no_failed_transaction(connect, probe, driver):
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SET statement_timeout = '200ms'")
+    conn.commit()
+    probe.hold("stuck")
+    with pytest.raises(driver.errors.QueryCanceled):
+        with pglocks.lock(conn, "stuck"):
+            pytest.fail("the block must not run")
+    # the transaction that failed was the acquire's own: rolled back, the connection usable
+    assert tx_status(conn) == IDLE
+    probe.unhold("stuck")
+    with pglocks.lock(conn, "stuck") as acquired:
+        assert acquired
+
+
+def test_release_does_not_roll_back_the_callers_failed_transaction(connect, probe, driver):
+    conn = connect(autocommit=False)
+    assert pglocks.acquire(conn, "mine")
+    cur = conn.cursor()
+    with pytest.raises(driver.errors.DivisionByZero):
+        cur.execute("SELECT 1/0")
+    with pytest.raises(driver.errors.InFailedSqlTransaction):
+        pglocks.release(conn, "mine")
+    conn.rollback()
+    assert not probe.free("mine")
+    assert pglocks.release(conn, "mine") is True
+    assert probe.free("mine")
