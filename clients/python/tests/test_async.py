@@ -7,7 +7,6 @@ import pytest
 
 import pglocks
 from pglocks._conn import IDLE
-from conftest import holds
 
 
 def run(coro):

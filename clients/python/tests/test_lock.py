@@ -3,7 +3,6 @@
 import threading
 import time
 
-import psycopg2
 import pytest
 
 import pglocks
