@@ -271,7 +271,8 @@ class Call(threading.Thread):
             self.result = ("returned", one(self.conn, self.sql))
         except psycopg2.Error as e:
             self.error = e
-            self.result = ("error", (e.pgcode or "connection lost") + ": " + str(e).strip().split("\n")[0])
+            self.result = ("error", (e.pgcode or "no SQLSTATE") + ": " + " / ".join(
+                line.strip() for line in str(e).strip().split("\n")))
 
 
 class TokenLoop(threading.Thread):
@@ -340,7 +341,7 @@ def connection_is_lost(conn):
     try:
         one(conn, "SELECT count(*) FROM pglocks_held()")
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
-        return str(e).strip().split("\n")[0] or type(e).__name__
+        return " / ".join(line.strip() for line in str(e).strip().split("\n")) or type(e).__name__
     return None
 
 
@@ -477,7 +478,7 @@ def main():
     one(replica, "SELECT pg_is_in_recovery()")
     os.kill(sender, signal.SIGSTOP)
     stopped_at = len(loop.tokens)
-    last_replicated = loop.tokens[-1]
+    before_stop = loop.tokens[-1]
     wait_for("tokens drawn with the WAL sender stopped", lambda: len(loop.tokens) >= stopped_at + 1000, 20)
     old.close()
     killed = cluster.kill_node("node1")
@@ -513,7 +514,7 @@ def main():
           "back, and the timeline alone keeps tokens increasing", f"sequence {seq_last} -> {seq_first}")
     holders.retake(dsn, cluster.nodes["node2"]["port"], before + after)
     say(f"FAILOVER: node2 accepted writes {failover_time:.1f} s after the kill")
-    say(f"  last token replicated before the WAL sender stopped: {show_token(last_replicated)}")
+    say(f"  last token before the WAL sender stopped: {show_token(before_stop)}")
     say(f"  last token before the kill:  {show_token(before[-1])}")
     say(f"  first token after failover: {show_token(after[0])}")
 
@@ -557,6 +558,41 @@ def main():
     say(f"SWITCHOVER: node1 accepted writes {switched - started:.1f} s after patronictl switchover started")
     say(f"  last token before the switchover: {show_token(before_sw[-1])}")
     say(f"  first token after the switchover: {show_token(after_sw[0])}")
+
+    # 4. synchronous_mode: Patroni makes node2 a synchronous standby; then a hard failover
+    #    with tokens drawn up to the kill, as in 2 but with the WAL sender running.
+    out = subprocess.run(["patronictl", "-c", cluster.nodes["node1"]["yml"], "edit-config", "--force",
+                          "--quiet", "--set", "synchronous_mode=true"],
+                         capture_output=True, text=True, env=cluster.env, timeout=60)
+    check(out.returncode == 0, "patronictl edit-config sets synchronous_mode", (out.stdout + out.stderr).strip())
+    primary = cluster.connect("node1")
+    wait_for("node2 to become a synchronous standby", lambda: one(
+        primary, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "sync", 30)
+    check(True, "node2 replicates synchronously",
+          "synchronous_standby_names = " + one(primary, "SHOW synchronous_standby_names"))
+    primary.close()
+    loop = TokenLoop(dsn, "fence")
+    loop.start()
+    wait_for("tokens to flow", lambda: len(loop.tokens) >= 1000, 30)
+    killed = cluster.kill_node("node1")
+    loop.join(10)
+    check(not loop.is_alive() and isinstance(loop.error, psycopg2.OperationalError),
+          "synchronous_mode: the token loop's connection to the old primary fails at the kill")
+    before_sync = loop.tokens
+    promoted = wait_read_write(cluster, dsn, "node2", 60)
+    after_sync = draw_after(dsn, "fence", 200)
+    check(min(after_sync) > max(before_sync) and min(after_sync) > max(after_sw),
+          f"synchronous_mode: every token after the failover ({len(after_sync)}) exceeds every token "
+          f"before it ({len(before_sync)})", f"first after {after_sync[0]} > last before {before_sync[-1]}")
+    _, seq_last = split_token(before_sync[-1])
+    _, seq_first = split_token(after_sync[0])
+    check(seq_first > seq_last,
+          "synchronous_mode: the promoted standby's sequence is past every token handed out in "
+          "autocommit statements", f"sequence {seq_last} -> {seq_first}")
+    say(f"FAILOVER in synchronous_mode: node2 accepted writes {promoted - killed:.1f} s after the kill "
+        f"at {wallclock(killed)}")
+    say(f"  last token before the kill:  {show_token(before_sync[-1])}")
+    say(f"  first token after failover: {show_token(after_sync[0])}")
     say("patroni: all checks passed")
 
 
