@@ -258,17 +258,18 @@ def port_of(conn):
 class Call(threading.Thread):
     """One statement on its own connection, in a thread: a waiter, or pglocks_with_lock."""
 
-    def __init__(self, dsn, sql):
+    def __init__(self, dsn, sql, args=None):
         super().__init__(daemon=True)
         self.conn = connect(dsn)
         self.pid = one(self.conn, "SELECT pg_backend_pid()")
         self.sql = sql
+        self.args = args
         self.result = None
         self.error = None
 
     def run(self):
         try:
-            self.result = ("returned", one(self.conn, self.sql))
+            self.result = ("returned", one(self.conn, self.sql, self.args))
         except psycopg2.Error as e:
             self.error = e
             self.result = ("error", (e.pgcode or "no SQLSTATE") + ": " + " / ".join(
@@ -365,14 +366,19 @@ class Holders:
         check(self.token is not None, f"{tag}: a holder takes {self.keys[1]} with token {show_token(self.token)}")
         self.waiter = Call(dsn, f"SELECT pglocks_acquire('{self.keys[0]}')")
         self.waiter.start()
-        self.with_lock = Call(dsn, f"SELECT pglocks_with_lock('{self.keys[3]}', 'SELECT pg_sleep(60)')")
+        # The command writes a row, then sleeps: it is in progress at the failover.
+        command = (f"WITH w AS (INSERT INTO ha_log VALUES ('{tag}') RETURNING 1) "
+                   "SELECT pg_sleep(60) FROM w")
+        self.with_lock = Call(dsn, "SELECT pglocks_with_lock(%s, %s)", (self.keys[3], command))
         self.with_lock.start()
         probe = connect(dsn)
         wait_for("the waiter to queue and pglocks_with_lock to hold", lambda: one(
             probe, "SELECT count(*) FROM pglocks_locks WHERE key = %s AND NOT granted AND pid = %s",
             (self.keys[0], self.waiter.pid)) == 1 and one(
             probe, "SELECT count(*) FROM pglocks_locks WHERE key = %s AND granted AND pid = %s",
-            (self.keys[3], self.with_lock.pid)) == 1, 10)
+            (self.keys[3], self.with_lock.pid)) == 1 and one(
+            probe, "SELECT backend_xid IS NOT NULL AND wait_event = 'PgSleep' FROM pg_stat_activity "
+            "WHERE pid = %s", (self.with_lock.pid,)), 10)
         rows = one(probe, "SELECT count(*) FROM pglocks_locks WHERE key = ANY(%s)", (self.keys,))
         check(rows == 5, f"{tag}: pglocks_locks on the primary shows the four holds and the waiter",
               f"{rows} rows")
@@ -389,6 +395,9 @@ class Holders:
     def check_fresh_primary(self, conn, name):
         locks = one(conn, "SELECT count(*) FROM pglocks_locks WHERE key = ANY(%s)", (self.keys,))
         stats = one(conn, "SELECT count(*) FROM pglocks_stats WHERE key = ANY(%s)", (self.keys,))
+        rows = one(conn, "SELECT count(*) FROM ha_log WHERE tag = %s", (self.tag,))
+        check(rows == 0, f"{self.tag}: the write of the interrupted pglocks_with_lock command is not on "
+              f"the new primary {name}", f"{rows} rows")
         check(locks == 0 and stats == 0,
               f"{self.tag}: pglocks_locks and pglocks_stats on the new primary {name} have no row for "
               "the old holds", f"locks {locks}, stats {stats}")
@@ -446,6 +455,7 @@ def main():
     cluster.wait_primary_and_replica("node1", "node2", 60)
     conn = cluster.connect("node1")
     one(conn, "CREATE EXTENSION pglocks")
+    one(conn, "CREATE TABLE ha_log (tag text)")
     version = one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pglocks'")
     say(f"cluster up: node1 primary on port {cluster.nodes['node1']['port']}, node2 replica on port "
         f"{cluster.nodes['node2']['port']}, pglocks {version}, {one(conn, 'SELECT version()').split(',')[0]}")
@@ -453,6 +463,12 @@ def main():
     check(one(conn, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "async",
           "node2 replicates asynchronously")
     conn.close()
+    rest = {(n, path): cluster.http(f"http://127.0.0.1:{cluster.nodes[n]['rest']}/{path}")[0]
+            for n in ("node1", "node2") for path in ("primary", "replica")}
+    check(rest == {("node1", "primary"): 200, ("node1", "replica"): 503,
+                   ("node2", "primary"): 503, ("node2", "replica"): 200},
+          "Patroni's REST API answers GET /primary with 200 on the primary only, GET /replica on the replica only",
+          str(rest))
     replica = cluster.connect("node2")
     wait_for("the extension on the replica", lambda: one(
         replica, "SELECT count(*) FROM pg_extension WHERE extname = 'pglocks'") == 1, 20)
