@@ -92,4 +92,4 @@ trap 'exit 130' INT TERM
 
 log "a Patroni cluster on $PGLOCKS_BINDIR, in $work"
 as_server_owner env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
-    timeout 240 /usr/bin/python3 "$here/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR"
+    timeout 240 /usr/bin/python3 "$here/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"

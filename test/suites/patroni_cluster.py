@@ -440,13 +440,38 @@ def wait_read_write(cluster, dsn, name, limit):
     return time.monotonic()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--bindir", required=True)
-    args = ap.parse_args()
+def former_primary_alone(cluster, dsn, issued, expect_promotion, observe=20):
+    """node2, the primary, which issued the tokens `issued`, is killed; node1, a primary before
+    it that never followed its timeline, is started again alone. Returns whether Patroni
+    promoted node1; if it did, node1's tokens must exceed node2's."""
+    killed = cluster.kill_node("node2")
+    say(f"node2 killed (SIGKILL) at {wallclock(killed)} after issuing tokens up to "
+        f"{show_token(max(issued))}; node1 starts again, alone")
+    cluster.start_patroni("node1")
+    promoted = None
+    while time.monotonic() < killed + observe and promoted is None:
+        try:
+            conn = connect(dsn)
+            if port_of(conn) == cluster.nodes["node1"]["port"]:
+                promoted = time.monotonic()
+            conn.close()
+        except psycopg2.Error:
+            time.sleep(0.2)
+    if promoted is None:
+        check(not expect_promotion and cluster.role("node1") == ("replica", "running"),
+              f"Patroni does not promote node1, which missed node2's timeline ({observe} s after the kill)",
+              ([line for line in cluster.log_text("node1").split("\n") if "healthiest" in line]
+               or [line for line in cluster.log_text("node1").split("\n") if "INFO" in line])[-1])
+        return False
+    tokens = draw_after(dsn, "fence", 10)
+    say(f"node1 promoted {promoted - killed:.1f} s after node2's kill; its first token {show_token(tokens[0])}")
+    check(min(tokens) > max(issued), "every token of the promoted node1 exceeds every token node2 issued",
+          f"first of node1 {show_token(tokens[0])}, last of node2 {show_token(max(issued))}, "
+          f"{len(set(tokens) & set(issued))} of node1's first {len(tokens)} tokens issued by node2 before")
+    return True
 
-    cluster = Cluster(args.work, args.bindir)
+
+def start_cluster(cluster, synchronous):
     cluster.start_etcd()
     # node1 starts first and bootstraps the cluster; node2 makes itself a replica of it.
     cluster.start_patroni("node1")
@@ -460,8 +485,9 @@ def main():
     say(f"cluster up: node1 primary on port {cluster.nodes['node1']['port']}, node2 replica on port "
         f"{cluster.nodes['node2']['port']}, pglocks {version}, {one(conn, 'SELECT version()').split(',')[0]}")
     check(one(conn, "SHOW shared_preload_libraries") == "pglocks", "pglocks is preloaded by Patroni's configuration")
-    check(one(conn, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "async",
-          "node2 replicates asynchronously")
+    if not synchronous:
+        check(one(conn, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "async",
+              "node2 replicates asynchronously")
     conn.close()
     rest = {(n, path): cluster.http(f"http://127.0.0.1:{cluster.nodes[n]['rest']}/{path}")[0]
             for n in ("node1", "node2") for path in ("primary", "replica")}
@@ -473,10 +499,58 @@ def main():
     wait_for("the extension on the replica", lambda: one(
         replica, "SELECT count(*) FROM pg_extension WHERE extname = 'pglocks'") == 1, 20)
     replica.close()
+    if synchronous:
+        set_synchronous_mode(cluster, "node1")
 
     # The replica comes first in the string: libpq skips it for the read-write primary.
     dsn = cluster.multi_dsn(["node2", "node1"])
     say(f"clients connect with: {dsn}")
+    return dsn
+
+
+def set_synchronous_mode(cluster, primary_name):
+    replica_name = "node2" if primary_name == "node1" else "node1"
+    out = subprocess.run(["patronictl", "-c", cluster.nodes[primary_name]["yml"], "edit-config", "--force",
+                          "--quiet", "--set", "synchronous_mode=true"],
+                         capture_output=True, text=True, env=cluster.env, timeout=60)
+    check(out.returncode == 0, "patronictl edit-config sets synchronous_mode", (out.stdout + out.stderr).strip())
+    primary = cluster.connect(primary_name)
+    wait_for(f"{replica_name} to become a synchronous standby", lambda: one(
+        primary, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "sync", 30)
+    check(True, f"{replica_name} replicates synchronously",
+          "synchronous_standby_names = " + one(primary, "SHOW synchronous_standby_names"))
+    primary.close()
+
+
+def double_failure(cluster, synchronous):
+    """By hand (patroni.sh --double-failure [--synchronous]): node1 is killed, node2 promoted
+    and issues tokens, node2 is killed, node1 comes back alone."""
+    dsn = start_cluster(cluster, synchronous)
+    loop = TokenLoop(dsn, "fence")
+    loop.start()
+    wait_for("tokens to flow", lambda: len(loop.tokens) >= 500, 20)
+    killed = cluster.kill_node("node1")
+    loop.join(10)
+    say(f"node1 killed at {wallclock(killed)}; its last token {show_token(loop.tokens[-1])}")
+    wait_read_write(cluster, dsn, "node2", 60)
+    issued = draw_after(dsn, "fence", 5000)
+    say(f"node2 promoted; it issued tokens {show_token(issued[0])} to {show_token(issued[-1])}")
+    former_primary_alone(cluster, dsn, issued, expect_promotion=not synchronous, observe=40)
+    say("patroni: all checks passed")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--bindir", required=True)
+    ap.add_argument("--double-failure", action="store_true")
+    ap.add_argument("--synchronous", action="store_true")
+    args = ap.parse_args()
+
+    cluster = Cluster(args.work, args.bindir)
+    if args.double_failure:
+        return double_failure(cluster, args.synchronous)
+    dsn = start_cluster(cluster, False)
 
     # 1. Locks and tokens on the primary; the replica refuses every acquire form.
     holders = Holders(dsn, "failover", cluster.nodes["node1"]["port"])
@@ -577,16 +651,7 @@ def main():
 
     # 4. synchronous_mode: Patroni makes node2 a synchronous standby; then a hard failover
     #    with tokens drawn up to the kill, as in 2 but with the WAL sender running.
-    out = subprocess.run(["patronictl", "-c", cluster.nodes["node1"]["yml"], "edit-config", "--force",
-                          "--quiet", "--set", "synchronous_mode=true"],
-                         capture_output=True, text=True, env=cluster.env, timeout=60)
-    check(out.returncode == 0, "patronictl edit-config sets synchronous_mode", (out.stdout + out.stderr).strip())
-    primary = cluster.connect("node1")
-    wait_for("node2 to become a synchronous standby", lambda: one(
-        primary, "SELECT string_agg(sync_state, ',') FROM pg_stat_replication") == "sync", 30)
-    check(True, "node2 replicates synchronously",
-          "synchronous_standby_names = " + one(primary, "SHOW synchronous_standby_names"))
-    primary.close()
+    set_synchronous_mode(cluster, "node1")
     loop = TokenLoop(dsn, "fence")
     loop.start()
     wait_for("tokens to flow", lambda: len(loop.tokens) >= 1000, 30)
@@ -609,6 +674,12 @@ def main():
         f"at {wallclock(killed)}")
     say(f"  last token before the kill:  {show_token(before_sync[-1])}")
     say(f"  first token after failover: {show_token(after_sync[0])}")
+
+    # 5. Then node2 dies too, and node1, which never followed node2's timeline, comes back
+    #    alone. Promoted, it would take timeline 3 again and issue node2's tokens a second
+    #    time; in synchronous_mode Patroni promotes only node2's synchronous standby, which
+    #    node1 never became.
+    former_primary_alone(cluster, dsn, after_sync + draw_after(dsn, "fence", 2000), expect_promotion=False)
     say("patroni: all checks passed")
 
 
