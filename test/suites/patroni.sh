@@ -8,8 +8,15 @@
 # connections and locks, its waiter gets an error; clients reconnect to the new primary and
 # get the locks; pglocks_locks and pglocks_stats there start without the old holds; every
 # fencing token issued after the failover exceeds every one issued before, up to the kill;
-# the old primary rejoins as a replica (pg_rewind) that refuses locks. Prints the failover
-# and switchover times and the tokens before and after. The steps are in patroni_cluster.py.
+# the old primary rejoins as a replica (pg_rewind) that refuses locks; in synchronous_mode,
+# after the new primary dies too, the old one is not promoted. Prints the failover and
+# switchover times and the tokens before and after. The steps are in patroni_cluster.py.
+#
+#   test/suites/patroni.sh                                   the checks above
+#   test/suites/patroni.sh --double-failure [--synchronous]  by hand: node1 dies, node2 is
+#       promoted and issues tokens, node2 dies, node1 comes back alone; with asynchronous
+#       replication Patroni promotes node1 to node2's timeline number and it issues node2's
+#       tokens again, so this fails (see the README's High availability section)
 #
 # Needs pglocks installed into the server of PGLOCKS_BINDIR (scripts/test.sh does that; run
 # alone, this script builds and installs it). Does not use the test server.
@@ -48,6 +55,7 @@ chmod 755 "$work"
 cleanup() {
     local rc=$?
     local f pid d
+    cd /
     # Patroni first (it would restart its server), then the servers, then etcd.
     for f in "$work"/pids/node*.pid "$work"/pids/etcd.pid; do
         [ -s "$f" ] || continue
@@ -62,12 +70,12 @@ cleanup() {
             kill -9 "$pid" 2>/dev/null || true
         fi
     done
-    # Backends leave once they see their postmaster gone; wait for every process that still
-    # works in the cluster's directories.
+    # Then whatever still runs in the cluster's directories: the driver, and backends of a
+    # killed postmaster (they leave by themselves once they notice, a stopped one never does).
     for _ in $(seq 50); do
         local left=0
         for p in /proc/[0-9]*; do
-            case "$(readlink "$p/cwd" 2>/dev/null)" in "$work"/*) left=1; kill -9 "${p#/proc/}" 2>/dev/null || true ;; esac
+            case "$(readlink "$p/cwd" 2>/dev/null)" in "$work" | "$work"/*) left=1; kill -9 "${p#/proc/}" 2>/dev/null || true ;; esac
         done
         [ $left = 0 ] && break
         sleep 0.1
@@ -91,5 +99,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "a Patroni cluster on $PGLOCKS_BINDIR, in $work"
+# The driver runs from the work directory: the owner of the servers may not be able to read
+# the checkout (under /root, say).
+cp "$here/patroni_cluster.py" "$work/"
+cd "$work"
 as_server_owner env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
-    timeout 240 /usr/bin/python3 "$here/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"
+    timeout 240 /usr/bin/python3 "$work/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"

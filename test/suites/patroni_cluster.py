@@ -458,8 +458,17 @@ def former_primary_alone(cluster, dsn, issued, expect_promotion, observe=20):
         except psycopg2.Error:
             time.sleep(0.2)
     if promoted is None:
-        check(not expect_promotion and cluster.role("node1") == ("replica", "running"),
-              f"Patroni does not promote node1, which missed node2's timeline ({observe} s after the kill)",
+        wait_for("node1 to run as a replica", lambda: cluster.role("node1") == ("replica", "running"), 30)
+        status, body = cluster.http(f"http://127.0.0.1:{cluster.nodes['node1']['rest']}/cluster")
+        roles = {m["name"]: m["role"] for m in json.loads(body).get("members", [])}
+        check("leader" not in roles.values() and "master" not in roles.values(),
+              "node2's leader key has expired: the cluster has no leader", str(roles))
+        conn = cluster.connect("node1")
+        in_recovery = one(conn, "SELECT pg_is_in_recovery()")
+        conn.close()
+        check(not expect_promotion and in_recovery is True,
+              f"Patroni does not promote node1, which missed node2's timeline "
+              f"({time.monotonic() - killed:.0f} s after the kill)",
               ([line for line in cluster.log_text("node1").split("\n") if "healthiest" in line]
                or [line for line in cluster.log_text("node1").split("\n") if "INFO" in line])[-1])
         return False
