@@ -158,8 +158,8 @@ test("scope 'transaction': held until the transaction ends, not released by fn's
     assert.deepEqual(await held(a), [], end);
     assert.equal(await freeFor(b, pglocks.key(k)), true, end);
   }
-  // An SQL error in fn aborts the transaction, which ends the hold at once (as the server
-  // ends its own transaction locks); fn's error reaches the caller, and nothing is reported.
+  // An SQL error in fn aborts the transaction, which ends the hold (as it ends the server's
+  // own transaction locks); fn's error reaches the caller, and nothing is reported.
   const warnings = [];
   const onWarning = (w) => warnings.push(w);
   process.on('warning', onWarning);
@@ -167,9 +167,9 @@ test("scope 'transaction': held until the transaction ends, not released by fn's
     await a.query('BEGIN');
     await assert.rejects(pglocks.withLock(a, k, (c) => c.query('SELECT 1/0'), { scope: 'transaction' }),
       { code: '22012' });
-    assert.equal(await freeFor(b, pglocks.key(k)), true);
     await a.query('ROLLBACK');
     assert.deepEqual(await held(a), []);
+    assert.equal(await freeFor(b, pglocks.key(k)), true);
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(warnings, []);
   } finally {
