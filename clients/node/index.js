@@ -217,7 +217,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
         process.emitWarning(
           `pglocks withLock(): ${showKey(lockKey)} is still held by this session: its release failed `
           + `(${releaseErr.message}) after the function failed. Inside a transaction block use `
-          + "scope: 'transaction', which the ROLLBACK releases.",
+          + "scope: 'transaction', whose hold ends with the transaction.",
           { code: 'PGLOCKS_NOT_RELEASED' });
       }
     }
