@@ -1,15 +1,24 @@
-// pglocks from Node.js with the pg driver.
+// pglocks from Node.js with the pg driver and the pglocks package (clients/node).
 //
 // Connects with the usual libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE),
-// creates the extension if it is missing, and shows: a lock taken and released,
-// a withAdvisoryLock helper on top of pglocks, work run under pglocks_with_lock,
-// tries that fail while another connection holds the lock, and pglocks_key
-// computed locally. Exits 1 if anything is not as the specification says.
+// creates the extension if it is missing, and shows: a lock taken and released, tries
+// that fail while another connection holds the lock, withLock (released when the work
+// ends, however it ends), work run under pglocks_with_lock, and pglocks_key computed
+// locally. Exits 1 if anything is not as the specification says.
 'use strict';
 
 const assert = require('node:assert');
 const { Client } = require('pg');
-const { pglocksKey, SPEC_VECTORS } = require('./pglocks_key');
+const pglocks = require('pglocks');
+
+// The specification's vectors: key -> pglocks_key.
+const SPEC_VECTORS = [
+  ['', -2039914840885289964n],
+  ['some lock', -5006958056254205714n],
+  ['orders:42', -8476019149258318077n],
+  ['Grüße', -559005354142841542n],
+  ['日本語', 8606672379249086371n],
+];
 
 let failures = 0;
 
@@ -30,21 +39,18 @@ async function one(client, sql, params = []) {
   return rows[0][0];
 }
 
-// Parameters reach the server untyped, and an untyped parameter picks the text form of an
-// overloaded function: a number key must say ::bigint, or it becomes the text key '42'.
-async function withAdvisoryLock(client, key, work, { shared = false, wait = true } = {}) {
-  const k = typeof key === 'string' ? '$1' : '$1::bigint';
-  const acquired = await one(client, `SELECT pglocks_acquire(${k}, shared => $2, wait => $3)`, [key, shared, wait]);
-  try {
-    return await work(acquired);
-  } finally {
-    if (acquired) await one(client, `SELECT pglocks_release(${k}, shared => $2)`, [key, shared]);
-  }
-}
-
 async function held(client) {
   const { rows } = await client.query('SELECT key, holds FROM pglocks_held() ORDER BY key');
   return rows.map((r) => [r.key, r.holds]);
+}
+
+// What a promise ended with: its value, or the name of the error it rejected with.
+async function outcome(promise) {
+  try {
+    return { value: await promise };
+  } catch (err) {
+    return { error: err.name === 'error' ? err.code : err.name };
+  }
 }
 
 async function main() {
@@ -57,64 +63,67 @@ async function main() {
 
     console.log('pglocks_key computed here and by the server:');
     for (const [key, expected] of SPEC_VECTORS) {
-      check(`local pglocks_key(${JSON.stringify(key)})`, pglocksKey(key), expected);
+      check(`key(${JSON.stringify(key)})`, pglocks.key(key), expected);
       // bigint arrives as a decimal string: exact, where a Number would round.
       check(`server pglocks_key(${JSON.stringify(key)})`, BigInt(await one(app, 'SELECT pglocks_key($1)', [key])), expected);
     }
 
     console.log('a lock taken by one connection, tried by another:');
-    check("app takes 'orders:42'", await one(app, 'SELECT pglocks_acquire($1)', ['orders:42']), true);
-    check("other tries 'orders:42'", await one(other, 'SELECT pglocks_acquire($1, wait => false)', ['orders:42']), false);
+    check("app takes 'orders:42'", await pglocks.acquire(app, 'orders:42'), true);
+    check("other tries 'orders:42'", await pglocks.tryLock(other, 'orders:42'), false);
     // The key computed here names the very lock the server took for the text key.
-    check('other tries pg_try_advisory_lock(local key)',
-      await one(other, 'SELECT pg_try_advisory_lock($1::bigint)', [pglocksKey('orders:42').toString()]), false);
+    check('other tries pg_try_advisory_lock(key)',
+      await one(other, 'SELECT pg_try_advisory_lock($1::bigint)', [pglocks.key('orders:42').toString()]), false);
     check("app's holds", await held(app), [['orders:42', 1]]);
-    check("app releases 'orders:42'", await one(app, 'SELECT pglocks_release($1)', ['orders:42']), true);
-    check('other tries again', await one(other, 'SELECT pglocks_acquire($1, wait => false)', ['orders:42']), true);
-    check('other releases', await one(other, 'SELECT pglocks_release($1)', ['orders:42']), true);
+    check("app releases 'orders:42'", await pglocks.release(app, 'orders:42'), true);
+    check('other tries again', await pglocks.tryLock(other, 'orders:42'), true);
+    check('other releases', await pglocks.release(other, 'orders:42'), true);
 
-    console.log('the withAdvisoryLock helper:');
-    await withAdvisoryLock(app, 'orders:42', async (acquired) => {
-      check('acquired', acquired, true);
-      check("other's try inside the block", await one(other, 'SELECT pglocks_acquire($1, wait => false)', ['orders:42']), false);
+    console.log('withLock: the lock is held while the work runs, released however it ends:');
+    const result = await pglocks.withLock(app, 'orders:42', async () => {
+      check("other's try inside the work", await pglocks.tryLock(other, 'orders:42'), false);
+      return 'shipped';
     });
-    check("app's holds after the block", await held(app), []);
-    await assert.rejects(withAdvisoryLock(app, 42, async () => {
-      check("app's holds inside a bigint-key block", await held(app), [['42', 1]]);
-      throw new Error('the job failed');
-    }), /the job failed/);
-    check("app's holds after a block that threw", await held(app), []);
+    check('what the work returned', result, 'shipped');
+    check("app's holds after the work", await held(app), []);
+    check('work that throws: its error', await outcome(pglocks.withLock(app, 42n, async () => {
+      check("app's holds inside a bigint-key lock", await held(app), [['42', 1]]);
+      throw new RangeError('the job failed');
+    })), { error: 'RangeError' });
+    check("app's holds after work that threw", await held(app), []);
+    check("other takes 'orders:42'", await pglocks.acquire(other, 'orders:42'), true);
+    check('withLock(wait: false) while other holds it',
+      await outcome(pglocks.withLock(app, 'orders:42', () => 'ran', { wait: false })), { error: 'LockNotAcquiredError' });
+    check('withLock(timeout: 300) while other holds it',
+      await outcome(pglocks.withLock(app, 'orders:42', () => 'ran', { timeout: 300 })), { error: 'LockNotAcquiredError' });
+    check('other releases', await pglocks.release(other, 'orders:42'), true);
 
     console.log('work under pglocks_with_lock (lock, command and release in one round trip):');
     await app.query('CREATE TEMP TABLE report_runs (note text)');
     const runs = 'SELECT count(*)::int FROM report_runs';
-    const work = "INSERT INTO report_runs VALUES ('built')";
-    check("with_lock('nightly-report', work)", await one(app, 'SELECT pglocks_with_lock($1, $2)', ['nightly-report', work]), true);
+    const work = 'INSERT INTO report_runs VALUES ($1)';
+    check("withLockCommand('nightly-report', work)",
+      await pglocks.withLockCommand(app, 'nightly-report', work, { params: ['built'] }), true);
     check('rows written by the work', await one(app, runs), 1);
-    check("app's holds after with_lock", await held(app), []);
+    check("app's holds after withLockCommand", await held(app), []);
 
-    check("other takes 'nightly-report'", await one(other, 'SELECT pglocks_acquire($1)', ['nightly-report']), true);
-    check('with_lock(wait => false) while other holds it',
-      await one(app, 'SELECT pglocks_with_lock($1, $2, wait => false)', ['nightly-report', work]), false);
+    check("other takes 'nightly-report'", await pglocks.acquire(other, 'nightly-report'), true);
+    check('withLockCommand(wait: false) while other holds it',
+      await pglocks.withLockCommand(app, 'nightly-report', work, { params: ['built'], wait: false }), false);
     check('rows written (the work did not run)', await one(app, runs), 1);
     const started = process.hrtime.bigint();
-    check("with_lock(timeout => '300ms') while other holds it",
-      await one(app, "SELECT pglocks_with_lock($1, $2, timeout => '300ms')", ['nightly-report', work]), false);
+    check("withLockCommand(timeout: '300ms') while other holds it",
+      await pglocks.withLockCommand(app, 'nightly-report', work, { params: ['built'], timeout: '300ms' }), false);
     const waitedMs = Number(process.hrtime.bigint() - started) / 1e6;
     check('waited for the timeout', waitedMs >= 250 && waitedMs < 5000, true);
     check('rows written (the work did not run)', await one(app, runs), 1);
-    check('other releases', await one(other, 'SELECT pglocks_release($1)', ['nightly-report']), true);
+    check('other releases', await pglocks.release(other, 'nightly-report'), true);
 
-    let code = 'no error';
-    try {
-      await app.query("SELECT pglocks_with_lock('nightly-report', 'SELECT 1/0')");
-    } catch (err) {
-      code = err.code;
-    }
-    check('a failing command raises division_by_zero', code, '22012');
+    check('a failing command raises division_by_zero',
+      await outcome(pglocks.withLockCommand(app, 'nightly-report', 'SELECT 1/0')), { error: '22012' });
     check("app's holds after the failure", await held(app), []);
-    check('other takes it after the failure', await one(other, 'SELECT pglocks_acquire($1, wait => false)', ['nightly-report']), true);
-    check('other releases', await one(other, 'SELECT pglocks_release($1)', ['nightly-report']), true);
+    check('other takes it after the failure', await pglocks.tryLock(other, 'nightly-report'), true);
+    check('other releases', await pglocks.release(other, 'nightly-report'), true);
   } finally {
     await app.end();
     await other.end();

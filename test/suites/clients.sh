@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Client suite: the programs in examples/ run against the test server through each
 # language's ordinary driver or toolchain, in a database of their own.
-#   - the Python (psycopg2, through the pglocks package in clients/python) and Node.js (pg)
-#     examples
+#   - the Python (psycopg2, with the package in clients/python) and Node.js (pg, with the
+#     package in clients/node) examples
 #   - the CRC-32 migration check against django-pglocks' and with_advisory_lock's keys
-#   - pglocks_key computed in Python (the package's pglocks.key), Node.js, Go, Java, Ruby and Rust, compared with
-#     the specification's vectors and with the server
+#   - pglocks_key computed in Python (the package's pglocks.key), Node.js, Go, Java, Ruby
+#     and Rust, compared with the specification's vectors and with the server
 # Installs what is missing from Debian's packages (and pg from the npm registry).
 # Expects PGHOST/PGPORT/PGUSER to name a server with pglocks installed (scripts/test.sh).
 set -euo pipefail
@@ -67,10 +67,14 @@ step() {
 check_keys() { "$PYTHON" "$EXAMPLES/keys/check_keys.py" "$@"; }
 
 # Builds run in $WORK so that a run leaves no node_modules, target/ or Cargo.lock behind.
+# The Node.js example depends on the package in clients/node by a relative path: both are
+# copied, in the checkout's layout.
+NODE_EXAMPLE=$WORK/examples/node
 node_setup() {
-    mkdir -p "$WORK/node" &&
-        cp "$EXAMPLES"/node/{package.json,package-lock.json,example.js,pglocks_key.js} "$WORK/node/" &&
-        (cd "$WORK/node" && npm ci --no-audit --no-fund --loglevel=error)
+    mkdir -p "$NODE_EXAMPLE" "$WORK/clients/node" &&
+        cp "$EXAMPLES"/node/{.npmrc,package.json,package-lock.json,example.js,pglocks_key.js} "$NODE_EXAMPLE/" &&
+        cp "$PGLOCKS_ROOT"/clients/node/{package.json,index.js,index.d.ts,README.md} "$WORK/clients/node/" &&
+        (cd "$NODE_EXAMPLE" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 go_build() {
@@ -106,11 +110,11 @@ for k in keys:
 step "python example" "$PYTHON" "$EXAMPLES/python/pglocks_example.py"
 step "crc32 migration" "$PYTHON" "$EXAMPLES/python/crc32_migration.py"
 step "node install" node_setup
-step "node example" node "$WORK/node/example.js"
+step "node example" node "$NODE_EXAMPLE/example.js"
 
 step "key checker rejects a wrong implementation" checker_rejects_wrong_keys
 step "keys: python (pglocks.key)" check_keys python -- "$PYTHON" "$EXAMPLES/python/pglocks_key.py"
-step "keys: node" check_keys node -- node "$EXAMPLES/node/pglocks_key.js"
+step "keys: node" check_keys node -- node "$NODE_EXAMPLE/pglocks_key.js"
 step "keys: go build" go_build
 step "keys: go" check_keys go -- "$WORK/pglocks-key-go"
 step "keys: java build" java_build

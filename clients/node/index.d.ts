@@ -1,0 +1,109 @@
+// Types of pglocks for Node.js. The client types are structural, so that pg.Client,
+// pg.PoolClient and pg.Pool (with @types/pg or without) all fit.
+
+/**
+ * A lock's name: a string (the lock of `pglocks_key(name)`), a 64-bit integer as a BigInt or
+ * a safe-integer number (the lock of `pg_advisory_lock(key)`), or a pair of 32-bit integers
+ * (the lock of `pg_advisory_lock(key1, key2)`).
+ */
+export type LockKey = string | bigint | number | readonly [number, number];
+
+/** Milliseconds, or a PostgreSQL interval such as `'2s'` or `'1 minute'`. */
+export type Timeout = number | string;
+
+/** Anything that runs a query: a pg.Client, a client taken from a pg.Pool, or a pg.Pool. */
+export interface Queryable {
+  query(config: { text: string; values?: unknown[]; rowMode?: 'array' }): Promise<{ rows: any[] }>;
+}
+
+/**
+ * One connection: a pg.Client or a client taken from a pg.Pool. A pg.Pool is not one (it
+ * runs each query on whichever connection is free), and a lock belongs to one connection.
+ */
+export interface Connection extends Queryable {
+  readonly totalCount?: never;
+}
+
+/** A client taken from a pool: it goes back with release(). */
+export interface PooledConnection extends Connection {
+  release(err?: Error | boolean): void;
+}
+
+/** A pg.Pool: withLock takes a client from it for the lock and the function. */
+export interface PoolLike {
+  readonly totalCount: number;
+  connect(): Promise<PooledConnection>;
+}
+
+export interface AcquireOptions {
+  /** A shared lock: any number of sessions hold it together. Default false (exclusive). */
+  shared?: boolean;
+  /** false: try once. Default true (wait until held, or for the timeout). */
+  wait?: boolean;
+  /** Wait at most this long (0 tries once). Not together with wait: false. */
+  timeout?: Timeout | null;
+  /**
+   * 'session' (default): held until released or the connection ends. 'transaction': held
+   * until the transaction ends; needs a transaction block (BEGIN) on the client.
+   */
+  scope?: 'session' | 'transaction';
+}
+
+export type TryLockOptions = Omit<AcquireOptions, 'wait'>;
+
+export interface ReleaseOptions {
+  /** Release a shared hold. Default false. */
+  shared?: boolean;
+}
+
+export interface WithLockCommandOptions {
+  /** Values for $1 ... $n of the command, sent as text[] (cast in the command: $2::int). */
+  params?: readonly unknown[];
+  shared?: boolean;
+  wait?: boolean;
+  timeout?: Timeout | null;
+}
+
+/** pglocks_key(name) computed locally: first 8 bytes of SHA-256 of the UTF-8, big-endian, signed. */
+export function key(name: string): bigint;
+
+/** Takes the lock on this client: true once held; false after wait: false or a timeout. */
+export function acquire(client: Connection, key: LockKey, options?: AcquireOptions): Promise<boolean>;
+
+/** Tries once (or waits at most options.timeout): true if taken, false if held elsewhere. */
+export function tryLock(client: Connection, key: LockKey, options?: TryLockOptions): Promise<boolean>;
+
+/** Releases one hold of the lock in that mode: false when this session has none. */
+export function release(client: Connection, key: LockKey, options?: ReleaseOptions): Promise<boolean>;
+
+/** Releases every hold this session took through pglocks; resolves to how many. */
+export function releaseAll(client: Connection): Promise<bigint>;
+
+/**
+ * Runs fn under the lock and releases it however fn ends; resolves to fn's result. Rejects
+ * with LockNotAcquiredError, without running fn, when wait: false or the timeout leaves the
+ * lock to another session. With scope 'transaction' the hold lasts until the transaction ends.
+ */
+export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
+  pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
+  options?: Omit<AcquireOptions, 'scope'> & { scope?: 'session' }): Promise<T>;
+export function withLock<C extends Connection, T>(
+  client: C, key: LockKey, fn: (client: C) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T>;
+
+/**
+ * Runs an SQL command under the lock in the server (pglocks_with_lock), in one round trip:
+ * true when it ran, false when the lock was not obtained.
+ */
+export function withLockCommand(
+  client: Queryable, key: LockKey, command: string, options?: WithLockCommandOptions): Promise<boolean>;
+
+/** The lock was not obtained: another session holds it (wait: false, or the timeout ran out). */
+export class LockNotAcquiredError extends Error {
+  constructor(key: LockKey, options?: { shared?: boolean; timeout?: Timeout | null });
+  readonly name: 'LockNotAcquiredError';
+  readonly code: 'PGLOCKS_NOT_ACQUIRED';
+  readonly key: LockKey;
+  readonly shared: boolean;
+  /** The timeout that ran out; null for a try (wait: false). */
+  readonly timeout: Timeout | null;
+}
