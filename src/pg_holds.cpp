@@ -409,7 +409,8 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
         g_registry.drop_if_empty(id);
         if (wait_us >= 0 || req.count_failure)
             stats_count(req.key,
-                        wait_us >= 0 ? StatsOutcome::TimedOut : StatsOutcome::FailedTry,
+                        wait_us >= 0 || req.deadline_passed ? StatsOutcome::TimedOut
+                                                            : StatsOutcome::FailedTry,
                         wait_us, 0);
         return 0;
     }
