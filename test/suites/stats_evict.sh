@@ -69,7 +69,7 @@ echo "ok: concurrent evictions keep $rows rows"
 # least used, so their counts come out exact whatever the interleaving; every row stays
 # consistent, with hold times only where acquisitions were counted.
 q -c "SELECT pglocks_stats_reset()" >/dev/null
-warm() { q -c "SELECT count(*) FROM generate_series(1, $1) i, generate_series(0, 19) k WHERE pglocks_acquire('warm:' || k) AND pglocks_release('warm:' || k)"; }
+warm() { q -c "SELECT count(*) FROM generate_series(0, 20 * $1 - 1) i WHERE pglocks_acquire('warm:' || i % 20) AND pglocks_release('warm:' || i % 20)"; }
 check "warm-up" 1000 "$(warm 50)"
 pids=()
 for s in 1 2; do warm 100 >"$root/warm$s" & pids+=($!); done
@@ -79,7 +79,7 @@ done
 q -c "DO \$\$ BEGIN FOR i IN 1 .. 200 LOOP PERFORM count(*) FROM pglocks_stats; END LOOP; END \$\$" & pids+=($!)
 for p in "${pids[@]}"; do wait "$p" || fail "a session of the eviction under use failed"; done
 check "both warm sessions did every round" "2000 2000" "$(cat "$root/warm1" "$root/warm2" | tr '\n' ' ' | sed 's/ $//')"
-check "warm rows keep exact counts through the evictions" "20" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 150 AND total_hold_time > 0")"
+check "warm rows keep exact counts through the evictions" "20" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 250 AND total_hold_time > 0")"
 dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
 [ "$dealloc" -ge 40 ] || fail "dealloc $dealloc: 600 new rows in a table of 100 evict in at least 40 batches"
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
