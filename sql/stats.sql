@@ -64,6 +64,16 @@ SELECT pglocks_acquire('st:open');
 SELECT total_hold_time, max_hold_time FROM pglocks_stats WHERE key = 'st:open';
 SELECT pglocks_release('st:open');
 
+-- A hold taken before a reset adds its time nowhere: the row made anew after the reset (by a
+-- second hold) counts the second hold's time only, whose acquisition it counted.
+SELECT pglocks_acquire('st:before-reset'), pg_sleep(0.02);
+SELECT pglocks_stats_reset();
+SELECT pglocks_acquire('st:before-reset');
+SELECT pglocks_release('st:before-reset');  -- the newest: the second hold
+SELECT pglocks_release('st:before-reset');  -- the hold from before the reset
+SELECT acquisitions, total_hold_time = max_hold_time AS one_hold_counted
+FROM pglocks_stats WHERE key = 'st:before-reset';
+
 -- The end of the session: a new connection sees the hold time once the old backend is gone.
 SELECT pglocks_acquire('st:session'), pg_sleep(0.1);
 SELECT pg_backend_pid() AS old_pid \gset

@@ -20,8 +20,10 @@
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
 // found lost behind pglocks' back (counted when pglocks notices), and at session end the
-// holds the lock manager ends (an exit hook). The end of a hold only updates an existing
-// entry: a hold whose row was evicted while held is not counted again.
+// holds the lock manager ends (an exit hook). The end of a hold only updates the entry that
+// counted its acquisition (the hold keeps that entry's serial): a hold whose row was evicted
+// or reset while held adds its time nowhere, neither bringing the row back nor to a row made
+// anew under the same key since, whose acquisitions it is not part of.
 // clang-format off
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
@@ -335,9 +337,11 @@ void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
 }
 
 // Called by the holds registry inside its noexcept functions: raises no error (an LWLock, a
-// lookup, a spinlock), and only updates a row that exists.
+// lookup, a spinlock), and only updates the row that counted the hold's acquisition: a row
+// made anew under the same key after an eviction or a reset (another serial) gets nothing,
+// as its acquisitions do not include this hold.
 void hold_ended(const LockId& id, const Hold& h) {
-    if (g_table == nullptr || h.owner == InvalidOid) return;  // not counted when taken
+    if (g_table == nullptr || h.owner == InvalidOid || h.stats_row == 0) return;
     const StatsKey key = make_key(h.owner, id);
     const uint32 hash = get_hash_value(g_table, &key);
     LWLock* lock = partition_lock(partition_of(hash));
@@ -346,7 +350,7 @@ void hold_ended(const LockId& id, const Hold& h) {
     LWLockAcquire(lock, LW_SHARED);
     auto* e = static_cast<StatsEntry*>(
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
-    if (e != nullptr) {
+    if (e != nullptr && e->serial == h.stats_row) {
         SpinLockAcquire(&e->mutex);
         e->c.total_hold_ms += held_ms;
         if (held_ms > e->c.max_hold_ms) e->c.max_hold_ms = held_ms;
@@ -398,8 +402,8 @@ TimestampTz stats_clock() {
            ts.tv_nsec / 1000;
 }
 
-void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
-    if (!stats_active()) return;
+uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+    if (!stats_active()) return 0;
     ensure_exit_hook();
     const StatsKey key = make_key(GetUserId(), arg.id);
     const uint32 hash = get_hash_value(g_table, &key);
@@ -409,8 +413,9 @@ void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Timesta
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
     if (e != nullptr) {
         apply(e, outcome, wait_us, at);
+        const uint32 row = e->serial;
         LWLockRelease(lock);
-        return;
+        return outcome == StatsOutcome::Acquired ? row : 0;
     }
     LWLockRelease(lock);
     // A new entry, in reserved room; when there is none even after an eviction, the outcome
@@ -441,8 +446,13 @@ void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Timesta
         dlist_push_tail(&g_shared->part[p].entries, &e->node);
         g_shared->part[p].count++;
     }
-    if (e != nullptr) apply(e, outcome, wait_us, at);
+    uint32 row = 0;
+    if (e != nullptr) {
+        apply(e, outcome, wait_us, at);
+        row = e->serial;
+    }
     LWLockRelease(lock);
+    return outcome == StatsOutcome::Acquired ? row : 0;
 }
 
 }  // namespace pglocks

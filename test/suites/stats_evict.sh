@@ -52,6 +52,14 @@ q -c "SELECT pglocks_acquire('held-through'), pg_sleep(0.05)" \
   -c "SELECT count(*) FROM (SELECT pglocks_acquire('evict:' || i) AND pglocks_release('evict:' || i) FROM generate_series(1, 300) i) s" \
   -c "SELECT pglocks_release('held-through')" >/dev/null
 check "an evicted row is not recreated by the end of a hold" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'held-through'")"
+# A hold whose row is evicted while it is held, and a second hold of the same lock that makes
+# the row anew: the new row counts the second hold only, its acquisition and its time.
+out=$(q -c "SELECT pglocks_acquire('held-across'), pg_sleep(0.02)" \
+  -c "SELECT count(*) FROM (SELECT pglocks_acquire('evict2:' || i) AND pglocks_release('evict2:' || i) FROM generate_series(1, 300) i) s" \
+  -c "SELECT count(*) FROM pglocks_stats WHERE key = 'held-across'" \
+  -c "SELECT pglocks_acquire('held-across') AND pglocks_release('held-across') AND pglocks_release('held-across')" \
+  -c "SELECT acquisitions, total_hold_time = max_hold_time FROM pglocks_stats WHERE key = 'held-across'" | tr '\n' ' ')
+check "a row made anew after an eviction counts only the hold it counted" "t| 300 0 t 1|t " "$out"
 q -c "SELECT pglocks_stats_reset()" >/dev/null
 check "reset empties the table and the eviction count" "0|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
 # Concurrent sessions filling the table: evictions under contention leave it consistent.
