@@ -19,6 +19,12 @@ SELECT * FROM st ORDER BY key, shared;
 -- The lock key is the key's pglocks_key.
 SELECT lock_key = pglocks_key('st:a') AS same_key FROM st WHERE key = 'st:a' AND NOT shared;
 
+-- A row first made by the numeric key gets the name when the lock is taken by name.
+SELECT pglocks_acquire(pglocks_key('st:late')), pglocks_release(pglocks_key('st:late'));
+SELECT key = pglocks_key('st:late')::text AS numeric_key FROM st WHERE lock_key = pglocks_key('st:late');
+SELECT pglocks_acquire('st:late', wait => false), pglocks_release('st:late');
+SELECT key, acquisitions FROM st WHERE lock_key = pglocks_key('st:late');
+
 -- Counting semaphores: a row per slot; a busy slot that a call skips is not a failed try.
 SELECT pglocks_acquire_slot('st:sem', 2), pglocks_acquire_slot('st:sem', 2),
        pglocks_acquire_slot('st:sem', 2, wait => false);
@@ -122,15 +128,19 @@ CREATE ROLE pglocks_stats_other;
 CREATE ROLE pglocks_stats_reader IN ROLE pg_read_all_stats;
 SET ROLE pglocks_stats_user;
 SELECT pglocks_acquire('st:secret'), pglocks_release('st:secret');
-SELECT key, acquisitions FROM pglocks_stats WHERE userid = current_user::regrole;
+-- a name learnt after the row was made follows the same rule
+SELECT pglocks_acquire(pglocks_key('st:secret-late')), pglocks_release(pglocks_key('st:secret-late')),
+       pglocks_acquire('st:secret-late'), pglocks_release('st:secret-late');
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = current_user::regrole ORDER BY key;
 -- pglocks_stats_reset and pglocks.track_stats are not for every role
 SELECT pglocks_stats_reset();
 SET pglocks.track_stats = off;
 SET ROLE pglocks_stats_other;
-SELECT key = pglocks_key('st:secret')::text AS numeric_key, acquisitions
-FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+SELECT key = lock_key::text AS numeric_key, acquisitions
+FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole ORDER BY acquisitions, lock_key;
 SET ROLE pglocks_stats_reader;
-SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole
+ORDER BY key;
 RESET ROLE;
 -- A hold's time goes to the row of the role that took it, whoever releases it.
 SET ROLE pglocks_stats_user;

@@ -308,8 +308,25 @@ bool make_room() {
     return room;
 }
 
-void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+// The bytes of a name that fit in an entry, cut at a character boundary.
+int name_bytes(const KeyArg& arg) {
+    return arg.name_len <= kSharedNameBytes
+               ? arg.name_len
+               : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
+}
+
+// Counts an outcome in an entry; the caller holds its partition lock. A row first made by a
+// numeric key gets the name when the lock is taken by name (the first name seen stays).
+void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us,
+           TimestampTz at) {
+    // name_len only goes from -1 to a length, under the spinlock: a stale read just looks
+    // again below.
+    const int new_name = arg.has_name && e->name_len < 0 ? name_bytes(arg) : -1;
     SpinLockAcquire(&e->mutex);
+    if (new_name >= 0 && e->name_len < 0) {
+        memcpy(e->name, arg.name, new_name);
+        e->name_len = new_name;
+    }
     Counters& c = e->c;
     const double wait_ms = wait_us >= 0 ? static_cast<double>(wait_us) / 1000.0 : 0.0;
     if (wait_us >= 0) {
@@ -412,7 +429,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     auto* e = static_cast<StatsEntry*>(
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
     if (e != nullptr) {
-        apply(e, outcome, wait_us, at);
+        apply(e, arg, outcome, wait_us, at);
         const uint32 row = e->serial;
         LWLockRelease(lock);
         return outcome == StatsOutcome::Acquired ? row : 0;
@@ -436,9 +453,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
         memset(&e->c, 0, sizeof(e->c));
         e->name_len = -1;
         if (arg.has_name) {
-            const int n = arg.name_len <= kSharedNameBytes
-                              ? arg.name_len
-                              : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
+            const int n = name_bytes(arg);
             memcpy(e->name, arg.name, n);
             e->name_len = n;
         }
@@ -448,7 +463,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     }
     uint32 row = 0;
     if (e != nullptr) {
-        apply(e, outcome, wait_us, at);
+        apply(e, arg, outcome, wait_us, at);
         row = e->serial;
     }
     LWLockRelease(lock);
