@@ -25,11 +25,14 @@ SELECT key = pglocks_key('st:late')::text AS numeric_key FROM st WHERE lock_key 
 SELECT pglocks_acquire('st:late', wait => false), pglocks_release('st:late');
 SELECT key, acquisitions FROM st WHERE lock_key = pglocks_key('st:late');
 
--- Counting semaphores: a row per slot; a busy slot that a call skips is not a failed try.
+-- Counting semaphores: a row per slot, whose holds it counts (a busy slot that a call skips
+-- is not a failed try), and the semaphore's own row (its name, shared), which counts the
+-- calls: here two slots obtained and a try that found both taken.
 SELECT pglocks_acquire_slot('st:sem', 2), pglocks_acquire_slot('st:sem', 2),
        pglocks_acquire_slot('st:sem', 2, wait => false);
 SELECT pglocks_release_all();
-SELECT key, acquisitions, failed_tries FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
+SELECT key, lock_key = pglocks_key('st:sem') AS semaphore_key, shared, acquisitions, failed_tries
+FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
 
 -- Hold time, counted when a hold ends, on every path.
 SELECT pglocks_stats_reset();
