@@ -279,8 +279,7 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     }
     PG_END_TRY();
     const TimestampTz end = stats_clock();
-    stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start,
-                end);
+    stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start, end);
     return slot;
 }
 

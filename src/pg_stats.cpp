@@ -245,8 +245,8 @@ int evict(Candidate* notes) {
             const double usage = e->c.usage;
             SpinLockRelease(&e->mutex);
             if (count < g_max_stats)
-                notes[count++] = Candidate{e->key, get_hash_value(g_table, &e->key), e->serial,
-                                           usage};
+                notes[count++] =
+                    Candidate{e->key, get_hash_value(g_table, &e->key), e->serial, usage};
         }
         LWLockRelease(partition_lock(p));
     }
@@ -286,8 +286,8 @@ int evict(Candidate* notes) {
 // outcome is not recorded: counting never fails an acquire.
 bool make_room() {
     if (reserve_room()) return true;
-    auto* notes = static_cast<Candidate*>(palloc_extended(
-        sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+    auto* notes = static_cast<Candidate*>(
+        palloc_extended(sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
     if (notes == nullptr) return false;
     LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
     // Another backend may have evicted while this one waited for the lock.
@@ -317,8 +317,7 @@ int name_bytes(const KeyArg& arg) {
 
 // Counts an outcome in an entry; the caller holds its partition lock. A row first made by a
 // numeric key gets the name when the lock is taken by name (the first name seen stays).
-void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us,
-           TimestampTz at) {
+void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     // name_len only goes from -1 to a length, under the spinlock: a stale read just looks
     // again below.
     const int new_name = arg.has_name && e->name_len < 0 ? name_bytes(arg) : -1;
