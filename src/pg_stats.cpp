@@ -11,11 +11,10 @@
 // When the table is full, the least-used entries (usage: acquisitions, decayed at every
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
 // serializes evictions and resets and is always taken before a partition lock: the first
-// reads each partition under its shared lock and picks the batch and a usage threshold, the
+// reads each partition under its shared lock, decays the usages and picks the batch, the
 // second takes each partition with victims exclusively just long enough to remove those of
-// them that are still the same entry (its serial) and still under the threshold. Entries can
-// be evicted at any moment, so no backend keeps a pointer to one across calls: every update
-// looks its entry up again.
+// them that are still the same entry (its serial). Entries can be evicted at any moment, so
+// no backend keeps a pointer to one across calls: every update looks its entry up again.
 //
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
@@ -258,13 +257,12 @@ int evict(Candidate* notes) {
     if (victims < count)
         std::nth_element(notes, notes + victims, notes + count,
                          [](const Candidate& a, const Candidate& b) { return a.usage < b.usage; });
-    double threshold = 0;
-    for (int i = 0; i < victims; i++) threshold = std::max(threshold, notes[i].usage);
     std::sort(notes, notes + victims, [](const Candidate& a, const Candidate& b) {
         return partition_of(a.hash) < partition_of(b.hash);
     });
-    // Phase 2: each partition with victims, exclusively, once. An entry used past the
-    // threshold since phase 1 stays, as does a row made anew under the same key.
+    // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
+    // it was used since phase 1 (sparing it could leave no room for the row that asked for
+    // it); a row made anew under the same key since (another serial) stays.
     int removed = 0;
     for (int i = 0; i < victims;) {
         const int p = partition_of(notes[i].hash);
@@ -272,7 +270,7 @@ int evict(Candidate* notes) {
         for (; i < victims && partition_of(notes[i].hash) == p; i++) {
             auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
                 g_table, &notes[i].key, notes[i].hash, HASH_FIND, nullptr));
-            if (e == nullptr || e->serial != notes[i].serial || e->c.usage > threshold) continue;
+            if (e == nullptr || e->serial != notes[i].serial) continue;
             remove_entry(p, e, notes[i].hash);
             removed++;
         }
