@@ -543,8 +543,8 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
     const bool read_all = has_privs_of_role(me, PGLOCKS_ROLE_READ_ALL_STATS);
     // One partition at a time: its entries are copied out under its shared lock, which is
     // all an acquire in that partition may wait for, and become rows after it is released
-    // (the tuplestore may write to disk). Each partition is a consistent copy; the view as a
-    // whole is not a snapshot of one instant, as pg_stat_statements' is not across its reads.
+    // (the tuplestore may write to disk). The rows of one partition are copied together; the
+    // view as a whole is not one instant.
     RowCopy* rows = nullptr;
     int room = 0;
     for (int p = 0; p < kPartitions; p++) {
