@@ -19,11 +19,20 @@ SELECT * FROM st ORDER BY key, shared;
 -- The lock key is the key's pglocks_key.
 SELECT lock_key = pglocks_key('st:a') AS same_key FROM st WHERE key = 'st:a' AND NOT shared;
 
--- Counting semaphores: a row per slot; a busy slot that a call skips is not a failed try.
+-- A row first made by the numeric key gets the name when the lock is taken by name.
+SELECT pglocks_acquire(pglocks_key('st:late')), pglocks_release(pglocks_key('st:late'));
+SELECT key = pglocks_key('st:late')::text AS numeric_key FROM st WHERE lock_key = pglocks_key('st:late');
+SELECT pglocks_acquire('st:late', wait => false), pglocks_release('st:late');
+SELECT key, acquisitions FROM st WHERE lock_key = pglocks_key('st:late');
+
+-- Counting semaphores: a row per slot, whose holds it counts (a busy slot that a call skips
+-- is not a failed try), and the semaphore's own row (its name, shared), which counts the
+-- calls: here two slots obtained and a try that found both taken.
 SELECT pglocks_acquire_slot('st:sem', 2), pglocks_acquire_slot('st:sem', 2),
        pglocks_acquire_slot('st:sem', 2, wait => false);
 SELECT pglocks_release_all();
-SELECT key, acquisitions, failed_tries FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
+SELECT key, lock_key = pglocks_key('st:sem') AS semaphore_key, shared, acquisitions, failed_tries
+FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
 
 -- Hold time, counted when a hold ends, on every path.
 SELECT pglocks_stats_reset();
@@ -63,6 +72,16 @@ SELECT * FROM held('st:with');
 SELECT pglocks_acquire('st:open');
 SELECT total_hold_time, max_hold_time FROM pglocks_stats WHERE key = 'st:open';
 SELECT pglocks_release('st:open');
+
+-- A hold taken before a reset adds its time nowhere: the row made anew after the reset (by a
+-- second hold) counts the second hold's time only, whose acquisition it counted.
+SELECT pglocks_acquire('st:before-reset'), pg_sleep(0.02);
+SELECT pglocks_stats_reset();
+SELECT pglocks_acquire('st:before-reset');
+SELECT pglocks_release('st:before-reset');  -- the newest: the second hold
+SELECT pglocks_release('st:before-reset');  -- the hold from before the reset
+SELECT acquisitions, total_hold_time = max_hold_time AS one_hold_counted
+FROM pglocks_stats WHERE key = 'st:before-reset';
 
 -- The end of the session: a new connection sees the hold time once the old backend is gone.
 SELECT pglocks_acquire('st:session'), pg_sleep(0.1);
@@ -112,15 +131,19 @@ CREATE ROLE pglocks_stats_other;
 CREATE ROLE pglocks_stats_reader IN ROLE pg_read_all_stats;
 SET ROLE pglocks_stats_user;
 SELECT pglocks_acquire('st:secret'), pglocks_release('st:secret');
-SELECT key, acquisitions FROM pglocks_stats WHERE userid = current_user::regrole;
+-- a name learnt after the row was made follows the same rule
+SELECT pglocks_acquire(pglocks_key('st:secret-late')), pglocks_release(pglocks_key('st:secret-late')),
+       pglocks_acquire('st:secret-late'), pglocks_release('st:secret-late');
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = current_user::regrole ORDER BY key;
 -- pglocks_stats_reset and pglocks.track_stats are not for every role
 SELECT pglocks_stats_reset();
 SET pglocks.track_stats = off;
 SET ROLE pglocks_stats_other;
-SELECT key = pglocks_key('st:secret')::text AS numeric_key, acquisitions
-FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+SELECT key = lock_key::text AS numeric_key, acquisitions
+FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole ORDER BY acquisitions, lock_key;
 SET ROLE pglocks_stats_reader;
-SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole;
+SELECT key, acquisitions FROM pglocks_stats WHERE userid = 'pglocks_stats_user'::regrole
+ORDER BY key;
 RESET ROLE;
 -- A hold's time goes to the row of the role that took it, whoever releases it.
 SET ROLE pglocks_stats_user;

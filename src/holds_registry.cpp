@@ -44,18 +44,18 @@ Entry* HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_
 }
 
 uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
-                            int64_t token, uint32_t owner) noexcept {
+                            int64_t token, uint32_t owner, uint32_t stats_row) noexcept {
     auto it = entries_.find(id);
     if (it == entries_.end()) return 0;
-    return add(&it->second, scope, subxact, now, token, owner);
+    return add(&it->second, scope, subxact, now, token, owner, stats_row);
 }
 
 uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
-                            int64_t token, uint32_t owner) noexcept {
+                            int64_t token, uint32_t owner, uint32_t stats_row) noexcept {
     auto& holds = entry->holds;
     if (holds.size() == holds.capacity()) return 0;
     const uint64_t hold_id = next_hold_id_++;
-    holds.push_back(Hold{hold_id, scope, subxact, now, token, owner});
+    holds.push_back(Hold{hold_id, scope, subxact, now, token, owner, stats_row});
     hold_count_++;
     if (transaction_bound(scope)) transaction_holds_++;
     return hold_id;

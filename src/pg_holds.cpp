@@ -283,11 +283,13 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
     return names_publish(id, req.key.name, req.key.name_len, now);
 }
 
-uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now) {
+// `stats_row`: the statistics row that counted the acquisition (stats_count), 0 for none.
+uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now,
+                     uint32 stats_row) {
     // The owner also marks a hold whose acquisition the statistics counted: only such a hold
     // has its time counted when it ends, whatever track_stats says by then.
     return g_registry.add(entry, req.scope, current_subxact(), now, 0,
-                          stats_active() ? GetUserId() : InvalidOid);
+                          stats_active() ? GetUserId() : InvalidOid, stats_row);
 }
 
 // Makes room in the registry. An allocation failure becomes SQLSTATE 53200 once the catch
@@ -383,9 +385,8 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
             g_has_pending = false;
             const TimestampTz now = hold_time();
-            const uint64_t hold_id = record_hold(entry, req, now);
-            if (hold_id != 0) stats_count(req.key, StatsOutcome::Acquired, -1, now);
-            return hold_id;
+            const uint32 row = stats_count(req.key, StatsOutcome::Acquired, -1, now);
+            return record_hold(entry, req, now, row);
         }
         g_registry.reconcile(lm_held);  // released behind our back: the entry goes
         entry = reserve_room(req.key);
@@ -409,12 +410,14 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
         g_registry.drop_if_empty(id);
         if (wait_us >= 0 || req.count_failure)
             stats_count(req.key,
-                        wait_us >= 0 ? StatsOutcome::TimedOut : StatsOutcome::FailedTry,
+                        wait_us >= 0 || req.deadline_passed ? StatsOutcome::TimedOut
+                                                            : StatsOutcome::FailedTry,
                         wait_us, 0);
         return 0;
     }
     const TimestampTz now = hold_time();
-    const uint64_t hold_id = record_hold(entry, req, now);
+    const uint32 row = stats_count(req.key, StatsOutcome::Acquired, wait_us, now);
+    const uint64_t hold_id = record_hold(entry, req, now, row);
     if (hold_id == 0) {
         LockRelease(&tag, mode, true);
         g_registry.drop_if_empty(id);
@@ -422,7 +425,6 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
                         errmsg("pglocks could not record a hold it had reserved room for")));
     }
     if (publish_name(req, now)) g_registry.mark_published(id);
-    stats_count(req.key, StatsOutcome::Acquired, wait_us, now);
     return hold_id;
 }
 

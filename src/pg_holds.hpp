@@ -18,6 +18,9 @@ struct AcquireRequest {
     // false: a try that finds the lock taken is not a failed try in pglocks_stats (the
     // probes of a semaphore's slots, which go on to the next slot).
     bool count_failure = true;
+    // true: the caller's deadline has passed and this is its last try (pglocks_acquire_all
+    // between keys): a lock found taken is a timeout in pglocks_stats, not a failed try.
+    bool deadline_passed = false;
     // true: the caller checked the guards already, for what it takes as a whole (a semaphore).
     bool guards_checked = false;
 };

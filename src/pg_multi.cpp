@@ -94,6 +94,9 @@ Datum acquire_all_call(FunctionCallInfo fcinfo, bool text_keys) {
         if (timed) {
             const long left_ms = (deadline - GetCurrentTimestamp() + 999) / 1000;  // round up
             req.timeout_ms = left_ms > 0 ? static_cast<int>(left_ms) : 0;
+            // The time ran out between keys: one last try, which is the set's timeout when
+            // it finds the lock taken.
+            req.deadline_passed = left_ms <= 0;
         }
         const uint64_t hold = acquire(req);
         if (hold == 0) break;

@@ -21,6 +21,7 @@
 #include "pg_holds.hpp"
 #include "pg_guards.hpp"
 #include "pg_names.hpp"
+#include "pg_stats.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -259,6 +260,29 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
     return slot;
 }
 
+// wait_for_slot, counted in pglocks_stats: a slot after a wait, a timeout, or an error that
+// ended the wait (counted before it propagates; the abort still ends the wait).
+int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyArg& row) {
+    if (!stats_active()) return wait_for_slot(s, scope, timeout_ms);
+    const TimestampTz start = stats_clock();
+    MemoryContext cxt = CurrentMemoryContext;
+    volatile int slot = -1;
+    PG_TRY();
+    {
+        slot = wait_for_slot(s, scope, timeout_ms);
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(cxt);
+        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    const TimestampTz end = stats_clock();
+    stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start, end);
+    return slot;
+}
+
 int slots_arg(FunctionCallInfo fcinfo, int argno) {
     require_not_null(fcinfo, argno, "slots");
     const int32 slots = PG_GETARG_INT32(argno);
@@ -293,7 +317,15 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
         on_shmem_exit(wake_at_exit, 0);
         g_exit_hook_set = true;
     }
+    // pglocks_stats counts the calls in the semaphore's own row: its name, shared (the slots'
+    // rows count each slot's holds; see the README).
+    KeyArg row = whole.key;
+    row.id.shared = true;
     int slot = try_slots(&s, scope);
+    if (slot >= 0)
+        stats_count(row, StatsOutcome::Acquired, -1, stats_clock());
+    else if (timeout_ms == 0)
+        stats_count(row, StatsOutcome::FailedTry, -1, 0);
     if (slot < 0 && timeout_ms != 0) {
         if (holds_every_slot(&s))
             ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
@@ -308,7 +340,7 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
                             errdetail("All %d slots are taken.", slots),
                             errhint("Add pglocks to shared_preload_libraries and restart, or call "
                                     "pglocks_acquire_slot with wait => false.")));
-        slot = wait_for_slot(&s, scope, timeout_ms);
+        slot = wait_for_waiting_slot(&s, scope, timeout_ms, row);
     }
     pfree(s.keys);
     if (slot < 0) PG_RETURN_NULL();

@@ -4,16 +4,25 @@
 //
 // Counters are updated under the entry's spinlock while the partition LWLock is held shared,
 // so the common case (the entry exists) costs one hash lookup and no exclusive lock. A new
-// entry takes its partition lock exclusively; when the table is full, the least-used entries
-// (usage: acquisitions, decayed at every eviction) are evicted in a batch under every
-// partition lock, and the evictions counted. Entries can be evicted at any moment, so no
-// backend keeps a pointer to one across calls: every update looks its entry up again.
+// entry takes its partition lock exclusively. Every partition keeps a list of its entries,
+// so that whatever scans the table (eviction, the view, a reset) holds one partition lock at
+// a time, briefly: an acquire in another partition never waits for a scan.
+//
+// When the table is full, the least-used entries (usage: acquisitions, decayed at every
+// eviction) are evicted in a batch, in two phases under the maintenance lock, which
+// serializes evictions and resets and is always taken before a partition lock: the first
+// reads each partition under its shared lock, decays the usages and picks the batch, the
+// second takes each partition with victims exclusively just long enough to remove those of
+// them that are still the same entry (its serial). Entries can be evicted at any moment, so
+// no backend keeps a pointer to one across calls: every update looks its entry up again.
 //
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
 // found lost behind pglocks' back (counted when pglocks notices), and at session end the
-// holds the lock manager ends (an exit hook). The end of a hold only updates an existing
-// entry: a hold whose row was evicted while held is not counted again.
+// holds the lock manager ends (an exit hook). The end of a hold only updates the entry that
+// counted its acquisition (the hold keeps that entry's serial): a hold whose row was evicted
+// or reset while held adds its time nowhere, neither bringing the row back nor to a row made
+// anew under the same key since, whose acquisitions it is not part of.
 // clang-format off
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
@@ -29,6 +38,7 @@ extern "C" {
 #include "access/htup_details.h"
 #include "catalog/pg_authid_d.h"
 #include "funcapi.h"
+#include "lib/ilist.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -82,17 +92,44 @@ struct Counters {
 
 struct StatsEntry {
     StatsKey key;
-    slock_t mutex;
+    dlist_node node;  // in its partition's list (partition lock)
+    uint32 serial;    // this entry's own number, never 0: a row recreated has another
+    slock_t mutex;    // the counters and the name
     Counters c;
     int32 name_len;  // -1: no name known
     char name[kSharedNameBytes];
+};
+
+struct StatsPartition {
+    dlist_head entries;  // under the partition lock
+    int32 count;
 };
 
 struct StatsShared {
     slock_t mutex;  // dealloc and stats_reset
     int64 dealloc;
     TimestampTz stats_reset;
+    // Entries plus room reserved for entries about to be made; new rows reserve before they
+    // enter, so the table never holds more than pglocks.max_stats.
     pg_atomic_uint32 count;
+    pg_atomic_uint32 next_serial;
+    StatsPartition part[kPartitions];
+};
+
+// The entry of a list node, and the list's first node and end (ilist.h's iteration macros
+// are C only).
+StatsEntry* entry_of(dlist_node* n) {
+    return reinterpret_cast<StatsEntry*>(reinterpret_cast<char*>(n) - offsetof(StatsEntry, node));
+}
+dlist_node* first_node(dlist_head* h) { return h->head.next; }
+dlist_node* end_node(dlist_head* h) { return &h->head; }
+
+// What eviction's first phase notes of an entry.
+struct Candidate {
+    StatsKey key;
+    uint32 hash;
+    uint32 serial;
+    double usage;
 };
 
 int g_max_stats = 5000;
@@ -108,10 +145,18 @@ Size shmem_size() {
     return partitioned_table_shmem_size(g_max_stats, sizeof(StatsEntry), sizeof(StatsShared));
 }
 
+// The tranche's locks: one per partition, then the maintenance lock (eviction and reset),
+// which is always taken before a partition lock, never after.
+constexpr int kMaintenanceLock = kPartitions;
+
 void request_shmem() {
     RequestAddinShmemSpace(shmem_size());
-    RequestNamedLWLockTranche(kTranche, kPartitions);
+    RequestNamedLWLockTranche(kTranche, kPartitions + 1);
 }
+
+LWLock* partition_lock(int p) { return &g_locks[p].lock; }
+LWLock* maintenance_lock() { return &g_locks[kMaintenanceLock].lock; }
+int partition_of(uint32 hash) { return static_cast<int>(hash % kPartitions); }
 
 void shmem_startup() {
     if (g_prev_startup) g_prev_startup();
@@ -124,6 +169,11 @@ void shmem_startup() {
         g_shared->dealloc = 0;
         g_shared->stats_reset = GetCurrentTimestamp();
         pg_atomic_init_u32(&g_shared->count, 0);
+        pg_atomic_init_u32(&g_shared->next_serial, 1);
+        for (StatsPartition& part : g_shared->part) {
+            dlist_init(&part.entries);
+            part.count = 0;
+        }
     }
     HASHCTL info;
     memset(&info, 0, sizeof(info));
@@ -162,48 +212,118 @@ void ensure_exit_hook() {
     g_exit_hook_set = true;
 }
 
-// Evicts the least-used entries (at least kEvictMin, or kEvictShare of them), decaying the
-// usage of those that stay, as pg_stat_statements does. Takes every partition lock.
-void evict() {
-    for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_EXCLUSIVE);
-    const uint32 n = pg_atomic_read_u32(&g_shared->count);
-    if (n >= static_cast<uint32>(g_max_stats)) {
-        // Without memory for the list nothing is evicted, and the new entry is not recorded:
-        // counting never fails an acquire.
-        auto** all = static_cast<StatsEntry**>(
-            palloc_extended(sizeof(StatsEntry*) * (n + 1), MCXT_ALLOC_NO_OOM));
-        if (all == nullptr) {
-            for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
-            return;
-        }
-        int count = 0;
-        HASH_SEQ_STATUS scan;
-        hash_seq_init(&scan, g_table);
-        while (auto* e = static_cast<StatsEntry*>(hash_seq_search(&scan))) {
-            if (count <= static_cast<int>(n)) all[count++] = e;
-            e->c.usage *= kUsageDecay;  // every writer of usage holds a partition lock
-        }
-        int victims = static_cast<int>(count * kEvictShare);
-        if (victims < kEvictMin) victims = kEvictMin;
-        if (victims > count) victims = count;
-        // The least-used first, in linear time (a full sort of the table cost a new key
-        // several microseconds); plain pointers, a comparison that cannot fail.
-        if (victims < count)
-            std::nth_element(
-                all, all + victims, all + count,
-                [](const StatsEntry* a, const StatsEntry* b) { return a->c.usage < b->c.usage; });
-        for (int i = 0; i < victims; i++) hash_search(g_table, &all[i]->key, HASH_REMOVE, nullptr);
-        pg_atomic_fetch_sub_u32(&g_shared->count, victims);
-        pfree(all);
-        SpinLockAcquire(&g_shared->mutex);
-        g_shared->dealloc += 1;
-        SpinLockRelease(&g_shared->mutex);
-    }
-    for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
+// Removes an entry; the caller holds its partition lock exclusively.
+void remove_entry(int p, StatsEntry* e, uint32 hash) {
+    dlist_delete(&e->node);
+    g_shared->part[p].count--;
+    hash_search_with_hash_value(g_table, &e->key, hash, HASH_REMOVE, nullptr);
 }
 
-void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+// One more entry fits: reserves its room in the count.
+bool reserve_room() {
+    if (pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats))
+        return true;
+    pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+    return false;
+}
+
+// Evicts the least-used entries (at least kEvictMin, or kEvictShare of them), decaying the
+// usage of those that stay, as pg_stat_statements does, in two phases (see the file
+// comment). The caller holds the maintenance lock and no partition lock; `notes` has room
+// for pglocks.max_stats candidates. Returns how many entries it removed.
+int evict(Candidate* notes) {
+    // Phase 1: one partition at a time, shared. Writers of usage hold the entry's spinlock.
+    int count = 0;
+    for (int p = 0; p < kPartitions; p++) {
+        LWLockAcquire(partition_lock(p), LW_SHARED);
+        dlist_head* list = &g_shared->part[p].entries;
+        for (dlist_node* n = first_node(list); n != end_node(list); n = n->next) {
+            StatsEntry* e = entry_of(n);
+            SpinLockAcquire(&e->mutex);
+            e->c.usage *= kUsageDecay;
+            const double usage = e->c.usage;
+            SpinLockRelease(&e->mutex);
+            if (count < g_max_stats)
+                notes[count++] =
+                    Candidate{e->key, get_hash_value(g_table, &e->key), e->serial, usage};
+        }
+        LWLockRelease(partition_lock(p));
+    }
+    int victims = static_cast<int>(count * kEvictShare);
+    if (victims < kEvictMin) victims = kEvictMin;
+    if (victims > count) victims = count;
+    if (victims == 0) return 0;
+    // The least-used first, in linear time; plain data, comparisons that cannot fail.
+    if (victims < count)
+        std::nth_element(notes, notes + victims, notes + count,
+                         [](const Candidate& a, const Candidate& b) { return a.usage < b.usage; });
+    std::sort(notes, notes + victims, [](const Candidate& a, const Candidate& b) {
+        return partition_of(a.hash) < partition_of(b.hash);
+    });
+    // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
+    // it was used since phase 1 (sparing it could leave no room for the row that asked for
+    // it); a row made anew under the same key since (another serial) stays.
+    int removed = 0;
+    for (int i = 0; i < victims;) {
+        const int p = partition_of(notes[i].hash);
+        LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+        for (; i < victims && partition_of(notes[i].hash) == p; i++) {
+            auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
+                g_table, &notes[i].key, notes[i].hash, HASH_FIND, nullptr));
+            if (e == nullptr || e->serial != notes[i].serial) continue;
+            remove_entry(p, e, notes[i].hash);
+            removed++;
+        }
+        LWLockRelease(partition_lock(p));
+    }
+    return removed;
+}
+
+// Room for a new entry: reserved in the count, by an eviction when the table is full.
+// Allocates before any lock; without memory for eviction's notes there is no room, and the
+// outcome is not recorded: counting never fails an acquire.
+bool make_room() {
+    if (reserve_room()) return true;
+    auto* notes = static_cast<Candidate*>(
+        palloc_extended(sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+    if (notes == nullptr) return false;
+    LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
+    // Another backend may have evicted while this one waited for the lock.
+    bool room = reserve_room();
+    if (!room) {
+        const int removed = evict(notes);
+        if (removed > 0) {
+            // One of the freed places is this backend's reservation.
+            if (removed > 1) pg_atomic_fetch_sub_u32(&g_shared->count, removed - 1);
+            room = true;
+            SpinLockAcquire(&g_shared->mutex);
+            g_shared->dealloc += 1;
+            SpinLockRelease(&g_shared->mutex);
+        }
+    }
+    LWLockRelease(maintenance_lock());
+    pfree(notes);
+    return room;
+}
+
+// The bytes of a name that fit in an entry, cut at a character boundary.
+int name_bytes(const KeyArg& arg) {
+    return arg.name_len <= kSharedNameBytes
+               ? arg.name_len
+               : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
+}
+
+// Counts an outcome in an entry; the caller holds its partition lock. A row first made by a
+// numeric key gets the name when the lock is taken by name (the first name seen stays).
+void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+    // name_len only goes from -1 to a length, under the spinlock: a stale read just looks
+    // again below.
+    const int new_name = arg.has_name && e->name_len < 0 ? name_bytes(arg) : -1;
     SpinLockAcquire(&e->mutex);
+    if (new_name >= 0 && e->name_len < 0) {
+        memcpy(e->name, arg.name, new_name);
+        e->name_len = new_name;
+    }
     Counters& c = e->c;
     const double wait_ms = wait_us >= 0 ? static_cast<double>(wait_us) / 1000.0 : 0.0;
     if (wait_us >= 0) {
@@ -231,18 +351,20 @@ void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
 }
 
 // Called by the holds registry inside its noexcept functions: raises no error (an LWLock, a
-// lookup, a spinlock), and only updates a row that exists.
+// lookup, a spinlock), and only updates the row that counted the hold's acquisition: a row
+// made anew under the same key after an eviction or a reset (another serial) gets nothing,
+// as its acquisitions do not include this hold.
 void hold_ended(const LockId& id, const Hold& h) {
-    if (g_table == nullptr || h.owner == InvalidOid) return;  // not counted when taken
+    if (g_table == nullptr || h.owner == InvalidOid || h.stats_row == 0) return;
     const StatsKey key = make_key(h.owner, id);
     const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = &g_locks[hash % kPartitions].lock;
+    LWLock* lock = partition_lock(partition_of(hash));
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
     LWLockAcquire(lock, LW_SHARED);
     auto* e = static_cast<StatsEntry*>(
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
-    if (e != nullptr) {
+    if (e != nullptr && e->serial == h.stats_row) {
         SpinLockAcquire(&e->mutex);
         e->c.total_hold_ms += held_ms;
         if (held_ms > e->c.max_hold_ms) e->c.max_hold_ms = held_ms;
@@ -294,52 +416,55 @@ TimestampTz stats_clock() {
            ts.tv_nsec / 1000;
 }
 
-void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
-    if (!stats_active()) return;
+uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+    if (!stats_active()) return 0;
     ensure_exit_hook();
     const StatsKey key = make_key(GetUserId(), arg.id);
     const uint32 hash = get_hash_value(g_table, &key);
-    LWLock* lock = &g_locks[hash % kPartitions].lock;
+    LWLock* lock = partition_lock(partition_of(hash));
     LWLockAcquire(lock, LW_SHARED);
     auto* e = static_cast<StatsEntry*>(
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
     if (e != nullptr) {
-        apply(e, outcome, wait_us, at);
+        apply(e, arg, outcome, wait_us, at);
+        const uint32 row = e->serial;
         LWLockRelease(lock);
-        return;
+        return outcome == StatsOutcome::Acquired ? row : 0;
     }
     LWLockRelease(lock);
-    // A new entry. Two attempts: the batch evicted makes room unless other backends fill it
-    // first, in which case this outcome is not recorded (it never fails the acquire).
-    for (int attempt = 0; attempt < 2 && e == nullptr; attempt++) {
-        if (pg_atomic_read_u32(&g_shared->count) >= static_cast<uint32>(g_max_stats)) evict();
-        LWLockAcquire(lock, LW_EXCLUSIVE);
-        bool found = false;
-        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats)) {
-            // One lookup finds the entry another backend entered meanwhile, or enters it.
-            e = static_cast<StatsEntry*>(
-                hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
-            if (e == nullptr || found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
-            if (e != nullptr && !found) {
-                SpinLockInit(&e->mutex);
-                memset(&e->c, 0, sizeof(e->c));
-                e->name_len = -1;
-                if (arg.has_name) {
-                    const int n = arg.name_len <= kSharedNameBytes
-                                      ? arg.name_len
-                                      : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
-                    memcpy(e->name, arg.name, n);
-                    e->name_len = n;
-                }
-            }
-        } else {
-            pg_atomic_fetch_sub_u32(&g_shared->count, 1);
-            e = static_cast<StatsEntry*>(
-                hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
+    // A new entry, in reserved room; when there is none even after an eviction, the outcome
+    // is recorded only if another backend made the entry meanwhile.
+    const bool room = make_room();
+    LWLockAcquire(lock, room ? LW_EXCLUSIVE : LW_SHARED);
+    bool found = false;
+    e = static_cast<StatsEntry*>(hash_search_with_hash_value(
+        g_table, &key, hash, room ? HASH_ENTER_NULL : HASH_FIND, &found));
+    if (room && (e == nullptr || found)) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+    if (room && e != nullptr && !found) {
+        uint32 serial;
+        do {
+            serial = pg_atomic_fetch_add_u32(&g_shared->next_serial, 1);
+        } while (serial == 0);
+        e->serial = serial;
+        SpinLockInit(&e->mutex);
+        memset(&e->c, 0, sizeof(e->c));
+        e->name_len = -1;
+        if (arg.has_name) {
+            const int n = name_bytes(arg);
+            memcpy(e->name, arg.name, n);
+            e->name_len = n;
         }
-        if (e != nullptr) apply(e, outcome, wait_us, at);
-        LWLockRelease(lock);
+        const int p = partition_of(hash);
+        dlist_push_tail(&g_shared->part[p].entries, &e->node);
+        g_shared->part[p].count++;
     }
+    uint32 row = 0;
+    if (e != nullptr) {
+        apply(e, arg, outcome, wait_us, at);
+        row = e->serial;
+    }
+    LWLockRelease(lock);
+    return outcome == StatsOutcome::Acquired ? row : 0;
 }
 
 }  // namespace pglocks
@@ -366,6 +491,47 @@ enum StatsColumn {
     kLastAcquired,
     kStatsColumns
 };
+
+// A row of pglocks_stats as copied out of shared memory.
+struct RowCopy {
+    StatsKey key;
+    Counters c;
+    int32 name_len;
+    char name[kSharedNameBytes];
+};
+
+void put_row(Tuplestorestate* store, TupleDesc desc, const RowCopy& r, bool show_name) {
+    const LockId id{r.key.hi, r.key.lo, static_cast<KeyForm>(r.key.form), r.key.shared != 0};
+    Datum values[kStatsColumns];
+    bool nulls[kStatsColumns];
+    memset(nulls, 0, sizeof(nulls));
+    values[kDbid] = ObjectIdGetDatum(r.key.db);
+    values[kUserid] = ObjectIdGetDatum(r.key.user);
+    if (r.name_len >= 0 && show_name)
+        values[kKey] = PointerGetDatum(cstring_to_text_with_len(r.name, r.name_len));
+    else if (id.form == KeyForm::Bigint)
+        values[kKey] = CStringGetTextDatum(psprintf(INT64_FORMAT, id.bigint()));
+    else
+        values[kKey] = CStringGetTextDatum(psprintf("%d,%d", id.key1(), id.key2()));
+    if (id.form == KeyForm::Bigint)
+        values[kLockKey] = Int64GetDatum(id.bigint());
+    else
+        nulls[kLockKey] = true;
+    const Counters& c = r.c;
+    values[kShared] = BoolGetDatum(id.shared);
+    values[kAcquisitions] = Int64GetDatum(c.acquisitions);
+    values[kWaits] = Int64GetDatum(c.waits);
+    values[kFailedTries] = Int64GetDatum(c.failed_tries);
+    values[kTimeouts] = Int64GetDatum(c.timeouts);
+    values[kErrors] = Int64GetDatum(c.errors);
+    values[kTotalWait] = Float8GetDatum(c.total_wait_ms);
+    values[kMaxWait] = Float8GetDatum(c.max_wait_ms);
+    values[kTotalHold] = Float8GetDatum(c.total_hold_ms);
+    values[kMaxHold] = Float8GetDatum(c.max_hold_ms);
+    values[kLastAcquired] = TimestampTzGetDatum(c.last_acquired);
+    nulls[kLastAcquired] = c.acquisitions == 0;
+    tuplestore_putvalues(store, desc, values, nulls);
+}
 }  // namespace
 
 PGLOCKS_FUNCTION(pglocks_stats_data) {
@@ -375,67 +541,71 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
     begin_srf(fcinfo, &store, &desc, kStatsColumns, kStatsColumns);
     const Oid me = GetUserId();
     const bool read_all = has_privs_of_role(me, PGLOCKS_ROLE_READ_ALL_STATS);
-    // The scan holds every partition lock shared, as pg_stat_statements holds its lock:
-    // interrupts wait until it ends, and the table is bounded by pglocks.max_stats.
-    for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_SHARED);
-    HASH_SEQ_STATUS scan;
-    hash_seq_init(&scan, g_table);
-    while (auto* e = static_cast<StatsEntry*>(hash_seq_search(&scan))) {
-        Counters c;
-        SpinLockAcquire(&e->mutex);
-        c = e->c;
-        SpinLockRelease(&e->mutex);
-        const LockId id{e->key.hi, e->key.lo, static_cast<KeyForm>(e->key.form),
-                        e->key.shared != 0};
-        Datum values[kStatsColumns];
-        bool nulls[kStatsColumns];
-        memset(nulls, 0, sizeof(nulls));
-        values[kDbid] = ObjectIdGetDatum(e->key.db);
-        values[kUserid] = ObjectIdGetDatum(e->key.user);
-        if (e->name_len >= 0 && (read_all || e->key.user == me))
-            values[kKey] = PointerGetDatum(cstring_to_text_with_len(e->name, e->name_len));
-        else if (id.form == KeyForm::Bigint)
-            values[kKey] = CStringGetTextDatum(psprintf(INT64_FORMAT, id.bigint()));
-        else
-            values[kKey] = CStringGetTextDatum(psprintf("%d,%d", id.key1(), id.key2()));
-        if (id.form == KeyForm::Bigint)
-            values[kLockKey] = Int64GetDatum(id.bigint());
-        else
-            nulls[kLockKey] = true;
-        values[kShared] = BoolGetDatum(id.shared);
-        values[kAcquisitions] = Int64GetDatum(c.acquisitions);
-        values[kWaits] = Int64GetDatum(c.waits);
-        values[kFailedTries] = Int64GetDatum(c.failed_tries);
-        values[kTimeouts] = Int64GetDatum(c.timeouts);
-        values[kErrors] = Int64GetDatum(c.errors);
-        values[kTotalWait] = Float8GetDatum(c.total_wait_ms);
-        values[kMaxWait] = Float8GetDatum(c.max_wait_ms);
-        values[kTotalHold] = Float8GetDatum(c.total_hold_ms);
-        values[kMaxHold] = Float8GetDatum(c.max_hold_ms);
-        values[kLastAcquired] = TimestampTzGetDatum(c.last_acquired);
-        nulls[kLastAcquired] = c.acquisitions == 0;
-        tuplestore_putvalues(store, desc, values, nulls);
+    // One partition at a time: its entries are copied out under its shared lock, which is
+    // all an acquire in that partition may wait for, and become rows after it is released
+    // (the tuplestore may write to disk). The rows of one partition are copied together; the
+    // view as a whole is not one instant.
+    RowCopy* rows = nullptr;
+    int room = 0;
+    for (int p = 0; p < kPartitions; p++) {
+        CHECK_FOR_INTERRUPTS();
+        int n;
+        for (;;) {
+            LWLockAcquire(partition_lock(p), LW_SHARED);
+            n = g_shared->part[p].count;
+            if (n <= room) break;
+            LWLockRelease(partition_lock(p));
+            // No lock held while allocating; more than now, as the partition may grow.
+            const int want = n + n / 4 + 16;
+            const Size bytes = sizeof(RowCopy) * static_cast<Size>(want);
+            rows = static_cast<RowCopy*>(rows == nullptr
+                                             ? MemoryContextAllocHuge(CurrentMemoryContext, bytes)
+                                             : repalloc_huge(rows, bytes));
+            room = want;
+        }
+        int i = 0;
+        dlist_head* list = &g_shared->part[p].entries;
+        for (dlist_node* node = first_node(list); node != end_node(list) && i < n;
+             node = node->next) {
+            StatsEntry* e = entry_of(node);
+            RowCopy& r = rows[i++];
+            r.key = e->key;
+            SpinLockAcquire(&e->mutex);
+            r.c = e->c;
+            r.name_len = e->name_len;
+            if (e->name_len > 0) memcpy(r.name, e->name, e->name_len);
+            SpinLockRelease(&e->mutex);
+        }
+        LWLockRelease(partition_lock(p));
+        for (int j = 0; j < i; j++)
+            put_row(store, desc, rows[j], read_all || rows[j].key.user == me);
     }
-    for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
+    if (rows != nullptr) pfree(rows);
     return static_cast<Datum>(0);
 }
 
 PGLOCKS_FUNCTION(pglocks_stats_reset) {
     require_stats();
-    for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_EXCLUSIVE);
-    HASH_SEQ_STATUS scan;
-    hash_seq_init(&scan, g_table);
-    uint32 removed = 0;
-    while (auto* e = static_cast<StatsEntry*>(hash_seq_search(&scan))) {
-        hash_search(g_table, &e->key, HASH_REMOVE, nullptr);
-        removed++;
+    const TimestampTz now = GetCurrentTimestamp();
+    // Under the maintenance lock (no eviction in between), one partition at a time.
+    LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
+    for (int p = 0; p < kPartitions; p++) {
+        LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+        uint32 removed = 0;
+        dlist_head* list = &g_shared->part[p].entries;
+        while (first_node(list) != end_node(list)) {
+            StatsEntry* e = entry_of(first_node(list));
+            remove_entry(p, e, get_hash_value(g_table, &e->key));
+            removed++;
+        }
+        LWLockRelease(partition_lock(p));
+        pg_atomic_fetch_sub_u32(&g_shared->count, removed);
     }
-    pg_atomic_fetch_sub_u32(&g_shared->count, removed);
     SpinLockAcquire(&g_shared->mutex);
     g_shared->dealloc = 0;
-    g_shared->stats_reset = GetCurrentTimestamp();
+    g_shared->stats_reset = now;
     SpinLockRelease(&g_shared->mutex);
-    for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
+    LWLockRelease(maintenance_lock());
     PG_RETURN_VOID();
 }
 
