@@ -75,6 +75,19 @@ check-pure-headers:
 	    echo "ok: $$h is refused after postgres.h"; \
 	done
 
+# The release archive for PGXN: what git holds at DIST_REF (HEAD by default), as
+# DIST_DIR/pglocks-VERSION.zip unpacking into pglocks-VERSION/, where VERSION is META.json's
+# (default_version as PGXN's semantic version: 1.2 is 1.2.0; the packaging suite checks it).
+DIST_REF ?= HEAD
+DIST_DIR ?= dist
+DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(dir $(firstword $(MAKEFILE_LIST)))META.json)
+.PHONY: dist
+dist:
+	@test -n "$(DIST_VERSION)" || { echo "no version in META.json" >&2; exit 1; }
+	@mkdir -p $(DIST_DIR)
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+	    -o $(DIST_DIR)/$(EXTENSION)-$(DIST_VERSION).zip $(DIST_REF)
+
 EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d src/build_flags
 
 # Rebuild objects when a header they include changes.
