@@ -34,6 +34,12 @@ ifneq ($(PGLOCKS_DEBUG),)
 PG_CPPFLAGS += -DPGLOCKS_DEBUG
 endif
 
+# pg_buildext passes the packager's flags (dpkg-buildflags' CFLAGS) as COPT, which PGXS gives
+# to the C compiler and the linker only; the C++ objects take them too.
+ifdef COPT
+PG_CXXFLAGS += $(COPT)
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
