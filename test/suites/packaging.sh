@@ -7,7 +7,7 @@
 #               debian/control is what pg_buildext generates from debian/control.in
 #   make dist   the PGXN archive holds exactly what git holds, in pglocks-VERSION/, with
 #               the control file, META.json and the install scripts, and no build or test
-#               output
+#               output; PGXN's client (pgxn install) builds and installs it
 #   Debian      postgresql-MAJOR-pglocks built with dpkg-buildpackage -b from the unpacked
 #               archive (never inside the working tree), for the system's PostgreSQL
 #               (PGLOCKS_PGVER, 15); its contents are the library, its LLVM bitcode when the
@@ -17,7 +17,8 @@
 #               (debian/tests/installcheck: pg_buildext installcheck on a throwaway
 #               cluster); then purged
 #
-# Installing the package replaces what `make install` put into the system's PostgreSQL.
+# pgxn install and the package replace what `make install` put into the PostgreSQL
+# installations (PG_CONFIG's, and the system's).
 # Whatever happens, the suite puts back the files it replaced, runs `make install` of the
 # working tree's build again into PG_CONFIG's installation, and checks that the test
 # server (PGHOST) creates the extension from it, so the suites after it are unaffected.
@@ -37,7 +38,7 @@ if [ -z "${PGHOST:-}" ]; then
 else
     pglocks_install_packages
 fi
-ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all python3
+ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all pgxnclient python3
 
 major=$PGLOCKS_PGVER
 pkg=postgresql-$major-pglocks
@@ -194,6 +195,26 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------
+log "packaging: pgxn install of the archive into $PG_CONFIG's PostgreSQL"
+# PGXN's client builds and installs an archive as it would one downloaded from PGXN.
+pkglibdir=$("$PG_CONFIG" --pkglibdir)
+extdir=$("$PG_CONFIG" --sharedir)/extension
+touch "$work/stamp"
+sleep 1
+if as_root pgxn install --make make --pg_config "$PG_CONFIG" "$archive" >"$work/pgxn.log" 2>&1; then
+    missing=0
+    [ "$pkglibdir/pglocks.so" -nt "$work/stamp" ] || { fail "pgxn install left $pkglibdir/pglocks.so as it was"; missing=1; }
+    for f in pglocks.control $(make_var DATA); do
+        unzip -p "$archive" "pglocks-$semver/$f" | cmp -s - "$extdir/$(basename "$f")" ||
+            { fail "$extdir/$(basename "$f") is not the archive's"; missing=1; }
+    done
+    [ $missing = 0 ] && ok "pgxn install built and installed the library, control file and scripts"
+else
+    tail -30 "$work/pgxn.log" >&2
+    fail "pgxn install of the archive failed"
+fi
+
+# ---------------------------------------------------------------------------------------
 log "packaging: dpkg-buildpackage -b for PostgreSQL $major, from the unpacked archive"
 mkdir "$work/build"
 unzip -q "$archive" -d "$work/build"
@@ -313,8 +334,6 @@ fi
 # ---------------------------------------------------------------------------------------
 log "packaging: the working tree's installation restored"
 restore
-pkglibdir=$("$PG_CONFIG" --pkglibdir)
-extdir=$("$PG_CONFIG" --sharedir)/extension
 for f in pglocks.so; do cmp -s "$f" "$pkglibdir/$f" || fail "$pkglibdir/$f is not the working tree's"; done
 for f in pglocks.control $(make_var DATA); do
     cmp -s "$f" "$extdir/$(basename "$f")" || fail "$extdir/$(basename "$f") is not the working tree's"
