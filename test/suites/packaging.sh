@@ -12,10 +12,10 @@
 #               archive (never inside the working tree), for the system's PostgreSQL
 #               (PGLOCKS_PGVER, 15); its contents are the library, its LLVM bitcode when the
 #               server has JIT, the control file, the install scripts and documentation,
-#               nothing else; installed with dpkg -i into /usr/lib/postgresql/MAJOR, the
-#               regression and isolation suites run against it as autopkgtest runs them
-#               (debian/tests/installcheck: pg_buildext installcheck on a throwaway
-#               cluster); then purged
+#               nothing else, and lintian finds nothing to report; installed with dpkg -i
+#               into /usr/lib/postgresql/MAJOR, the regression and isolation suites run
+#               against it by autopkgtest (debian/tests: pg_buildext installcheck on a
+#               throwaway cluster); then purged
 #
 # pgxn install and the package replace what `make install` put into the PostgreSQL
 # installations (PG_CONFIG's, and the system's).
@@ -38,7 +38,8 @@ if [ -z "${PGHOST:-}" ]; then
 else
     pglocks_install_packages
 fi
-ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all pgxnclient python3
+ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all pgxnclient autopkgtest lintian \
+    python3
 
 major=$PGLOCKS_PGVER
 pkg=postgresql-$major-pglocks
@@ -282,6 +283,15 @@ echo "Depends: $depends"
     fail "the package does not depend on postgresql-$major and libstdc++6"
 dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$share/pglocks.control" | cmp -s - pglocks.control ||
     fail "the package's pglocks.control is not the working tree's"
+# Debian's package checker; an upload that closes no bug report is what a package built
+# outside Debian is.
+if lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs \
+    "$work/build/pglocks_${deb_version}_"*.changes >"$work/lintian.log" 2>&1; then
+    ok "lintian: nothing to report"
+else
+    fail "lintian:"
+    cat "$work/lintian.log" >&2
+fi
 
 # ---------------------------------------------------------------------------------------
 log "packaging: dpkg -i into /usr/lib/postgresql/$major, regression suites against it"
@@ -307,21 +317,26 @@ else
     cat "$work/verify.log" >&2
 fi
 
-# autopkgtest's test, from the unpacked archive, on a cluster of its own that loads the
-# package's files (the test server keeps the library it loaded at its start).
-if (cd "$src" && env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE debian/tests/installcheck) \
-    >"$work/installcheck.log" 2>&1; then
-    passed=$(grep -cE '^ *All [0-9]+ tests passed\. *$' "$work/installcheck.log" || true)
-    if grep -q "^### PostgreSQL $major installcheck ###" "$work/installcheck.log" && [ "$passed" = 2 ]; then
-        ok "debian/tests/installcheck: $(grep -E '^ *All [0-9]+ tests passed' "$work/installcheck.log" | xargs)"
+# autopkgtest runs the tests of debian/tests/control (pg_buildext installcheck) against the
+# installed package, with this machine as the testbed (null). Their cluster is one of their
+# own, so it loads the package's files (the test server keeps the library it loaded at its
+# start).
+if as_root env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
+    autopkgtest "$deb" "$src/" -- null >"$work/autopkgtest.log" 2>&1; then
+    passed=$(grep -cE '^ *All [0-9]+ tests passed\. *$' "$work/autopkgtest.log" || true)
+    if grep -qE '^installcheck +PASS' "$work/autopkgtest.log" &&
+        grep -q "^### PostgreSQL $major installcheck ###" "$work/autopkgtest.log" && [ "$passed" = 2 ]; then
+        ok "autopkgtest installcheck on $major: $(grep -E '^ *All [0-9]+ tests passed' "$work/autopkgtest.log" | xargs)"
     else
-        fail "debian/tests/installcheck did not run both suites on $major:"
-        cat "$work/installcheck.log" >&2
+        fail "autopkgtest did not run both suites on $major:"
+        cat "$work/autopkgtest.log" >&2
     fi
 else
-    fail "debian/tests/installcheck failed:"
-    tail -150 "$work/installcheck.log" >&2
+    fail "autopkgtest failed:"
+    tail -150 "$work/autopkgtest.log" >&2
 fi
+[ "$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)" = "$deb_version" ] ||
+    fail "$pkg $deb_version is no longer installed after autopkgtest"
 
 as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; exit 1; }
 installed=0
