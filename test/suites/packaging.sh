@@ -47,13 +47,14 @@ sys_pg_config=/usr/lib/postgresql/$major/bin/pg_config
 sys_libdir=$("$sys_pg_config" --pkglibdir)
 sys_sharedir=$("$sys_pg_config" --sharedir)
 started=$(date +%s)
+jobs=$(nproc) # for the two builds of the archive
 
 failures=0
 fail() {
     echo "FAIL: $*" >&2
     failures=$((failures + 1))
 }
-ok() { echo "ok: $*"; }
+ok() { echo "ok: $* [$(($(date +%s) - started)) s]"; }
 
 work=$(mktemp -d /tmp/pglocks-packaging.XXXXXX)
 installed=0
@@ -202,7 +203,8 @@ pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension
 touch "$work/stamp"
 sleep 1
-if as_root pgxn install --make make --pg_config "$PG_CONFIG" "$archive" >"$work/pgxn.log" 2>&1; then
+if as_root env MAKEFLAGS="-j$jobs" pgxn install --make make --pg_config "$PG_CONFIG" "$archive" \
+    >"$work/pgxn.log" 2>&1; then
     missing=0
     [ "$pkglibdir/pglocks.so" -nt "$work/stamp" ] || { fail "pgxn install left $pkglibdir/pglocks.so as it was"; missing=1; }
     for f in pglocks.control $(make_var DATA); do
@@ -230,7 +232,7 @@ else
 fi
 # The suites run against the installed package below, so not at build time (nocheck).
 if ! (cd "$src" && PG_SUPPORTED_VERSIONS=$major PG_UPDATECONTROL=yes DEB_BUILD_OPTIONS=nocheck \
-    DEB_BUILD_PROFILES=nocheck dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1; then
+    DEB_BUILD_PROFILES=nocheck MAKEFLAGS="-j$jobs" dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1; then
     tail -40 "$work/build.log" >&2
     echo "dpkg-buildpackage failed" >&2
     exit 1
