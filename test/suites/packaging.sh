@@ -45,7 +45,6 @@ major=$PGLOCKS_PGVER
 pkg=postgresql-$major-pglocks
 sys_pg_config=/usr/lib/postgresql/$major/bin/pg_config
 sys_libdir=$("$sys_pg_config" --pkglibdir)
-sys_sharedir=$("$sys_pg_config" --sharedir)
 started=$(date +%s)
 jobs=$(nproc) # for the two builds of the archive
 
