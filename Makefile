@@ -34,6 +34,12 @@ ifneq ($(PGLOCKS_DEBUG),)
 PG_CPPFLAGS += -DPGLOCKS_DEBUG
 endif
 
+# pg_buildext passes the packager's flags (dpkg-buildflags' CFLAGS) as COPT, which PGXS gives
+# to the C compiler and the linker only; the C++ objects take them too.
+ifdef COPT
+PG_CXXFLAGS += $(COPT)
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -74,6 +80,19 @@ check-pure-headers:
 	    fi; \
 	    echo "ok: $$h is refused after postgres.h"; \
 	done
+
+# The release archive for PGXN: what git holds at DIST_REF (HEAD by default), as
+# DIST_DIR/pglocks-VERSION.zip unpacking into pglocks-VERSION/, where VERSION is META.json's
+# (default_version as PGXN's semantic version: 1.2 is 1.2.0; the packaging suite checks it).
+DIST_REF ?= HEAD
+DIST_DIR ?= dist
+DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(dir $(firstword $(MAKEFILE_LIST)))META.json)
+.PHONY: dist
+dist:
+	@test -n "$(DIST_VERSION)" || { echo "no version in META.json" >&2; exit 1; }
+	@mkdir -p $(DIST_DIR)
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+	    -o $(DIST_DIR)/$(EXTENSION)-$(DIST_VERSION).zip $(DIST_REF)
 
 EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d src/build_flags
 

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Packaging suite: the release paper trail and both packages, as a user gets them.
+#
+#   versions    META.json is valid PGXN metadata (meta-spec 1.0.0) whose versions are
+#               pglocks.control's default_version as a semantic version (1.2 is 1.2.0);
+#               CHANGELOG.md, debian/changelog and the install scripts agree with it;
+#               debian/control is what pg_buildext generates from debian/control.in
+#   make dist   the PGXN archive holds exactly what git holds, in pglocks-VERSION/, with
+#               the control file, META.json and the install scripts, and no build or test
+#               output; PGXN's client (pgxn install) builds and installs it
+#   Debian      postgresql-MAJOR-pglocks built with dpkg-buildpackage -b from the unpacked
+#               archive (never inside the working tree), for the system's PostgreSQL
+#               (PGLOCKS_PGVER, 15); its contents are the library, its LLVM bitcode when the
+#               server has JIT, the control file, the install scripts and documentation,
+#               nothing else, and lintian finds nothing to report; installed with dpkg -i
+#               into /usr/lib/postgresql/MAJOR, the regression and isolation suites run
+#               against it by autopkgtest (debian/tests: pg_buildext installcheck on a
+#               throwaway cluster); then purged
+#
+# pgxn install and the package replace what `make install` put into the PostgreSQL
+# installations (PG_CONFIG's, and the system's).
+# Whatever happens, the suite puts back the files it replaced, runs `make install` of the
+# working tree's build again into PG_CONFIG's installation, and checks that the test
+# server (PGHOST) creates the extension from it, so the suites after it are unaffected.
+# It refuses to run while postgresql-MAJOR-pglocks is installed.
+#
+# The archive is made from the working tree's tracked files (`git stash create`, or HEAD
+# when nothing is modified); untracked files are not in it. Needs root for dpkg.
+# Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib.sh"
+cd "$PGLOCKS_ROOT"
+
+if [ -z "${PGHOST:-}" ]; then
+    pglocks_setup
+    pglocks_start_server
+else
+    pglocks_install_packages
+fi
+ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all pgxnclient autopkgtest lintian \
+    python3
+
+major=$PGLOCKS_PGVER
+pkg=postgresql-$major-pglocks
+sys_pg_config=/usr/lib/postgresql/$major/bin/pg_config
+sys_libdir=$("$sys_pg_config" --pkglibdir)
+started=$(date +%s)
+jobs=$(nproc) # for the two builds of the archive
+
+failures=0
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+ok() { echo "ok: $* [$(($(date +%s) - started)) s]"; }
+
+work=$(mktemp -d /tmp/pglocks-packaging.XXXXXX)
+installed=0
+backup=
+restored=0
+
+# Puts the system back as the other suites expect it: no package, the files it replaced,
+# and `make install` of the working tree's build. Runs at exit whatever happened.
+restore() {
+    [ "$restored" = 1 ] && return 0
+    restored=1
+    if [ "$installed" = 1 ] || dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed; then
+        as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; return 1; }
+        installed=0
+    fi
+    if [ -n "$backup" ]; then
+        as_root tar -C / -xf "$backup"
+    fi
+    pglocks_build_install
+}
+
+cleanup() {
+    local rc=$?
+    restore || rc=1
+    rm -rf "$work"
+    pglocks_stop_server
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    restored=1 # not ours to remove or replace
+    echo "$pkg is installed already; remove it first (dpkg --purge $pkg)" >&2
+    exit 1
+fi
+
+# Make variables of the working tree's Makefile.
+make_var() {
+    printf 'include Makefile\nprint-var:\n\t@echo $(%s)\n' "$1" |
+        make -s --no-print-directory -f - print-var PG_CONFIG="$PG_CONFIG"
+}
+
+# ---------------------------------------------------------------------------------------
+log "packaging: versions"
+version=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" pglocks.control)
+[ -n "$version" ] || { echo "no default_version in pglocks.control" >&2; exit 1; }
+semver=$version
+[[ $semver =~ ^[0-9]+\.[0-9]+$ ]] && semver=$semver.0
+echo "default_version $version, PGXN version $semver"
+
+if /usr/bin/python3 - "$version" "$semver" <<'EOF'; then ok "META.json"; else fail "META.json"; fi
+import json, os, re, sys
+version, semver = sys.argv[1:]
+try:
+    with open("META.json", encoding="utf-8") as f:
+        meta = json.load(f)
+except ValueError as e:
+    sys.exit(f"META.json is not valid JSON: {e}")
+errors = []
+def need(cond, what):
+    if not cond:
+        errors.append(what)
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
+for field in ("name", "abstract", "version", "maintainer", "license", "provides", "meta-spec"):
+    need(field in meta, f"mandatory field {field} missing")
+need(meta.get("name") == "pglocks", "name is not pglocks")
+need(meta.get("meta-spec", {}).get("version") == "1.0.0", "meta-spec version is not 1.0.0")
+need(meta.get("version") == semver, f"version {meta.get('version')!r} is not {semver!r}")
+need(SEMVER.match(str(meta.get("version"))), "version is not a semantic version")
+need(meta.get("license") == "postgresql", "license is not postgresql")
+ext = meta.get("provides", {}).get("pglocks")
+need(isinstance(ext, dict), "provides has no pglocks")
+if isinstance(ext, dict):
+    need(ext.get("version") == semver, f"provides.pglocks.version {ext.get('version')!r} is not {semver!r}")
+    for key in ("file", "docfile"):
+        need(os.path.isfile(str(ext.get(key))), f"provides.pglocks.{key} {ext.get(key)!r} is not a file")
+pg = meta.get("prereqs", {}).get("runtime", {}).get("requires", {}).get("PostgreSQL")
+need(pg == "13.0.0", f"runtime PostgreSQL prerequisite {pg!r} is not 13.0.0")
+need(meta.get("resources"), "no resources")
+tags = meta.get("tags")
+need(isinstance(tags, list) and tags and all(isinstance(t, str) and 0 < len(t) < 256 for t in tags),
+     "tags are not a list of short strings")
+need(meta.get("release_status") in ("stable", "testing", "unstable"), "release_status")
+for e in errors:
+    print("META.json:", e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+EOF
+
+# Every version that has an install or upgrade script has a CHANGELOG.md section, the
+# newest first, and the newest is default_version.
+script_versions=$(ls sql/pglocks--*.sql | sed -n 's/.*--\([0-9.]*\)\.sql$/\1/p' | sort -uV)
+changelog_versions=$(sed -n 's/^## \([0-9][0-9.]*\)\( .*\)\?$/\1/p' CHANGELOG.md)
+if [ "$(head -1 <<<"$changelog_versions")" = "$version" ] &&
+    [ "$(sort -V <<<"$script_versions")" = "$(sort -V <<<"$changelog_versions")" ]; then
+    ok "CHANGELOG.md has $(echo $changelog_versions), newest $version"
+else
+    fail "CHANGELOG.md sections ($(echo $changelog_versions)) are not the versions of sql/ ($(echo $script_versions)) newest first"
+fi
+[ "$(make_var PGLOCKS_VERSION)" = "$version" ] || fail "the Makefile's PGLOCKS_VERSION is not $version"
+
+deb_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
+if [ "${deb_version%-*}" = "$version" ]; then
+    ok "debian/changelog $deb_version"
+else
+    fail "debian/changelog's upstream version ${deb_version%-*} is not $version"
+fi
+grep -q '^PostgreSQL License$' LICENSE && grep -q 'the pglocks authors' LICENSE ||
+    fail "LICENSE is not the PostgreSQL License of the pglocks authors"
+grep -q '^License: PostgreSQL$' debian/copyright || fail "debian/copyright does not name the PostgreSQL License"
+
+# ---------------------------------------------------------------------------------------
+log "packaging: make dist"
+git rev-parse --is-inside-work-tree >/dev/null 2>&1 || {
+    echo "not a git checkout: make dist archives what git holds" >&2
+    exit 1
+}
+ref=$(git -c user.name=pglocks -c user.email=pglocks@localhost stash create)
+[ -n "$ref" ] || ref=HEAD
+make -s dist PG_CONFIG="$PG_CONFIG" DIST_REF="$ref" DIST_DIR="$work/dist" >/dev/null
+archive=$work/dist/pglocks-$semver.zip
+[ -f "$archive" ] || { echo "make dist made no $archive: $(ls "$work/dist")" >&2; exit 1; }
+unzip -Z1 "$archive" | grep -v '/$' | sort >"$work/archive.list"
+git ls-tree -r --name-only "$ref" | sed "s|^|pglocks-$semver/|" | sort >"$work/git.list"
+if cmp -s "$work/archive.list" "$work/git.list"; then
+    ok "$(basename "$archive"): $(wc -l <"$work/archive.list") files, exactly what git holds"
+else
+    fail "the archive is not what git holds:"
+    diff "$work/git.list" "$work/archive.list" | head -20 >&2 || true
+fi
+unzip -Z1 "$archive" | grep -v "^pglocks-$semver/" && fail "entries outside pglocks-$semver/"
+for f in pglocks.control META.json LICENSE CHANGELOG.md README.md Makefile $(make_var DATA); do
+    grep -qx "pglocks-$semver/$f" "$work/archive.list" || fail "the archive has no $f"
+done
+junk='\.(o|so|bc|a|d|deb|zip)$|/(results|output_iso|tmp_check|tmp_check_iso|log|dist|__pycache__|node_modules)/|/regression\.(diffs|out)$|/src/build_flags$|/run_unit_tests$|/debian/postgresql-[0-9]+-pglocks/'
+if grep -E "$junk" "$work/archive.list"; then
+    fail "build or test output in the archive (above)"
+else
+    ok "no build or test output in the archive"
+fi
+
+# ---------------------------------------------------------------------------------------
+log "packaging: pgxn install of the archive into $PG_CONFIG's PostgreSQL"
+# PGXN's client builds and installs an archive as it would one downloaded from PGXN.
+pkglibdir=$("$PG_CONFIG" --pkglibdir)
+extdir=$("$PG_CONFIG" --sharedir)/extension
+touch "$work/stamp"
+sleep 1
+if as_root env MAKEFLAGS="-j$jobs" pgxn install --make make --pg_config "$PG_CONFIG" "$archive" \
+    >"$work/pgxn.log" 2>&1; then
+    missing=0
+    [ "$pkglibdir/pglocks.so" -nt "$work/stamp" ] || { fail "pgxn install left $pkglibdir/pglocks.so as it was"; missing=1; }
+    for f in pglocks.control $(make_var DATA); do
+        unzip -p "$archive" "pglocks-$semver/$f" | cmp -s - "$extdir/$(basename "$f")" ||
+            { fail "$extdir/$(basename "$f") is not the archive's"; missing=1; }
+    done
+    [ $missing = 0 ] && ok "pgxn install built and installed the library, control file and scripts"
+else
+    tail -30 "$work/pgxn.log" >&2
+    fail "pgxn install of the archive failed"
+fi
+
+# ---------------------------------------------------------------------------------------
+log "packaging: dpkg-buildpackage -b for PostgreSQL $major, from the unpacked archive"
+mkdir "$work/build"
+unzip -q "$archive" -d "$work/build"
+src=$work/build/pglocks-$semver
+# The committed debian/control is what pg_buildext makes of control.in for 15 (the major
+# Debian 12 supports); for another major the build regenerates it.
+if (cd "$src" && PG_SUPPORTED_VERSIONS=15 PG_UPDATECONTROL=no pg_buildext checkcontrol) >"$work/checkcontrol.log" 2>&1; then
+    ok "debian/control is up to date with debian/control.in"
+else
+    fail "debian/control is not what pg_buildext generates:"
+    cat "$work/checkcontrol.log" >&2
+fi
+# The suites run against the installed package below, so not at build time (nocheck).
+if ! (cd "$src" && PG_SUPPORTED_VERSIONS=$major PG_UPDATECONTROL=yes DEB_BUILD_OPTIONS=nocheck \
+    DEB_BUILD_PROFILES=nocheck MAKEFLAGS="-j$jobs" dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1; then
+    tail -40 "$work/build.log" >&2
+    echo "dpkg-buildpackage failed" >&2
+    exit 1
+fi
+deb=$(ls "$work/build/${pkg}_${deb_version}_"*.deb)
+ok "built $(basename "$deb") in the unpacked archive"
+# pg_buildext hands the packager's flags to PGXS as COPT; the C++ objects get them too.
+prefix_map="-ffile-prefix-map=$src=."
+cxx_lines=$(grep -c '^g++ .* -c -o src/.*\.o src/.*\.cpp' "$work/build.log" || true)
+cxx_flagged=$(grep '^g++ .* -c -o src/.*\.o src/.*\.cpp' "$work/build.log" | grep -c -- "$prefix_map" || true)
+objs=$(make_var OBJS | wc -w)
+if [ "$cxx_lines" = "$objs" ] && [ "$cxx_flagged" = "$objs" ]; then
+    ok "all $objs C++ objects compiled by g++ with dpkg-buildflags' flags"
+else
+    fail "$cxx_lines of $objs objects compiled by g++, $cxx_flagged with $prefix_map"
+fi
+
+# ---------------------------------------------------------------------------------------
+log "packaging: contents of $(basename "$deb")"
+dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' | grep -v '/$' | sort >"$work/deb.list"
+cat "$work/deb.list"
+with_llvm=$(PG_CONFIG=$sys_pg_config make_var with_llvm)
+lib=/usr/lib/postgresql/$major/lib
+share=/usr/share/postgresql/$major/extension
+doc=/usr/share/doc/$pkg
+allowed="^($lib/pglocks\.so|$share/pglocks\.control|$share/pglocks--[0-9.]+(--[0-9.]+)?\.sql"
+allowed+="|$doc/(copyright|changelog\.gz|changelog\.Debian\.gz|README\.md\.gz|docs/[a-z_]+\.md\.gz)"
+[ "$with_llvm" = yes ] && allowed+="|$lib/bitcode/pglocks\.index\.bc|$lib/bitcode/pglocks/src/[a-z_]+\.bc"
+allowed+=")$"
+if grep -vE "$allowed" "$work/deb.list"; then
+    fail "files in the package that do not belong there (above; with_llvm=$with_llvm)"
+else
+    ok "nothing in the package but the library, control file, scripts and documentation (with_llvm=$with_llvm)"
+fi
+expected=("$lib/pglocks.so" "$share/pglocks.control" "$doc/copyright" "$doc/changelog.gz"
+    "$doc/README.md.gz")
+for f in $(make_var DATA); do expected+=("$share/$(basename "$f")"); done
+if [ "$with_llvm" = yes ]; then
+    expected+=("$lib/bitcode/pglocks.index.bc")
+    for o in $(make_var OBJS); do expected+=("$lib/bitcode/pglocks/${o%.o}.bc"); done
+fi
+for f in "${expected[@]}"; do
+    grep -qx "$f" "$work/deb.list" || fail "the package has no $f"
+done
+[ "$(grep -c '\.sql$' "$work/deb.list")" = "$(make_var DATA | wc -w)" ] ||
+    fail "the package's install scripts are not the Makefile's DATA"
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+[[ $depends == *"postgresql-$major"* && $depends == *libstdc++6* ]] ||
+    fail "the package does not depend on postgresql-$major and libstdc++6"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$share/pglocks.control" | cmp -s - pglocks.control ||
+    fail "the package's pglocks.control is not the working tree's"
+# Debian's package checker; an upload that closes no bug report is what a package built
+# outside Debian is.
+if lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs \
+    "$work/build/pglocks_${deb_version}_"*.changes >"$work/lintian.log" 2>&1; then
+    ok "lintian: nothing to report"
+else
+    fail "lintian:"
+    cat "$work/lintian.log" >&2
+fi
+
+# ---------------------------------------------------------------------------------------
+log "packaging: dpkg -i into /usr/lib/postgresql/$major, regression suites against it"
+# The files of `make install` that the package replaces, put back after the purge.
+while read -r f; do
+    [ -e "$f" ] && echo "${f#/}"
+done <"$work/deb.list" >"$work/replaced.list"
+if [ -s "$work/replaced.list" ]; then
+    backup=$work/replaced.tar
+    as_root tar -C / -cf "$backup" -T "$work/replaced.list"
+fi
+echo "$(wc -l <"$work/replaced.list") installed files saved"
+installed=1
+as_root dpkg -i "$deb" >"$work/install.log" 2>&1 || {
+    cat "$work/install.log" >&2
+    exit 1
+}
+if [ "$(dpkg-query -S "$sys_libdir/pglocks.so" | cut -d: -f1)" = "$pkg" ] &&
+    as_root dpkg --verify "$pkg" >"$work/verify.log" 2>&1 && [ ! -s "$work/verify.log" ]; then
+    ok "$pkg installed; $sys_libdir/pglocks.so and the other files are the package's"
+else
+    fail "the installed files are not the package's"
+    cat "$work/verify.log" >&2
+fi
+
+# autopkgtest runs the tests of debian/tests/control (pg_buildext installcheck) against the
+# installed package, with this machine as the testbed (null). Their cluster is one of their
+# own, so it loads the package's files (the test server keeps the library it loaded at its
+# start).
+if as_root env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
+    autopkgtest "$deb" "$src/" -- null >"$work/autopkgtest.log" 2>&1; then
+    passed=$(grep -cE '^ *All [0-9]+ tests passed\. *$' "$work/autopkgtest.log" || true)
+    if grep -qE '^installcheck +PASS' "$work/autopkgtest.log" &&
+        grep -q "^### PostgreSQL $major installcheck ###" "$work/autopkgtest.log" && [ "$passed" = 2 ]; then
+        ok "autopkgtest installcheck on $major: $(grep -E '^ *All [0-9]+ tests passed' "$work/autopkgtest.log" | xargs)"
+    else
+        fail "autopkgtest did not run both suites on $major:"
+        cat "$work/autopkgtest.log" >&2
+    fi
+else
+    fail "autopkgtest failed:"
+    tail -150 "$work/autopkgtest.log" >&2
+fi
+[ "$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)" = "$deb_version" ] ||
+    fail "$pkg $deb_version is no longer installed after autopkgtest"
+
+as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; exit 1; }
+installed=0
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed || [ -e "$sys_libdir/pglocks.so" ]; then
+    fail "$pkg or its library is still there after dpkg --purge"
+else
+    ok "$pkg purged"
+fi
+
+# ---------------------------------------------------------------------------------------
+log "packaging: the working tree's installation restored"
+restore
+for f in pglocks.so; do cmp -s "$f" "$pkglibdir/$f" || fail "$pkglibdir/$f is not the working tree's"; done
+for f in pglocks.control $(make_var DATA); do
+    cmp -s "$f" "$extdir/$(basename "$f")" || fail "$extdir/$(basename "$f") is not the working tree's"
+done
+while read -r f; do
+    [ -e "/$f" ] || fail "/$f, there before the package, is gone"
+done <"$work/replaced.list"
+db=pglocks_packaging
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+got=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pglocks" \
+    -c "SELECT extversion || ' ' || pglocks_key('some lock') FROM pg_extension WHERE extname = 'pglocks'")
+psql -X -q -d postgres -c "DROP DATABASE $db" >/dev/null
+if [ "$got" = "$version -5006958056254205714" ]; then
+    ok "the test server creates pglocks $version from the restored installation"
+else
+    fail "after the restore, CREATE EXTENSION gave '$got'"
+fi
+
+echo
+echo "packaging suite: $failures failure(s), $(($(date +%s) - started)) s"
+[ "$failures" -eq 0 ]
