@@ -12,9 +12,11 @@
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
 // serializes evictions and resets and is always taken before a partition lock: the first
 // reads each partition under its shared lock, decays the usages and picks the batch, the
-// second takes each partition with victims exclusively just long enough to remove those of
-// them that are still the same entry (its serial). Entries can be evicted at any moment, so
-// no backend keeps a pointer to one across calls: every update looks its entry up again.
+// second takes each partition with victims exclusively just long enough to remove them.
+// Only evictions and resets remove entries, both under the maintenance lock through all
+// their phases, so a victim noted in the first phase is still there, the same entry, in the
+// second. Entries can be evicted at any moment, so no backend keeps a pointer to one across
+// calls: every update looks its entry up again.
 //
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
@@ -262,7 +264,8 @@ int evict(Candidate* notes) {
     });
     // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
     // it was used since phase 1 (sparing it could leave no room for the row that asked for
-    // it); a row made anew under the same key since (another serial) stays.
+    // it). Only this backend removes entries now (the maintenance lock), so every victim is
+    // still there, the same entry.
     int removed = 0;
     for (int i = 0; i < victims;) {
         const int p = partition_of(notes[i].hash);
@@ -270,7 +273,8 @@ int evict(Candidate* notes) {
         for (; i < victims && partition_of(notes[i].hash) == p; i++) {
             auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
                 g_table, &notes[i].key, notes[i].hash, HASH_FIND, nullptr));
-            if (e == nullptr || e->serial != notes[i].serial) continue;
+            Assert(e != nullptr && e->serial == notes[i].serial);
+            if (e == nullptr) continue;
             remove_entry(p, e, notes[i].hash);
             removed++;
         }
