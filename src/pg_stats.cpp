@@ -52,6 +52,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 }
 
@@ -283,19 +284,23 @@ int evict(Candidate* notes) {
     return removed;
 }
 
-// Room for a new entry: reserved in the count, by an eviction when the table is full.
-// Allocates before any lock; without memory for eviction's notes there is no room, and the
-// outcome is not recorded: counting never fails an acquire.
+// Room for a new entry: reserved in the count, by an eviction when the table is full. Only
+// the backend that evicts allocates the notes of eviction, under the maintenance lock (an
+// allocation that cannot fail: without memory there is no room, and the outcome is reported
+// in the server log instead of counted: counting never fails an acquire).
 bool make_room() {
     if (reserve_room()) return true;
-    auto* notes = static_cast<Candidate*>(
-        palloc_extended(sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
-    if (notes == nullptr) return false;
     LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
     // Another backend may have evicted while this one waited for the lock.
     bool room = reserve_room();
+    bool no_memory = false;
     if (!room) {
-        const int removed = evict(notes);
+        auto* notes = static_cast<Candidate*>(
+            MemoryContextAllocExtended(TopMemoryContext, sizeof(Candidate) * g_max_stats,
+                                       MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+        const int removed = notes != nullptr ? evict(notes) : 0;
+        if (notes != nullptr) pfree(notes);
+        no_memory = notes == nullptr;
         if (removed > 0) {
             // One of the freed places is this backend's reservation.
             if (removed > 1) pg_atomic_fetch_sub_u32(&g_shared->count, removed - 1);
@@ -306,7 +311,7 @@ bool make_room() {
         }
     }
     LWLockRelease(maintenance_lock());
-    pfree(notes);
+    if (no_memory) elog(LOG, "pglocks_stats: no memory to evict rows, an outcome was not counted");
     return room;
 }
 
