@@ -6,7 +6,8 @@
 // so the common case (the entry exists) costs one hash lookup and no exclusive lock. A new
 // entry takes its partition lock exclusively. Every partition keeps a list of its entries,
 // so that whatever scans the table (eviction, the view, a reset) holds one partition lock at
-// a time, briefly: an acquire in another partition never waits for a scan.
+// a time, briefly: an acquire whose entry exists never waits for a scan. One that needs a new
+// entry while the table is full waits for the eviction that makes room (or for one running).
 //
 // When the table is full, the least-used entries (usage: acquisitions, decayed at every
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
@@ -17,6 +18,16 @@
 // their phases, so a victim noted in the first phase is still there, the same entry, in the
 // second. Entries can be evicted at any moment, so no backend keeps a pointer to one across
 // calls: every update looks its entry up again.
+//
+// A new entry first reserves its room in a shared count, so the table never holds more
+// than pglocks.max_stats and, while the reservation lasts, some element of the table is
+// free. dynahash does not promise to find it: a partitioned table keeps its free elements
+// in several lists and looks through them one at a time, and an element freed meanwhile in
+// a list already looked at (an eviction or a reset in another partition) is missed while
+// the one it could have found is taken. So a failed insertion is tried again, and then,
+// should it fail again, under the maintenance lock held shared: with no removal running,
+// free elements only go, each to a reservation of its own, and the one ours keeps free is
+// found.
 //
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
@@ -69,6 +80,8 @@ constexpr const char* kTranche = "pglocks_stats";
 constexpr int kEvictMin = 10;
 constexpr double kEvictShare = 0.05;
 constexpr double kUsageDecay = 0.99;
+// Insertions tried again in place when dynahash misses the reserved element.
+constexpr int kInsertRetries = 2;
 
 struct StatsKey {
     Oid db;
@@ -448,6 +461,25 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     bool found = false;
     e = static_cast<StatsEntry*>(hash_search_with_hash_value(
         g_table, &key, hash, room ? HASH_ENTER_NULL : HASH_FIND, &found));
+    // The reserved element was missed while removals in other partitions freed elements
+    // (see the file comment): again, and then with removals held off.
+    for (int attempt = 0; room && e == nullptr && attempt < kInsertRetries; attempt++)
+        e = static_cast<StatsEntry*>(
+            hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+    if (room && e == nullptr) {
+        LWLockRelease(lock);
+        LWLockAcquire(maintenance_lock(), LW_SHARED);
+        LWLockAcquire(lock, LW_EXCLUSIVE);
+        e = static_cast<StatsEntry*>(
+            hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+        LWLockRelease(maintenance_lock());
+        // The reservation keeps an element free and nothing removed one: never happens.
+        Assert(e != nullptr);
+        if (e == nullptr)
+            elog(LOG,
+                 "pglocks_stats: no free row although one was reserved, an outcome was "
+                 "not counted");
+    }
     if (room && (e == nullptr || found)) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
     if (room && e != nullptr && !found) {
         uint32 serial;
