@@ -261,12 +261,14 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
 }
 
 // wait_for_slot, counted in pglocks_stats: a slot after a wait, a timeout, or an error that
-// ended the wait (counted before it propagates; the abort still ends the wait).
+// ended the wait. The error is counted once it is caught and copied, no longer in flight
+// (counting takes LWLocks and may evict), and raised again; the abort still ends the wait.
 int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyArg& row) {
     if (!stats_active()) return wait_for_slot(s, scope, timeout_ms);
     const TimestampTz start = stats_clock();
     MemoryContext cxt = CurrentMemoryContext;
     volatile int slot = -1;
+    ErrorData* volatile failure = nullptr;
     PG_TRY();
     {
         slot = wait_for_slot(s, scope, timeout_ms);
@@ -274,10 +276,14 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     PG_CATCH();
     {
         MemoryContextSwitchTo(cxt);
-        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
-        PG_RE_THROW();
+        failure = CopyErrorData();
+        FlushErrorState();
     }
     PG_END_TRY();
+    if (failure != nullptr) {
+        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
+        ReThrowError(failure);
+    }
     const TimestampTz end = stats_clock();
     stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start, end);
     return slot;
