@@ -323,10 +323,11 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
         on_shmem_exit(wake_at_exit, 0);
         g_exit_hook_set = true;
     }
-    // pglocks_stats counts the calls in the semaphore's own row: its name, shared (the slots'
-    // rows count each slot's holds; see the README).
+    // pglocks_stats counts the calls in the semaphore's own row (the slots' rows count each
+    // slot's holds; see the README): the queue lock's key, which no acquire counts in a row
+    // of its own, under the semaphore's name.
     KeyArg row = whole.key;
-    row.id.shared = true;
+    row.id = s.queue;
     int slot = try_slots(&s, scope);
     if (slot >= 0)
         stats_count(row, StatsOutcome::Acquired, -1, stats_clock());
