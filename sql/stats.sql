@@ -26,13 +26,24 @@ SELECT pglocks_acquire('st:late', wait => false), pglocks_release('st:late');
 SELECT key, acquisitions FROM st WHERE lock_key = pglocks_key('st:late');
 
 -- Counting semaphores: a row per slot, whose holds it counts (a busy slot that a call skips
--- is not a failed try), and the semaphore's own row (its name, shared), which counts the
--- calls: here two slots obtained and a try that found both taken.
+-- is not a failed try), and the semaphore's own row (its name, the key of its queue lock),
+-- which counts the calls: here two slots obtained and a try that found both taken. A plain
+-- acquire of the same name, in either mode, has rows of its own.
 SELECT pglocks_acquire_slot('st:sem', 2), pglocks_acquire_slot('st:sem', 2),
        pglocks_acquire_slot('st:sem', 2, wait => false);
 SELECT pglocks_release_all();
-SELECT key, lock_key = pglocks_key('st:sem') AS semaphore_key, shared, acquisitions, failed_tries
-FROM st WHERE key LIKE 'st:sem%' ORDER BY key;
+SELECT pglocks_acquire('st:sem', shared => true), pglocks_acquire('st:sem');
+SELECT pglocks_release_all();
+SELECT key,
+       lock_key = ('x' || left(encode(sha256(convert_to('st:sem', 'UTF8') || '\x00'::bytea
+                                              || convert_to('queue', 'UTF8')), 'hex'), 16))::bit(64)::bigint
+           AS queue_key,
+       lock_key = pglocks_key('st:sem') AS name_key,
+       shared, acquisitions, failed_tries, total_hold_time > 0 AS has_hold_time
+FROM pglocks_stats
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND userid = current_user::regrole AND key LIKE 'st:sem%'
+ORDER BY key, queue_key, shared;
 
 -- Hold time, counted when a hold ends, on every path.
 SELECT pglocks_stats_reset();

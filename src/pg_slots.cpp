@@ -261,12 +261,14 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
 }
 
 // wait_for_slot, counted in pglocks_stats: a slot after a wait, a timeout, or an error that
-// ended the wait (counted before it propagates; the abort still ends the wait).
+// ended the wait. The error is counted once it is caught and copied, no longer in flight
+// (counting takes LWLocks and may evict), and raised again; the abort still ends the wait.
 int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyArg& row) {
     if (!stats_active()) return wait_for_slot(s, scope, timeout_ms);
     const TimestampTz start = stats_clock();
     MemoryContext cxt = CurrentMemoryContext;
     volatile int slot = -1;
+    ErrorData* volatile failure = nullptr;
     PG_TRY();
     {
         slot = wait_for_slot(s, scope, timeout_ms);
@@ -274,10 +276,14 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     PG_CATCH();
     {
         MemoryContextSwitchTo(cxt);
-        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
-        PG_RE_THROW();
+        failure = CopyErrorData();
+        FlushErrorState();
     }
     PG_END_TRY();
+    if (failure != nullptr) {
+        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
+        ReThrowError(failure);
+    }
     const TimestampTz end = stats_clock();
     stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start, end);
     return slot;
@@ -317,10 +323,11 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
         on_shmem_exit(wake_at_exit, 0);
         g_exit_hook_set = true;
     }
-    // pglocks_stats counts the calls in the semaphore's own row: its name, shared (the slots'
-    // rows count each slot's holds; see the README).
+    // pglocks_stats counts the calls in the semaphore's own row (the slots' rows count each
+    // slot's holds; see the README): the queue lock's key, which no acquire counts in a row
+    // of its own, under the semaphore's name.
     KeyArg row = whole.key;
-    row.id.shared = true;
+    row.id = s.queue;
     int slot = try_slots(&s, scope);
     if (slot >= 0)
         stats_count(row, StatsOutcome::Acquired, -1, stats_clock());

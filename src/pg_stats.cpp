@@ -6,15 +6,28 @@
 // so the common case (the entry exists) costs one hash lookup and no exclusive lock. A new
 // entry takes its partition lock exclusively. Every partition keeps a list of its entries,
 // so that whatever scans the table (eviction, the view, a reset) holds one partition lock at
-// a time, briefly: an acquire in another partition never waits for a scan.
+// a time, briefly: an acquire whose entry exists never waits for a scan. One that needs a new
+// entry while the table is full waits for the eviction that makes room (or for one running).
 //
 // When the table is full, the least-used entries (usage: acquisitions, decayed at every
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
 // serializes evictions and resets and is always taken before a partition lock: the first
 // reads each partition under its shared lock, decays the usages and picks the batch, the
-// second takes each partition with victims exclusively just long enough to remove those of
-// them that are still the same entry (its serial). Entries can be evicted at any moment, so
-// no backend keeps a pointer to one across calls: every update looks its entry up again.
+// second takes each partition with victims exclusively just long enough to remove them.
+// Only evictions and resets remove entries, both under the maintenance lock through all
+// their phases, so a victim noted in the first phase is still there, the same entry, in the
+// second. Entries can be evicted at any moment, so no backend keeps a pointer to one across
+// calls: every update looks its entry up again.
+//
+// A new entry first reserves its room in a shared count, so the table never holds more
+// than pglocks.max_stats and, while the reservation lasts, some element of the table is
+// free. dynahash does not promise to find it: a partitioned table keeps its free elements
+// in several lists and looks through them one at a time, and an element freed meanwhile in
+// a list already looked at (an eviction or a reset in another partition) is missed while
+// the one it could have found is taken. So a failed insertion is tried again, and then,
+// should it fail again, under the maintenance lock held shared: with no removal running,
+// free elements only go, each to a reservation of its own, and the one ours keeps free is
+// found.
 //
 // Hold times are counted when a hold ends, through the holds registry's removal hook, which
 // sees every end: a release, release_all, the end of a transaction or subtransaction, holds
@@ -50,6 +63,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 }
 
@@ -66,6 +80,8 @@ constexpr const char* kTranche = "pglocks_stats";
 constexpr int kEvictMin = 10;
 constexpr double kEvictShare = 0.05;
 constexpr double kUsageDecay = 0.99;
+// Insertions tried again in place when dynahash misses the reserved element.
+constexpr int kInsertRetries = 2;
 
 struct StatsKey {
     Oid db;
@@ -262,7 +278,8 @@ int evict(Candidate* notes) {
     });
     // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
     // it was used since phase 1 (sparing it could leave no room for the row that asked for
-    // it); a row made anew under the same key since (another serial) stays.
+    // it). Only this backend removes entries now (the maintenance lock), so every victim is
+    // still there, the same entry.
     int removed = 0;
     for (int i = 0; i < victims;) {
         const int p = partition_of(notes[i].hash);
@@ -270,7 +287,8 @@ int evict(Candidate* notes) {
         for (; i < victims && partition_of(notes[i].hash) == p; i++) {
             auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
                 g_table, &notes[i].key, notes[i].hash, HASH_FIND, nullptr));
-            if (e == nullptr || e->serial != notes[i].serial) continue;
+            Assert(e != nullptr && e->serial == notes[i].serial);
+            if (e == nullptr) continue;
             remove_entry(p, e, notes[i].hash);
             removed++;
         }
@@ -279,19 +297,23 @@ int evict(Candidate* notes) {
     return removed;
 }
 
-// Room for a new entry: reserved in the count, by an eviction when the table is full.
-// Allocates before any lock; without memory for eviction's notes there is no room, and the
-// outcome is not recorded: counting never fails an acquire.
+// Room for a new entry: reserved in the count, by an eviction when the table is full. Only
+// the backend that evicts allocates the notes of eviction, under the maintenance lock (an
+// allocation that cannot fail: without memory there is no room, and the outcome is reported
+// in the server log instead of counted: counting never fails an acquire).
 bool make_room() {
     if (reserve_room()) return true;
-    auto* notes = static_cast<Candidate*>(
-        palloc_extended(sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
-    if (notes == nullptr) return false;
     LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
     // Another backend may have evicted while this one waited for the lock.
     bool room = reserve_room();
+    bool no_memory = false;
     if (!room) {
-        const int removed = evict(notes);
+        auto* notes = static_cast<Candidate*>(
+            MemoryContextAllocExtended(TopMemoryContext, sizeof(Candidate) * g_max_stats,
+                                       MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+        const int removed = notes != nullptr ? evict(notes) : 0;
+        if (notes != nullptr) pfree(notes);
+        no_memory = notes == nullptr;
         if (removed > 0) {
             // One of the freed places is this backend's reservation.
             if (removed > 1) pg_atomic_fetch_sub_u32(&g_shared->count, removed - 1);
@@ -302,7 +324,7 @@ bool make_room() {
         }
     }
     LWLockRelease(maintenance_lock());
-    pfree(notes);
+    if (no_memory) elog(LOG, "pglocks_stats: no memory to evict rows, an outcome was not counted");
     return room;
 }
 
@@ -439,6 +461,25 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     bool found = false;
     e = static_cast<StatsEntry*>(hash_search_with_hash_value(
         g_table, &key, hash, room ? HASH_ENTER_NULL : HASH_FIND, &found));
+    // The reserved element was missed while removals in other partitions freed elements
+    // (see the file comment): again, and then with removals held off.
+    for (int attempt = 0; room && e == nullptr && attempt < kInsertRetries; attempt++)
+        e = static_cast<StatsEntry*>(
+            hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+    if (room && e == nullptr) {
+        LWLockRelease(lock);
+        LWLockAcquire(maintenance_lock(), LW_SHARED);
+        LWLockAcquire(lock, LW_EXCLUSIVE);
+        e = static_cast<StatsEntry*>(
+            hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+        LWLockRelease(maintenance_lock());
+        // The reservation keeps an element free and nothing removed one: never happens.
+        Assert(e != nullptr);
+        if (e == nullptr)
+            elog(LOG,
+                 "pglocks_stats: no free row although one was reserved, an outcome was "
+                 "not counted");
+    }
     if (room && (e == nullptr || found)) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
     if (room && e != nullptr && !found) {
         uint32 serial;

@@ -161,11 +161,13 @@ class Scenarios:
         self.handoff("pg_advisory_unlock_all in an open transaction (periodic look)",
                      lambda h: (h.q("BEGIN"), h.q("SELECT pg_advisory_unlock_all()")),
                      signalled=False)
-        # pglocks_stats counts every call in the semaphore's own row (its name, shared): the
-        # ten holders' at once, the ten waiters' as waits that ended with a slot.
+        # pglocks_stats counts every call in the semaphore's own row (its name, the key of
+        # its queue lock, exclusive): the ten holders' at once, the ten waiters' as waits
+        # that ended with a slot.
         row = self.m.q("SELECT coalesce((SELECT acquisitions || ' acquisitions, ' || waits || "
                        "' waits, ' || timeouts || ' timeouts, ' || errors || ' errors' "
-                       "FROM pglocks_stats WHERE key = 'hand' AND shared AND dbid = "
+                       "FROM pglocks_stats WHERE key = 'hand' AND NOT shared "
+                       "AND lock_key <> pglocks_key('hand') AND dbid = "
                        "(SELECT oid FROM pg_database WHERE datname = current_database())), "
                        "'no row')")
         if row != "20 acquisitions, 10 waits, 0 timeouts, 0 errors":

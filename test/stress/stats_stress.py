@@ -8,6 +8,11 @@ session counts what it did per key and mode. At the end the rows of pglocks_stat
 equal those counts exactly: acquisitions, failed tries and timeouts; no errors; waits at
 most the acquisitions and at least one wait on a hot key; a hold time in every row with
 acquisitions; and no eviction. Exits 1 on a difference.
+
+With --evict (against a server with a small pglocks.max_stats), half of the calls take a
+new lock each instead, so the table is always full and rows are evicted all the time, while
+the hot keys, warmed up first and used far more than any new row, are never among the least
+used: their rows must still equal the clients' counts exactly, and evictions must have run.
 """
 import argparse
 import collections
@@ -28,16 +33,27 @@ def connect(dsn):
     return c
 
 
-def worker(dsn, seconds, seed, counts, errors):
+def worker(dsn, seconds, seed, counts, errors, evict):
     rng = random.Random(seed)
     mine = collections.Counter()
+    fresh = 0
     try:
         conn = connect(dsn)
         cur = conn.cursor()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            k = rng.randrange(HOT) if rng.random() < 0.5 else rng.randrange(KEYS)
-            key = "sk:%d" % k
+            if rng.random() < 0.5:
+                key = "sk:%d" % rng.randrange(HOT)
+            elif evict:
+                # A lock never taken before: a new row, which makes the table evict.
+                fresh += 1
+                cur.execute("SELECT pglocks_acquire(%s) AND pglocks_release(%s)",
+                            ("sn:%d:%d" % (seed, fresh),) * 2)
+                if not cur.fetchone()[0]:
+                    errors.append("a new lock was not taken and released")
+                continue
+            else:
+                key = "sk:%d" % rng.randrange(KEYS)
             shared = rng.random() < 0.3
             how = rng.choice(("wait", "timeout", "try"))
             if how == "wait":
@@ -72,13 +88,26 @@ def main():
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sessions", type=int, default=32)
+    ap.add_argument("--evict", action="store_true",
+                    help="half of the calls take new locks: rows are evicted all the time")
     args = ap.parse_args()
 
     admin = connect(args.dsn)
     acur = admin.cursor()
     acur.execute("SELECT pglocks_stats_reset()")
     counts, errors = [], []
-    threads = [threading.Thread(target=worker, args=(args.dsn, args.seconds, i, counts, errors))
+    if args.evict:
+        # Warm-up: the hot rows start far above a new row's usage.
+        warm = collections.Counter()
+        for k in range(HOT):
+            for shared in (False, True):
+                acur.execute("SELECT count(*) FROM generate_series(1, 200) WHERE "
+                             "pglocks_acquire(%s, shared => %s) AND "
+                             "pglocks_release(%s, shared => %s)", ("sk:%d" % k, shared) * 2)
+                warm[("sk:%d" % k, shared, "acquisitions")] += acur.fetchone()[0]
+        counts.append(warm)
+    threads = [threading.Thread(target=worker,
+                                args=(args.dsn, args.seconds, i, counts, errors, args.evict))
                for i in range(args.sessions)]
     for t in threads:
         t.start()
@@ -118,7 +147,9 @@ def main():
                             % (k[0], k[1], k[2], got[k], expected[k]))
     acur.execute("SELECT dealloc FROM pglocks_stats_info")
     dealloc = acur.fetchone()[0]
-    if dealloc != 0:
+    if args.evict and dealloc == 0:
+        failures.append("no eviction: the test did not evict")
+    elif not args.evict and dealloc != 0:
         failures.append("%d evictions" % dealloc)
     if total_waits == 0:
         failures.append("no acquire ever waited: the test did not contend")
@@ -126,9 +157,9 @@ def main():
     for (_, _, what), n in expected.items():
         totals[what] += n
     print("sessions %d, %.0f s: %d acquisitions (%d waited), %d failed tries, %d timeouts, "
-          "%d rows" % (args.sessions, args.seconds, totals["acquisitions"], total_waits,
-                       totals["failed_tries"], totals["timeouts"],
-                       len({(k, s) for (k, s, _) in expected})))
+          "%d rows, %d evictions" % (args.sessions, args.seconds, totals["acquisitions"],
+                                     total_waits, totals["failed_tries"], totals["timeouts"],
+                                     len({(k, s) for (k, s, _) in expected}), dealloc))
     if failures:
         print("FAIL:\n" + "\n".join(failures[:30]))
         return 1

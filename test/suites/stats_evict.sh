@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # pglocks_stats on servers of its own: eviction of the least-used rows with a small
-# pglocks.max_stats, counted in pglocks_stats_info; and the error without the preload.
+# pglocks.max_stats, counted in pglocks_stats_info, exact room after a reset, exact totals of
+# rows that stay through constant eviction; and the error without the preload.
 set -euo pipefail
-source "$(dirname "$0")/../../scripts/lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib.sh"
+# Debian's interpreter, which has python3-psycopg2.
+PY=/usr/bin/python3
+ensure_packages python3 python3-psycopg2
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 check() { # check "what" expected actual
@@ -27,6 +32,16 @@ use() { # DIR: point libpq at that server
     export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
 }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+# After a reset, exactly pglocks.max_stats (100) new rows fit without an eviction, and the
+# next one evicts one batch (10): room reserved and never given back, or rows lost count,
+# would show here.
+fill_exact() { # what came before
+    q -c "SELECT pglocks_stats_reset()" >/dev/null
+    q -c "SELECT count(*) FROM generate_series(1, 100) i WHERE pglocks_acquire('fill:' || i) AND pglocks_release('fill:' || i)" >/dev/null
+    check "after $1, a reset and 100 new locks: 100 rows, no eviction" "100|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+    q -c "SELECT pglocks_acquire('fill:101') AND pglocks_release('fill:101')" >/dev/null
+    check "after $1, the 101st row evicts one batch" "91|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+}
 
 # 1. A table of 100 rows (the minimum). One lock taken often, then 300 locks taken once:
 #    the often-used row stays, the table never holds more than 100 rows, evictions are
@@ -70,6 +85,7 @@ wait
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
 [ "$rows" -le 100 ] || fail "after concurrent inserts pglocks_stats has $rows rows"
 echo "ok: concurrent evictions keep $rows rows"
+fill_exact "concurrent evictions"
 # Rows in use while they are evicted. 20 warm rows, taken 50 times each, then used over and
 # over by two sessions while two others fill the table with 600 new locks (each held while
 # the next is taken) and a fifth reads the view. About 60 batches decay a warm row's usage
@@ -94,6 +110,13 @@ rows=$(q -c "SELECT count(*) FROM pglocks_stats")
 [ "$rows" -le 100 ] || fail "pglocks_stats has $rows rows"
 check "every row consistent" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE waits > acquisitions OR max_hold_time > total_hold_time OR (acquisitions = 0 AND total_hold_time > 0)")"
 echo "ok: $dealloc batches evicted while rows were in use, $rows rows"
+fill_exact "evictions of rows in use"
+# Exact totals through constant eviction: sessions hammer ten hot locks, in both modes, while
+# half of their calls take new locks; the hot rows are never evicted and must equal what the
+# clients did (test/stress/stats_stress.py --evict).
+timeout 300 "$PY" "$here/../stress/stats_stress.py" --dsn "dbname=postgres" --evict \
+    --sessions 8 --seconds "${PGLOCKS_STRESS_SECONDS:-8}" || fail "exact totals through eviction"
+fill_exact "the exact-totals run"
 stop "$root/small"
 
 # 2. Without the preload: locks work, statistics raise 55000 with a hint.
@@ -103,8 +126,9 @@ q -c "CREATE EXTENSION pglocks"
 check "locks work without the preload" "t" "$(q -c "SELECT pglocks_acquire('x') AND pglocks_release('x')")"
 for f in "SELECT * FROM pglocks_stats" "SELECT * FROM pglocks_stats_info" "SELECT pglocks_stats_reset()"; do
     out=$(psql -X -q -At -v VERBOSITY=verbose -c "$f" 2>&1 || true)
-    echo "$out" | grep -q "ERROR:  55000: pglocks statistics are not available" || fail "$f without the preload: $out"
-    echo "$out" | grep -q "HINT:  Add pglocks to shared_preload_libraries" || fail "$f: no hint: $out"
+    # A here-string, not echo | grep -q: grep quitting early would fail echo's pipe.
+    grep -q "ERROR:  55000: pglocks statistics are not available" <<<"$out" || fail "$f without the preload: $out"
+    grep -q "HINT:  Add pglocks to shared_preload_libraries" <<<"$out" || fail "$f: no hint: $out"
 done
 echo "ok: without the preload, 55000 with a hint"
 echo "stats_evict: all checks passed"
