@@ -4,6 +4,9 @@
 #
 #   scripts/matrix.sh 17          build, install, start a throwaway 17 server, run the suites
 #   scripts/matrix.sh 19          build only (no server of that major is packaged)
+#   scripts/matrix.sh 17 --bench FILE [--quick]
+#                                 instead of the suites, the benchmark's in-server rows
+#                                 (bench/bench.py --inserver-only) on that server, as JSON
 #
 # Where the pieces come from (nothing is installed over the system's PostgreSQL):
 #   headers and PGXS   Debian's postgresql-server-dev-N and postgresql-client-N of the suite
@@ -21,7 +24,13 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/lib.sh"
 
-major=${1:?usage: scripts/matrix.sh MAJOR}
+major=${1:?usage: scripts/matrix.sh MAJOR [--bench FILE [--quick]]}
+bench_json=""
+bench_quick=()
+if [ "${2:-}" = --bench ]; then
+    bench_json=${3:?usage: scripts/matrix.sh MAJOR --bench FILE [--quick]}
+    [ "${4:-}" = --quick ] && bench_quick=(--quick)
+fi
 
 # Debian suite per major, and the server package version per major (pinned: a new minor is
 # a deliberate change here).
@@ -290,6 +299,16 @@ if [ "$vectors_ok" != t ]; then
     exit 1
 fi
 echo "ok: pglocks_key matches the specification's key vectors on PostgreSQL $major"
+
+if [ -n "$bench_json" ]; then
+    log "benchmark, in-server rows on PostgreSQL $major"
+    status=0
+    # Debian's psycopg2 belongs to the system interpreter; it talks to every major here.
+    timeout --kill-after=30 1800 /usr/bin/python3 "$PGLOCKS_ROOT/bench/bench.py" \
+        --inserver-only "PostgreSQL $major" --json "$bench_json" "${bench_quick[@]}" || status=$?
+    as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -m fast stop >/dev/null 2>&1 || true
+    exit $status
+fi
 
 status=0
 # PGXS's installcheck with the server package's pg_regress and pg_isolation_regress (its
