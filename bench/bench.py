@@ -298,6 +298,16 @@ def lock_unlock_rows(plan, scenario, name, clients, what):
                         f"run {run + 1} of {plan.runs}",
                         f"pglocks: {tps[ours]:.0f} tps",
                         f"core: {tps[core]:.0f} tps", tps[ours] / tps[core], (">=", 0.97)))
+    # Random keys make a new pglocks_stats row at almost every pair (and, with the table
+    # full, evictions): one more run with statistics off shows what that costs.
+    if name == "random":
+        log(f"scenario {scenario}: lock + unlock on {what}, statistics off")
+        tps = compare_pgbench(plan, [core, ours], clients, plan.rounds,
+                              "-c pglocks.track_stats=off")
+        rows.append(Row(f"{scenario} pgbench", f"lock; unlock on {what}, {clients} clients, "
+                        "pglocks.track_stats = off",
+                        f"pglocks: {tps[ours]:.0f} tps",
+                        f"core: {tps[core]:.0f} tps", tps[ours] / tps[core]))
     return rows
 
 
