@@ -140,31 +140,6 @@ bool lm_held(const LockId& id) {
     return ours_held(&tag, mode_of(id));
 }
 
-// The same check for the calls of a lock the registry says this session holds (a release,
-// another hold of it): the probe comes first, without a LockHeldByMe lookup before it, so
-// the usual case costs one lookup and a count, not two lookups and a count. When the lock
-// was lost behind pglocks' back the probe may take it in the shared lock table for a moment
-// (what any session's try could do) and gives it back at once. Not for the transaction
-// callbacks, which must not risk the error of a new local lock entry; they use lm_held.
-bool lm_held_probe_first(const LockId& id) {
-    const LOCKTAG tag = make_tag(id);
-    const LOCKMODE mode = mode_of(id);
-    LOCALLOCK* locallock = nullptr;
-    const LockAcquireResult r = compat::lock_acquire_session(&tag, mode, true, false, &locallock);
-    if (r == LOCKACQUIRE_NOT_AVAIL) return false;
-    bool ours = false;
-    if (r == LOCKACQUIRE_ALREADY_CLEAR) {
-        for (int i = 0; i < locallock->numLockOwners; i++) {
-            if (locallock->lockOwners[i].owner == nullptr) {
-                ours = locallock->lockOwners[i].nLocks >= 2;
-                break;
-            }
-        }
-    }
-    LockRelease(&tag, mode, true);  // the probe's count, or the lock it took
-    return ours;
-}
-
 void lm_release(const LockId& id) {
     const LOCKTAG tag = make_tag(id);
     LockRelease(&tag, mode_of(id), true);
@@ -340,7 +315,6 @@ void xact_callback(XactEvent event, void*) {
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             slots_at_abort(InvalidSubTransactionId);
             slots_after_release();
-            stats_flush();
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
@@ -348,7 +322,6 @@ void xact_callback(XactEvent event, void*) {
             g_kept_call_holds = 0;
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             slots_after_release();
-            stats_flush();
             break;
         case XACT_EVENT_PRE_PREPARE:
             if (g_registry.has_transaction_holds())
@@ -406,7 +379,7 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
     g_has_pending = true;
     Entry* entry = reserve_room(req.key);
     if (!entry->holds.empty()) {
-        if (lm_held_probe_first(id)) {
+        if (lm_held(id)) {
             // Another hold of a lock we already have: counted here, no lock-manager call.
             g_has_pending = false;
             const TimestampTz now = hold_time();
@@ -457,7 +430,7 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
 
 bool release(const LockId& id) {
     bool now_empty = false;
-    const int released = g_registry.release_newest_checked(id, lm_held_probe_first, &now_empty);
+    const int released = g_registry.release_newest_checked(id, lm_held, &now_empty);
     if (released < 0) {
         g_registry.reconcile(lm_held);
         return false;

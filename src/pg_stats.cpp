@@ -2,11 +2,7 @@
 // database, role, lock and mode, sized by pglocks.max_stats at server start, in the manner
 // of pg_stat_statements.
 //
-// An acquire or a release adds its outcome to a small table of this backend's pending counts
-// (no lock, no shared memory); the pending counts reach shared memory when the transaction
-// ends, at once outside a transaction, and when their slot is wanted for another row, so a
-// statement that takes and releases a lock many times pays for one shared update. There,
-// counters are updated under the entry's spinlock while the partition LWLock is held shared,
+// Counters are updated under the entry's spinlock while the partition LWLock is held shared,
 // so the common case (the entry exists) costs one hash lookup and no exclusive lock. A new
 // entry takes its partition lock exclusively; when the table is full, the least-used entries
 // (usage: acquisitions, decayed at every eviction) are evicted in a batch under every
@@ -31,7 +27,6 @@
 
 extern "C" {
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/pg_authid_d.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -159,7 +154,6 @@ void count_holds_at_exit(int, Datum) {
     // After the transaction's abort at exit, whose callbacks ended the transaction-bound
     // holds; what is left are session holds, which the lock manager ends with the backend.
     if (g_table != nullptr) registry().visit_holds(hold_ended);
-    stats_flush();
 }
 
 void ensure_exit_hook() {
@@ -208,103 +202,53 @@ void evict() {
     for (int i = kPartitions - 1; i >= 0; i--) LWLockRelease(&g_locks[i].lock);
 }
 
-// This backend's counts not yet in shared memory, one slot per row (direct-mapped; a slot
-// wanted by another row is written out first).
-constexpr int kPendingSlots = 64;
-struct Pending {
-    StatsKey key;
-    bool used;
-    bool outcomes;  // counts of acquires, which may enter the row; else hold times only
-    Counters c;     // the deltas; usage counts the outcomes
-    int32 name_len;  // -1: no name known
-    char name[kSharedNameBytes];
-};
-Pending g_pending[kPendingSlots];
-int g_pending_used = 0;
-
-void apply(StatsEntry* e, const Counters& d) {
+void apply(StatsEntry* e, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     SpinLockAcquire(&e->mutex);
     Counters& c = e->c;
-    c.acquisitions += d.acquisitions;
-    c.waits += d.waits;
-    c.failed_tries += d.failed_tries;
-    c.timeouts += d.timeouts;
-    c.errors += d.errors;
-    c.total_wait_ms += d.total_wait_ms;
-    if (d.max_wait_ms > c.max_wait_ms) c.max_wait_ms = d.max_wait_ms;
-    c.total_hold_ms += d.total_hold_ms;
-    if (d.max_hold_ms > c.max_hold_ms) c.max_hold_ms = d.max_hold_ms;
-    if (d.acquisitions > 0 && d.last_acquired > c.last_acquired) c.last_acquired = d.last_acquired;
-    c.usage += d.usage;
+    const double wait_ms = wait_us >= 0 ? static_cast<double>(wait_us) / 1000.0 : 0.0;
+    if (wait_us >= 0) {
+        c.total_wait_ms += wait_ms;
+        if (wait_ms > c.max_wait_ms) c.max_wait_ms = wait_ms;
+    }
+    switch (outcome) {
+        case StatsOutcome::Acquired:
+            c.acquisitions++;
+            if (wait_us >= 0) c.waits++;
+            c.last_acquired = at;
+            break;
+        case StatsOutcome::FailedTry:
+            c.failed_tries++;
+            break;
+        case StatsOutcome::TimedOut:
+            c.timeouts++;
+            break;
+        case StatsOutcome::Failed:
+            c.errors++;
+            break;
+    }
+    c.usage += 1.0;
     SpinLockRelease(&e->mutex);
 }
 
-// Writes one slot's counts to shared memory. Raises no error: the end of a hold only updates
-// a row that exists; outcomes of acquires enter their row when it is missing, and are
-// dropped when there is no room (counting never fails an acquire).
-void flush_slot(Pending* p) {
-    const uint32 hash = get_hash_value(g_table, &p->key);
-    LWLock* lock = &g_locks[hash % kPartitions].lock;
-    LWLockAcquire(lock, LW_SHARED);
-    auto* e = static_cast<StatsEntry*>(
-        hash_search_with_hash_value(g_table, &p->key, hash, HASH_FIND, nullptr));
-    if (e != nullptr) apply(e, p->c);
-    LWLockRelease(lock);
-    // A new entry. Two attempts: the batch evicted makes room unless other backends fill it
-    // first, in which case these outcomes are not recorded.
-    for (int attempt = 0; attempt < 2 && e == nullptr && p->outcomes; attempt++) {
-        if (pg_atomic_read_u32(&g_shared->count) >= static_cast<uint32>(g_max_stats)) evict();
-        LWLockAcquire(lock, LW_EXCLUSIVE);
-        bool found = false;
-        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats)) {
-            // One lookup finds the entry another backend entered meanwhile, or enters it.
-            e = static_cast<StatsEntry*>(
-                hash_search_with_hash_value(g_table, &p->key, hash, HASH_ENTER_NULL, &found));
-            if (e == nullptr || found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
-            if (e != nullptr && !found) {
-                SpinLockInit(&e->mutex);
-                memset(&e->c, 0, sizeof(e->c));
-                e->name_len = p->name_len;
-                if (p->name_len > 0) memcpy(e->name, p->name, p->name_len);
-            }
-        } else {
-            pg_atomic_fetch_sub_u32(&g_shared->count, 1);
-            e = static_cast<StatsEntry*>(
-                hash_search_with_hash_value(g_table, &p->key, hash, HASH_FIND, nullptr));
-        }
-        if (e != nullptr) apply(e, p->c);
-        LWLockRelease(lock);
-    }
-    p->used = false;
-    g_pending_used--;
-}
-
-// The slot of `key`, emptied and set up for it when it held another row or nothing.
-Pending* pending_slot(const StatsKey& key) {
-    uint64 h = (static_cast<uint64>(key.hi) << 32 | key.lo) ^
-               (static_cast<uint64>(key.user) << 17) ^ (key.form << 1) ^ key.shared;
-    h *= UINT64CONST(0x9E3779B97F4A7C15);
-    Pending* p = &g_pending[h >> 58];  // the top 6 bits: 64 slots
-    if (p->used && memcmp(&p->key, &key, sizeof(key)) == 0) return p;
-    if (p->used) flush_slot(p);
-    p->key = key;
-    p->used = true;
-    p->outcomes = false;
-    memset(&p->c, 0, sizeof(p->c));
-    p->name_len = -1;
-    g_pending_used++;
-    return p;
-}
-
-// Called by the holds registry inside its noexcept functions: raises no error.
+// Called by the holds registry inside its noexcept functions: raises no error (an LWLock, a
+// lookup, a spinlock), and only updates a row that exists.
 void hold_ended(const LockId& id, const Hold& h) {
     if (g_table == nullptr || h.owner == InvalidOid) return;  // not counted when taken
+    const StatsKey key = make_key(h.owner, id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = &g_locks[hash % kPartitions].lock;
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
-    Pending* p = pending_slot(make_key(h.owner, id));
-    p->c.total_hold_ms += held_ms;
-    if (held_ms > p->c.max_hold_ms) p->c.max_hold_ms = held_ms;
-    if (!IsTransactionState()) stats_flush();
+    LWLockAcquire(lock, LW_SHARED);
+    auto* e = static_cast<StatsEntry*>(
+        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
+    if (e != nullptr) {
+        SpinLockAcquire(&e->mutex);
+        e->c.total_hold_ms += held_ms;
+        if (held_ms > e->c.max_hold_ms) e->c.max_hold_ms = held_ms;
+        SpinLockRelease(&e->mutex);
+    }
+    LWLockRelease(lock);
 }
 
 void require_stats() {
@@ -353,45 +297,49 @@ TimestampTz stats_clock() {
 void stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     if (!stats_active()) return;
     ensure_exit_hook();
-    Pending* p = pending_slot(make_key(GetUserId(), arg.id));
-    if (p->name_len < 0 && arg.has_name) {
-        const int n = arg.name_len <= kSharedNameBytes
-                          ? arg.name_len
-                          : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
-        memcpy(p->name, arg.name, n);
-        p->name_len = n;
+    const StatsKey key = make_key(GetUserId(), arg.id);
+    const uint32 hash = get_hash_value(g_table, &key);
+    LWLock* lock = &g_locks[hash % kPartitions].lock;
+    LWLockAcquire(lock, LW_SHARED);
+    auto* e = static_cast<StatsEntry*>(
+        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
+    if (e != nullptr) {
+        apply(e, outcome, wait_us, at);
+        LWLockRelease(lock);
+        return;
     }
-    p->outcomes = true;
-    Counters& c = p->c;
-    if (wait_us >= 0) {
-        const double wait_ms = static_cast<double>(wait_us) / 1000.0;
-        c.total_wait_ms += wait_ms;
-        if (wait_ms > c.max_wait_ms) c.max_wait_ms = wait_ms;
+    LWLockRelease(lock);
+    // A new entry. Two attempts: the batch evicted makes room unless other backends fill it
+    // first, in which case this outcome is not recorded (it never fails the acquire).
+    for (int attempt = 0; attempt < 2 && e == nullptr; attempt++) {
+        if (pg_atomic_read_u32(&g_shared->count) >= static_cast<uint32>(g_max_stats)) evict();
+        LWLockAcquire(lock, LW_EXCLUSIVE);
+        bool found = false;
+        if (pg_atomic_fetch_add_u32(&g_shared->count, 1) < static_cast<uint32>(g_max_stats)) {
+            // One lookup finds the entry another backend entered meanwhile, or enters it.
+            e = static_cast<StatsEntry*>(
+                hash_search_with_hash_value(g_table, &key, hash, HASH_ENTER_NULL, &found));
+            if (e == nullptr || found) pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+            if (e != nullptr && !found) {
+                SpinLockInit(&e->mutex);
+                memset(&e->c, 0, sizeof(e->c));
+                e->name_len = -1;
+                if (arg.has_name) {
+                    const int n = arg.name_len <= kSharedNameBytes
+                                      ? arg.name_len
+                                      : pg_mbcliplen(arg.name, arg.name_len, kSharedNameBytes);
+                    memcpy(e->name, arg.name, n);
+                    e->name_len = n;
+                }
+            }
+        } else {
+            pg_atomic_fetch_sub_u32(&g_shared->count, 1);
+            e = static_cast<StatsEntry*>(
+                hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
+        }
+        if (e != nullptr) apply(e, outcome, wait_us, at);
+        LWLockRelease(lock);
     }
-    switch (outcome) {
-        case StatsOutcome::Acquired:
-            c.acquisitions++;
-            if (wait_us >= 0) c.waits++;
-            c.last_acquired = at;
-            break;
-        case StatsOutcome::FailedTry:
-            c.failed_tries++;
-            break;
-        case StatsOutcome::TimedOut:
-            c.timeouts++;
-            break;
-        case StatsOutcome::Failed:
-            c.errors++;
-            break;
-    }
-    c.usage += 1.0;
-    if (!IsTransactionState()) stats_flush();
-}
-
-void stats_flush() {
-    if (g_pending_used == 0 || g_table == nullptr) return;
-    for (Pending& p : g_pending)
-        if (p.used) flush_slot(&p);
 }
 
 }  // namespace pglocks
@@ -422,7 +370,6 @@ enum StatsColumn {
 
 PGLOCKS_FUNCTION(pglocks_stats_data) {
     require_stats();
-    stats_flush();  // this backend's own counts first
     Tuplestorestate* store;
     TupleDesc desc;
     begin_srf(fcinfo, &store, &desc, kStatsColumns, kStatsColumns);
@@ -475,7 +422,6 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
 
 PGLOCKS_FUNCTION(pglocks_stats_reset) {
     require_stats();
-    stats_flush();  // what this backend counted before the reset goes with it
     for (int i = 0; i < kPartitions; i++) LWLockAcquire(&g_locks[i].lock, LW_EXCLUSIVE);
     HASH_SEQ_STATUS scan;
     hash_seq_init(&scan, g_table);

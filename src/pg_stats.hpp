@@ -22,10 +22,6 @@ enum class StatsOutcome { Acquired, FailedTry, TimedOut, Failed };
 // recorded.
 void stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, TimestampTz at);
 
-// Writes this backend's pending counts to shared memory (at the end of each transaction;
-// stats_count does it at once outside a transaction). Never raises an error.
-void stats_flush();
-
 // The precise clock, as a timestamp (microseconds).
 TimestampTz stats_clock();
 
