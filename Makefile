@@ -3,7 +3,7 @@
 # builds and runs the GoogleTest suite of the pure C++ code.
 EXTENSION = pglocks
 MODULE_big = pglocks
-OBJS = src/lock_key.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
+OBJS = src/lock_key.o src/sha256.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
        src/pg_names.o src/pg_compat.o src/pg_srf.o src/pg_locks_view.o src/pg_functions.o src/pg_tokens.o src/pg_multi.o src/pg_detached.o src/pg_guards.o src/pg_slots.o src/pg_stats.o \
        src/pg_module.o
 DATA = sql/pglocks--1.0.sql sql/pglocks--1.0--1.1.sql sql/pglocks--1.1--1.2.sql
@@ -19,7 +19,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 PG_CONFIG ?= pg_config
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
               -Wno-missing-field-initializers -fno-omit-frame-pointer -MMD -MP
-SHLIB_LINK = -lstdc++
+# SHA-256 of text keys comes from OpenSSL's libcrypto (libssl-dev to build), linked directly
+# so that a server built without OpenSSL, or with another OpenSSL, hashes the same way.
+SHLIB_LINK = -lstdc++ -lcrypto
 PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" pglocks.control)
 PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
 # The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
@@ -58,17 +60,17 @@ FORCE:
 # clang's default dialect is older than ours; keep the LLVM bitcode build in step.
 override BITCODE_CXXFLAGS += -std=c++17 -Wno-register
 
-UNIT_SRCS = test/unit/lock_key_test.cpp test/unit/holds_registry_test.cpp \
-            src/lock_key.cpp src/holds_registry.cpp
-test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp
-	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) -lgtest -lgtest_main -pthread -o $@
+UNIT_SRCS = test/unit/lock_key_test.cpp test/unit/holds_registry_test.cpp test/unit/sha256_test.cpp \
+            src/lock_key.cpp src/holds_registry.cpp src/sha256.cpp
+test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp src/sha256.hpp
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) -lgtest -lgtest_main -lcrypto -pthread -o $@
 
 .PHONY: unittest check-pure-headers
 unittest: check-pure-headers test/unit/run_unit_tests
 	test/unit/run_unit_tests
 
 # The pure C++ headers compile on their own and refuse to compile after postgres.h.
-PURE_HEADERS = lock_key.hpp holds_registry.hpp
+PURE_HEADERS = lock_key.hpp holds_registry.hpp sha256.hpp
 check-pure-headers:
 	@printf '#include "postgres.h"\n' | $(CXX) -std=c++17 -fsyntax-only -Wno-register -I$(includedir_server) -x c++ -
 	@for h in $(PURE_HEADERS); do \

@@ -17,6 +17,10 @@ Methods:
   core_plain      pg_advisory_lock(k)                       waits in the lock queue
   pglocks_slot    pglocks_acquire_slot(k, 1)                a semaphore of one slot: waits in
                   the semaphore's queue, then on its condition variable
+  pglocks_detached  CALL pglocks_acquire_detached(k): waits in the lock queue without a
+                  snapshot; a CALL returns no time, so the time obtained is the hold's
+                  acquired_at from pglocks_held() (read with the precise clock when
+                  statistics are on, as they are in the benchmark)
   try_sleep       pg_try_advisory_lock(k), then a 50-150 ms jittered sleep between tries,
                   as Ruby's with_advisory_lock does when given a timeout
 
@@ -49,6 +53,9 @@ METHODS = {
                       "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
     "pglocks_slot": ("SELECT pglocks_acquire_slot($1::text, 1) IS NOT NULL, clock_timestamp()",
                      "SELECT clock_timestamp(), pglocks_release_slot($1::text, 0)"),
+    "pglocks_detached": (
+        "SELECT true, max(acquired_at) FROM pglocks_held() WHERE lock_key = $1::bigint",
+        "SELECT clock_timestamp(), pglocks_release($1::bigint)"),
     "core_plain": ("SELECT pg_advisory_lock($1::bigint) IS NULL, clock_timestamp()",
                    "SELECT clock_timestamp(), pg_advisory_unlock($1::bigint)"),
     "try_sleep": ("SELECT pg_try_advisory_lock($1::bigint), clock_timestamp()",
@@ -94,6 +101,9 @@ def worker(method, deadline_box, dbname, records, failures, ready, go):
             else:
                 if method == "pglocks_timed":
                     cur.execute(TAKE_TIMED, (HOT_KEY, TIMEOUT))
+                elif method == "pglocks_detached":
+                    cur.execute("CALL pglocks_acquire_detached(%s::bigint)", (HOT_KEY,))
+                    cur.execute(TAKE, (HOT_KEY,))
                 else:
                     cur.execute(TAKE, (HOT_KEY,))
                 got, acquired = cur.fetchone()

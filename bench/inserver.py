@@ -1,5 +1,10 @@
 """SQL of the in-server scenarios (1 and 6), installed in the benchmark's own database.
 
+The acquire + release pairs run in a set-based query, as SPEC §6 measures them:
+SELECT count(*) FROM generate_series(1, n) g WHERE <lock> IS NULL OR <unlock>, timed in the
+server by bench_time() (clock_timestamp() around an EXECUTE), minus the same query with an
+expression of the same shape and no lock call (PAIRS below).
+
 Each timing function returns elapsed seconds measured with clock_timestamp().
 
 The per-call loops use PL/pgSQL simple expressions (x := f(...)), which skip the executor
@@ -63,6 +68,51 @@ LOOPS = {
     "bench_hash_distinct_pglocks": ("text", "bigint", f"x := pglocks_key({NEW_KEY});"),
 }
 
+# bench_time(query): seconds one execution of the query takes, read in the server.
+TIME_QUERY = """
+CREATE FUNCTION bench_time(query text) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz;
+BEGIN
+    t0 := clock_timestamp();
+    EXECUTE query;
+    RETURN extract(epoch FROM clock_timestamp() - t0);
+END $$;
+"""
+
+# Set-based pairs: family -> (row source, {side: WHERE expression}). The row source gives g
+# and, for text keys, k (a new 16-byte key per row: 'orders:' and nine digits of g). Each
+# family has empty (the same shape without a lock call), core and pglocks.
+NEW_KEY_ROWS = ("(SELECT g, 'orders:' || lpad(g::text, 9, '0') AS k "
+                "FROM generate_series(1, {n}) g) s")
+PAIRS = {
+    "bigint": ("generate_series(1, {n}) g", {
+        "empty": "(g IS NULL) OR (g > 0)",
+        "core": "pg_advisory_lock(7::bigint) IS NULL OR pg_advisory_unlock(7::bigint)",
+        "pglocks": "pglocks_acquire(7::bigint) IS NULL OR pglocks_release(7::bigint)"}),
+    "text_same": ("generate_series(1, {n}) g", {
+        "empty": "(g IS NULL) OR (g > 0)",
+        "core": "pg_advisory_lock(hashtextextended('orders:000012345', 0)) IS NULL "
+                "OR pg_advisory_unlock(hashtextextended('orders:000012345', 0))",
+        "pglocks": "pglocks_acquire('orders:000012345') IS NULL "
+                   "OR pglocks_release('orders:000012345')"}),
+    "text_new": (NEW_KEY_ROWS, {
+        "empty": "(k IS NULL) OR (k > '')",
+        "core": "pg_advisory_lock(hashtextextended(k, 0)) IS NULL "
+                "OR pg_advisory_unlock(hashtextextended(k, 0))",
+        "pglocks": "pglocks_acquire(k) IS NULL OR pglocks_release(k)"}),
+    "token": ("generate_series(1, {n}) g", {
+        "empty": "(g IS NULL) OR (g > 0)",
+        "core": "pglocks_acquire(11::bigint) IS NULL OR pglocks_release(11::bigint)",
+        "pglocks": "pglocks_acquire_token(11::bigint) IS NULL OR pglocks_release(11::bigint)"}),
+}
+
+
+def pair_query(family, side, n):
+    rows, exprs = PAIRS[family]
+    return f"SELECT count(*) FROM {rows.format(n=n)} WHERE {exprs[side]}"
+
+
 # Scenario 6: n holds of n distinct locks, then introspection and release of all of them.
 # Run on a fresh connection each time: the server's local lock table keeps its size once
 # grown.
@@ -102,8 +152,9 @@ INSERT INTO bench_counter (id) SELECT g FROM generate_series(1, 1000) g;
 
 
 def install_sql():
-    parts = [LOOP.format(name=name, argtype=a, vartype=v, body=b)
-             for name, (a, v, b) in LOOPS.items()]
+    parts = [TIME_QUERY]
+    parts += [LOOP.format(name=name, argtype=a, vartype=v, body=b)
+              for name, (a, v, b) in LOOPS.items() if not name.startswith("bench_pairs_")]
     parts += [SCALE.format(name=name, **stmts) for name, stmts in SCALES.items()]
     parts.append(TABLES)
     return "\n".join(parts)

@@ -40,7 +40,20 @@ if [ "$quick" = 1 ]; then
     limit=300
     log "benchmark, quick mode"
 else
-    log "benchmark, full run (about eight minutes)"
+    log "benchmark, full run (about twelve minutes)"
 fi
+
+# The in-server rows on other majors of the test matrix (scripts/matrix.sh builds pglocks
+# against that major and starts a throwaway server of it): PGLOCKS_BENCH_MAJORS, default 17;
+# empty for none.
+extra_dir=$(mktemp -d /tmp/pglocks-bench.XXXXXX)
+chmod 755 "$extra_dir"
+trap 'rm -rf "$extra_dir"; pglocks_stop_server' EXIT
+for m in ${PGLOCKS_BENCH_MAJORS-17}; do
+    matrix_args=(--bench "$extra_dir/pg$m.json")
+    [ "$quick" = 1 ] && matrix_args+=(--quick)
+    "$PGLOCKS_ROOT/scripts/matrix.sh" "$m" "${matrix_args[@]}" >&2
+    args+=(--extra-rows "$extra_dir/pg$m.json")
+done
 # The driver bounds each scenario itself; this only guards against a hang.
 timeout --kill-after=30 "$limit" "$PYTHON" "$BENCH_DIR/bench.py" "${args[@]}"

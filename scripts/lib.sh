@@ -8,7 +8,7 @@ set -euo pipefail
 
 PGLOCKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGLOCKS_PGVER=${PGLOCKS_PGVER:-15}
-PGLOCKS_PACKAGES=(build-essential g++ make clang-"${PGLOCKS_CLANG:-14}" llvm-"${PGLOCKS_CLANG:-14}"
+PGLOCKS_PACKAGES=(build-essential g++ make libssl-dev clang-"${PGLOCKS_CLANG:-14}" llvm-"${PGLOCKS_CLANG:-14}"
     postgresql-"$PGLOCKS_PGVER" postgresql-server-dev-"$PGLOCKS_PGVER" postgresql-client-"$PGLOCKS_PGVER"
     libgtest-dev pgbouncer python3 python3-psycopg2 libipc-run-perl procps iproute2)
 

@@ -4,6 +4,9 @@
 #
 #   scripts/matrix.sh 17          build, install, start a throwaway 17 server, run the suites
 #   scripts/matrix.sh 19          build only (no server of that major is packaged)
+#   scripts/matrix.sh 17 --bench FILE [--quick]
+#                                 instead of the suites, the benchmark's in-server rows
+#                                 (bench/bench.py --inserver-only) on that server, as JSON
 #
 # Where the pieces come from (nothing is installed over the system's PostgreSQL):
 #   headers and PGXS   Debian's postgresql-server-dev-N and postgresql-client-N of the suite
@@ -21,7 +24,13 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/lib.sh"
 
-major=${1:?usage: scripts/matrix.sh MAJOR}
+major=${1:?usage: scripts/matrix.sh MAJOR [--bench FILE [--quick]]}
+bench_json=""
+bench_quick=()
+if [ "${2:-}" = --bench ]; then
+    bench_json=${3:?usage: scripts/matrix.sh MAJOR --bench FILE [--quick]}
+    [ "${4:-}" = --quick ] && bench_quick=(--quick)
+fi
 
 # Debian suite per major, and the server package version per major (pinned: a new minor is
 # a deliberate change here).
@@ -38,7 +47,7 @@ if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
 fi
 
 # Tools this script needs from Debian 12 itself.
-ensure_packages python3 build-essential g++ make postgresql-client-15
+ensure_packages python3 build-essential g++ make libssl-dev postgresql-client-15
 # npm may come with a nodejs of another origin; Debian's npm only where there is none.
 command -v npm >/dev/null || ensure_packages npm
 SYSTEM_PSQL_BIN=/usr/lib/postgresql/15/bin
@@ -259,6 +268,47 @@ as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -l "$server_dir/serve
     start >/dev/null
 export PGHOST=$server_dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 "$SYSTEM_PSQL_BIN/psql" -X -At -c "SELECT 'server: ' || version()"
+
+# pglocks hashes text keys with the system's libcrypto (OpenSSL 3), which it links; the server
+# packages bring their own (OpenSSL 1.1) for the server's use. Both then live in one backend,
+# kept apart by their versioned symbols: check that a backend that has both hashes the
+# specification's key vectors right.
+# The backend stays (pg_sleep) while its memory map is read.
+"$SYSTEM_PSQL_BIN/psql" -X -At -q -v ON_ERROR_STOP=1 >"$work/crypto.out" 2>&1 <<'SQL' &
+CREATE DATABASE pglocks_crypto_check;
+\c pglocks_crypto_check
+CREATE EXTENSION pglocks;
+SELECT pglocks_key('') = -2039914840885289964 AND pglocks_key('some lock') = -5006958056254205714
+   AND pglocks_key('orders:42') = -8476019149258318077
+   AND pglocks_key(convert_from('\x4772c3bcc39f65', 'UTF8')) = -559005354142841542
+   AND pglocks_key(convert_from('\xe697a5e69cace8aa9e', 'UTF8')) = 8606672379249086371;
+SELECT pg_backend_pid();
+SELECT pg_sleep(5);
+SQL
+psql_pid=$!
+for _ in $(seq 50); do [ -f "$work/crypto.out" ] && [ "$(wc -l <"$work/crypto.out")" -ge 2 ] && break; sleep 0.1; done
+read -r vectors_ok backend_pid _ <<<"$(tr '\n' ' ' <"$work/crypto.out")"
+libcryptos=$(grep -o '/[^ ]*libcrypto[^ ]*' "/proc/$backend_pid/maps" 2>/dev/null | sort -u |
+    tr '\n' ' ' || true)
+wait "$psql_pid" || true
+"$SYSTEM_PSQL_BIN/psql" -X -q -c "DROP DATABASE pglocks_crypto_check"
+echo "libcrypto in the backend that hashed the keys: ${libcryptos:-(not read)}"
+if [ "$vectors_ok" != t ]; then
+    cat "$work/crypto.out"
+    echo "FAIL: pglocks_key gives other keys than the specification's vectors on PostgreSQL $major" >&2
+    exit 1
+fi
+echo "ok: pglocks_key matches the specification's key vectors on PostgreSQL $major"
+
+if [ -n "$bench_json" ]; then
+    log "benchmark, in-server rows on PostgreSQL $major"
+    status=0
+    # Debian's psycopg2 belongs to the system interpreter; it talks to every major here.
+    timeout --kill-after=30 1800 /usr/bin/python3 "$PGLOCKS_ROOT/bench/bench.py" \
+        --inserver-only "PostgreSQL $major" --json "$bench_json" "${bench_quick[@]}" || status=$?
+    as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -m fast stop >/dev/null 2>&1 || true
+    exit $status
+fi
 
 status=0
 # PGXS's installcheck with the server package's pg_regress and pg_isolation_regress (its

@@ -93,18 +93,18 @@ size_t KeyCache::slot(std::string_view name) noexcept {
     return static_cast<size_t>(h ^ (h >> 32)) % kSlots;
 }
 
-bool KeyCache::lookup(std::string_view name, int64_t* key) const noexcept {
+bool KeyCache::lookup(std::string_view name, size_t slot, int64_t* key) const noexcept {
     if (name.size() > kMaxBytes) return false;
-    const Slot& s = slots_[slot(name)];
+    const Slot& s = slots_[slot];
     if (!s.used || s.len != name.size() || std::memcmp(s.bytes, name.data(), name.size()) != 0)
         return false;
     *key = s.key;
     return true;
 }
 
-void KeyCache::store(std::string_view name, int64_t key) noexcept {
+void KeyCache::store(std::string_view name, size_t slot, int64_t key) noexcept {
     if (name.size() > kMaxBytes) return;
-    Slot& s = slots_[slot(name)];
+    Slot& s = slots_[slot];
     s.used = true;
     s.len = static_cast<uint8_t>(name.size());
     std::memcpy(s.bytes, name.data(), name.size());

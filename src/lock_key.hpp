@@ -94,11 +94,16 @@ class KeyCache {
 public:
     static constexpr size_t kMaxBytes = 64;
     static constexpr size_t kSlots = 256;
-    bool lookup(std::string_view name, int64_t* key) const noexcept;
-    void store(std::string_view name, int64_t key) noexcept;
+    bool lookup(std::string_view name, int64_t* key) const noexcept {
+        return lookup(name, slot(name), key);
+    }
+    void store(std::string_view name, int64_t key) noexcept { store(name, slot(name), key); }
+    // The same with the name's slot computed once for a lookup and the store after a miss.
+    static size_t slot(std::string_view name) noexcept;
+    bool lookup(std::string_view name, size_t slot, int64_t* key) const noexcept;
+    void store(std::string_view name, size_t slot, int64_t key) noexcept;
 
 private:
-    static size_t slot(std::string_view name) noexcept;
     struct Slot {
         uint8_t len = 0;
         bool used = false;

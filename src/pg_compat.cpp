@@ -12,11 +12,6 @@ extern "C" {
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#if PG_VERSION_NUM >= 140000
-#include "common/cryptohash.h"
-#else
-#include "common/sha2.h"
-#endif
 }
 
 namespace pglocks {
@@ -150,57 +145,6 @@ void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleD
 #endif
 }
 
-
-#if PG_VERSION_NUM >= 140000
-struct Sha256 {
-    pg_cryptohash_ctx* ctx;
-};
-#else
-struct Sha256 {
-    pg_sha256_ctx ctx;
-};
-#endif
-
-#if PG_VERSION_NUM >= 140000
-namespace {
-[[noreturn]] void sha256_failed() {
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                    errmsg("could not compute the SHA-256 digest of a pglocks key")));
-    pg_unreachable();
-}
-}  // namespace
-#endif
-
-Sha256* sha256_begin() {
-    auto* s = static_cast<Sha256*>(palloc(sizeof(Sha256)));
-#if PG_VERSION_NUM >= 140000
-    s->ctx = pg_cryptohash_create(PG_SHA256);
-    if (s->ctx == nullptr || pg_cryptohash_init(s->ctx) < 0) sha256_failed();
-#else
-    pg_sha256_init(&s->ctx);
-#endif
-    return s;
-}
-
-void sha256_update(Sha256* s, const uint8* data, size_t len) {
-#if PG_VERSION_NUM >= 140000
-    if (pg_cryptohash_update(s->ctx, data, len) < 0) sha256_failed();
-#else
-    pg_sha256_update(&s->ctx, data, len);
-#endif
-}
-
-void sha256_end(Sha256* s, uint8 digest[32]) {
-#if PG_VERSION_NUM >= 140000
-    const int rc = pg_cryptohash_final(s->ctx, digest, 32);
-    pg_cryptohash_free(s->ctx);
-    pfree(s);
-    if (rc < 0) sha256_failed();
-#else
-    pg_sha256_final(&s->ctx, digest);
-    pfree(s);
-#endif
-}
 
 }  // namespace compat
 }  // namespace pglocks

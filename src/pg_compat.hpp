@@ -86,12 +86,5 @@ TimestampTz lock_wait_start(const LockInstanceData* lock);
 // and returns it with its tuple descriptor.
 void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc);
 
-// SHA-256 through PostgreSQL's own cryptohash (OpenSSL or its builtin implementation,
-// as the server was built). Errors are PostgreSQL errors.
-struct Sha256;
-Sha256* sha256_begin();
-void sha256_update(Sha256* ctx, const uint8* data, size_t len);
-void sha256_end(Sha256* ctx, uint8 digest[32]);  // frees ctx
-
 }  // namespace compat
 }  // namespace pglocks

@@ -48,8 +48,11 @@ int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
 Scope scope_arg(FunctionCallInfo fcinfo, int argno) {
     require_not_null(fcinfo, argno, "scope");
     const text* t = PG_GETARG_TEXT_PP(argno);
+    const std::string_view given(VARDATA_ANY(t), static_cast<size_t>(VARSIZE_ANY_EXHDR(t)));
+    // The default, spelled as the install script spells it, on every call of a loop.
+    if (given == "session") return Scope::Session;
     Scope scope;
-    if (!parse_scope({VARDATA_ANY(t), static_cast<size_t>(VARSIZE_ANY_EXHDR(t))}, &scope))
+    if (!parse_scope(given, &scope))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid pglocks scope \"%s\"", text_to_cstring(t)),
                         errhint("Valid scopes are \"session\" and \"transaction\".")));

@@ -2,6 +2,9 @@
 // every lock function. Hashing streams the key in chunks, converting to UTF-8 per chunk
 // when the database encoding is not UTF-8, so a huge key is hashed without a full copy
 // and the call stays cancellable.
+// Pure C++ first: it refuses to follow postgres.h.
+#include "sha256.hpp"
+
 #include "pg_keys.hpp"
 
 extern "C" {
@@ -56,8 +59,15 @@ void for_each_utf8_chunk(const text* t, ChunkFn fn, void* state) {
     }
 }
 
-void sha_chunk(void* state, const uint8_t* data, size_t len) {
-    compat::sha256_update(static_cast<compat::Sha256*>(state), data, len);
+[[noreturn]] void sha256_failed() {
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                    errmsg("could not compute the SHA-256 digest of a pglocks key"),
+                    errdetail("libcrypto (%s) failed.", sha256::library_version())));
+    pg_unreachable();
+}
+
+void sha_chunk(void*, const uint8_t* data, size_t len) {
+    if (!sha256::update(data, len)) sha256_failed();
 }
 
 void crc_chunk(void* state, const uint8_t* data, size_t len) {
@@ -73,27 +83,29 @@ KeyCache g_key_cache;  // see lock_key.hpp
 
 int64_t text_key(const text* t) {
     const std::string_view bytes(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    if (bytes.size() > KeyCache::kMaxBytes) return text_key_uncached(t);
+    const size_t slot = KeyCache::slot(bytes);
     int64_t cached;
-    if (g_key_cache.lookup(bytes, &cached)) return cached;
+    if (g_key_cache.lookup(bytes, slot, &cached)) return cached;
     const int64_t key = text_key_uncached(t);
-    g_key_cache.store(bytes, key);
+    g_key_cache.store(bytes, slot, key);
     return key;
 }
 
 int64_t text_key_uncached(const text* t) {
     uint8_t digest[32];
-    compat::Sha256* ctx = compat::sha256_begin();
-    for_each_utf8_chunk(t, sha_chunk, ctx);
-    compat::sha256_end(ctx, digest);
+    if (!sha256::begin()) sha256_failed();
+    for_each_utf8_chunk(t, sha_chunk, nullptr);
+    if (!sha256::finish(digest)) sha256_failed();
     return key_from_sha256(digest);
 }
 
 int64_t text_key_suffixed(const text* t, const char* suffix, size_t suffix_len) {
     uint8_t digest[32];
-    compat::Sha256* ctx = compat::sha256_begin();
-    for_each_utf8_chunk(t, sha_chunk, ctx);
-    compat::sha256_update(ctx, reinterpret_cast<const uint8_t*>(suffix), suffix_len);
-    compat::sha256_end(ctx, digest);
+    if (!sha256::begin()) sha256_failed();
+    for_each_utf8_chunk(t, sha_chunk, nullptr);
+    sha_chunk(nullptr, reinterpret_cast<const uint8_t*>(suffix), suffix_len);
+    if (!sha256::finish(digest)) sha256_failed();
     return key_from_sha256(digest);
 }
 

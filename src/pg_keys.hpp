@@ -1,5 +1,5 @@
 // Turning SQL key arguments into lock identities: the text hash (SHA-256 of the UTF-8
-// bytes, from PostgreSQL's own cryptohash), the CRC-32 key, and the display name.
+// bytes, through OpenSSL's libcrypto, sha256.hpp), the CRC-32 key, and the display name.
 #pragma once
 
 #include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
