@@ -287,10 +287,19 @@ SELECT pg_sleep(5);
 SQL
 psql_pid=$!
 for _ in $(seq 50); do [ -f "$work/crypto.out" ] && [ "$(wc -l <"$work/crypto.out")" -ge 2 ] && break; sleep 0.1; done
-read -r vectors_ok backend_pid _ <<<"$(tr '\n' ' ' <"$work/crypto.out")"
+read -r _ backend_pid _ <<<"$(tr '\n' ' ' <"$work/crypto.out")"
 libcryptos=$(grep -o '/[^ ]*libcrypto[^ ]*' "/proc/$backend_pid/maps" 2>/dev/null | sort -u |
     tr '\n' ' ' || true)
 wait "$psql_pid" || true
+# Read once the session has ended: a slow CREATE DATABASE must not pass for wrong keys.
+read -r vectors_ok _ <<<"$(tr '\n' ' ' <"$work/crypto.out")"
+# The loader keeps pglocks' versioned references (SHA256_*@OPENSSL_3.0.0) away from another
+# libcrypto only if that one versions its symbols too: an unversioned copy would take them.
+for lib in $libcryptos; do
+    readelf -W --dyn-syms "$lib" | grep -q ' SHA256_Init@' && continue
+    echo "FAIL: $lib in the backend has no versioned SHA256_Init: pglocks' calls could bind to it" >&2
+    exit 1
+done
 "$SYSTEM_PSQL_BIN/psql" -X -q -c "DROP DATABASE pglocks_crypto_check"
 echo "libcrypto in the backend that hashed the keys: ${libcryptos:-(not read)}"
 if [ "$vectors_ok" != t ]; then

@@ -60,6 +60,7 @@ void for_each_utf8_chunk(const text* t, ChunkFn fn, void* state) {
 }
 
 [[noreturn]] void sha256_failed() {
+    sha256::clear_errors();
     ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                     errmsg("could not compute the SHA-256 digest of a pglocks key"),
                     errdetail("libcrypto (%s) failed.", sha256::library_version())));

@@ -10,9 +10,14 @@
 #include "sha256.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
 #include <openssl/sha.h>
+
+#if OPENSSL_VERSION_NUMBER < 0x10100000L
+#error "pglocks needs OpenSSL 1.1.0 or later"
+#endif
 
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L && defined(OPENSSL_NO_DEPRECATED_3_0)
 #define PGLOCKS_SHA256_EVP 1
@@ -77,6 +82,10 @@ bool digest(const uint8_t* data, size_t len, uint8_t out[32]) noexcept {
 }
 
 const char* library_version() noexcept { return OpenSSL_version(OPENSSL_VERSION); }
+
+// A failure leaves entries in OpenSSL's per-thread error queue, which the server's own use of
+// OpenSSL (SSL connections) may share: they must not be left for it to find.
+void clear_errors() noexcept { ERR_clear_error(); }
 
 }  // namespace sha256
 }  // namespace pglocks

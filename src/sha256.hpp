@@ -26,6 +26,8 @@ bool finish(uint8_t digest[32]) noexcept;
 bool digest(const uint8_t* data, size_t len, uint8_t out[32]) noexcept;
 // The libcrypto this process runs with, e.g. "OpenSSL 3.0.19 27 Jan 2026".
 const char* library_version() noexcept;
+// Empties OpenSSL's error queue after a failed call.
+void clear_errors() noexcept;
 }  // namespace sha256
 
 }  // namespace pglocks
