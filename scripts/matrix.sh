@@ -264,6 +264,10 @@ fsync = off
 max_connections = 60
 shared_preload_libraries = 'pglocks'
 EOF
+# The benchmark's rows run with the settings of its own server (bench/run.sh).
+if [ -n "$bench_json" ]; then
+    printf '%s\n' 'jit = off' 'max_locks_per_transaction = 512' >>"$server_dir/data/postgresql.conf"
+fi
 as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -l "$server_dir/server.log" -w -t 60 \
     start >/dev/null
 export PGHOST=$server_dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
