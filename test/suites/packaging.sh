@@ -259,7 +259,7 @@ share=/usr/share/postgresql/$major/extension
 doc=/usr/share/doc/$pkg
 allowed="^($lib/pglocks\.so|$share/pglocks\.control|$share/pglocks--[0-9.]+(--[0-9.]+)?\.sql"
 allowed+="|$doc/(copyright|changelog\.gz|changelog\.Debian\.gz|README\.md\.gz|docs/[a-z_]+\.md\.gz)"
-[ "$with_llvm" = yes ] && allowed+="|$lib/bitcode/pglocks\.index\.bc|$lib/bitcode/pglocks/src/[a-z_]+\.bc"
+[ "$with_llvm" = yes ] && allowed+="|$lib/bitcode/pglocks\.index\.bc|$lib/bitcode/pglocks/src/[a-z0-9_]+\.bc"
 allowed+=")$"
 if grep -vE "$allowed" "$work/deb.list"; then
     fail "files in the package that do not belong there (above; with_llvm=$with_llvm)"
