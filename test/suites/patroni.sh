@@ -104,4 +104,4 @@ log "a Patroni cluster on $PGLOCKS_BINDIR, in $work"
 cp "$here/patroni_cluster.py" "$work/"
 cd "$work"
 as_server_owner env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
-    timeout 240 /usr/bin/python3 "$work/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"
+    timeout 600 /usr/bin/python3 "$work/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"
