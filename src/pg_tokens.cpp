@@ -14,6 +14,7 @@
 #include "pg_holds.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
