@@ -109,6 +109,24 @@ SELECT pglocks_acquire_token('tk-err') IS NOT NULL AS issued_again;
 SELECT key, scope, holds FROM pglocks_held();
 SELECT pglocks_release_all();
 
+-- A token sequence altered away from how the extension made it (a cache, a negative
+-- increment, cycling; unlogged is checked by the tokens suite, as 13 has no unlogged
+-- sequences) issues no token (55000) and draws no value; the hold goes with the abort.
+-- As made again, it issues.
+SELECT last_value AS seq_before_alter FROM pglocks_token_seq \gset
+ALTER SEQUENCE pglocks_token_seq CACHE 20;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter')$$);
+ALTER SEQUENCE pglocks_token_seq CACHE 1 INCREMENT BY -1;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter')$$);
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1 CYCLE;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter', scope => 'transaction')$$);
+SELECT last_value = :seq_before_alter AS nothing_drawn FROM pglocks_token_seq;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+ALTER SEQUENCE pglocks_token_seq NO CYCLE;
+SELECT pglocks_acquire_token('tk-alter') > :token_b AS issued_as_made;
+SELECT pglocks_release_all();
+
 -- DROP EXTENSION and CREATE EXTENSION again: tokens never go back, also after many draws.
 CREATE DATABASE pglocks_recreate;
 \c pglocks_recreate

@@ -238,16 +238,6 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     ReThrowError(failure);  // the abort ends the pending acquire (drop_pending)
 }
 
-void check_standby() {
-    if (!pglocks_allow_on_standby && RecoveryInProgress())
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("cannot take a pglocks lock on a server in recovery"),
-                 errdetail("Advisory locks taken on a standby do not exclude sessions on the "
-                           "primary."),
-                 errhint("Take the lock on the primary, or set pglocks.allow_on_standby = on "
-                         "to coordinate sessions of this standby only.")));
-}
 
 // The time a hold was taken, for pglocks_held() and pglocks_locks: the coarse clock (a few
 // milliseconds of resolution) is plenty for "how long has this been held", and it costs a
@@ -347,6 +337,17 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
 }
 
 }  // namespace
+
+void check_standby() {
+    if (!pglocks_allow_on_standby && RecoveryInProgress())
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("cannot take a pglocks lock on a server in recovery"),
+                 errdetail("Advisory locks taken on a standby do not exclude sessions on the "
+                           "primary."),
+                 errhint("Take the lock on the primary, or set pglocks.allow_on_standby = on "
+                         "to coordinate sessions of this standby only.")));
+}
 
 namespace {
 uint64_t acquire_hinted(const AcquireRequest& req);

@@ -38,6 +38,10 @@ Scope scope_arg(FunctionCallInfo fcinfo, int argno);
 // checks; reentrant is read when the installed SQL declares it (1.2 on).
 void read_acquire_options(FunctionCallInfo fcinfo, int arg, AcquireRequest* req);
 
+// 55000 on a server in recovery unless pglocks.allow_on_standby is on: acquire() and
+// lock_internal() check it, and so does every acquire form that may take no lock at all.
+void check_standby();
+
 // Returns the new hold's id, or 0 when the lock was not obtained. Raises only PostgreSQL
 // errors (never a C++ exception), so it may run under PG_TRY.
 uint64_t acquire(const AcquireRequest& req);

@@ -77,6 +77,9 @@ Datum acquire_all_call(FunctionCallInfo fcinfo, bool text_keys) {
     const TimestampTz deadline =
         timed ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opts.timeout_ms) : 0;
 
+    // The standby guard fires for an empty set too, which takes nothing: on a standby every
+    // acquire form fails alike, whatever it is asked to take.
+    check_standby();
     // The guards, for the scope the holds end up with, before any lock is taken.
     for (int i = 0; i < n; i++) {
         CHECK_FOR_INTERRUPTS();

@@ -14,15 +14,19 @@
 #include "pg_holds.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 }
 
 namespace pglocks {
@@ -56,12 +60,34 @@ Oid token_sequence(FunctionCallInfo fcinfo) {
     return seq;
 }
 
+// The order of tokens holds only for the sequence as the extension made it: logged (an
+// unlogged sequence starts again after a crash and is not replicated), one value at a time
+// (a cache hands a backend's unused values to nobody and lets sessions draw out of order),
+// counting up and never cycling. A superuser can ALTER it; then no token is issued.
+void check_token_sequence(Oid seq) {
+    HeapTuple tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seq));
+    if (!HeapTupleIsValid(tuple))
+        elog(ERROR, "cache lookup failed for sequence %u", seq);
+    const Form_pg_sequence form = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple));
+    const bool as_made = form->seqincrement > 0 && form->seqcache == 1 && !form->seqcycle;
+    ReleaseSysCache(tuple);
+    if (!as_made || get_rel_persistence(seq) != RELPERSISTENCE_PERMANENT)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("pglocks fencing tokens need %s as the extension made it", kSequenceName),
+                 errdetail("It must be logged, count up by a positive increment with CACHE 1, "
+                           "and not cycle."),
+                 errhint("Run ALTER SEQUENCE %s SET LOGGED, CACHE 1, NO CYCLE, or INCREMENT BY 1.",
+                         kSequenceName)));
+}
+
 int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
     if (RecoveryInProgress())
         ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
                         errmsg("cannot issue pglocks fencing tokens during recovery"),
                         errhint("Fencing tokens are issued by the primary.")));
     const Oid seq = token_sequence(fcinfo);
+    check_token_sequence(seq);
     // No privilege on the sequence is needed or granted: tokens come only from here, and
     // nobody can move the sequence back.
     const int64 value = nextval_internal(seq, false);

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # pglocks on a high-availability cluster: etcd and two Patroni nodes from Debian's packages,
-# on loopback ports of their own, with pglocks preloaded, pg_rewind on and trust
+# on loopback ports of their own (20000-29999, below the ephemeral range), with pglocks preloaded, pg_rewind on and trust
 # authentication on loopback. Clients reach the primary through a multi-host connection
 # string (target_session_attrs=read-write). Checked through a hard failover (SIGKILL of the
 # primary's Patroni and postmaster) and a planned switchover (patronictl switchover): the
-# replica refuses every acquire form with 55000; the old primary's holders lose their
+# replica refuses every acquire form with 55000 (23 calls, an empty pglocks_acquire_all too); the old primary's holders lose their
 # connections and locks, its waiter gets an error; clients reconnect to the new primary and
 # get the locks; pglocks_locks and pglocks_stats there start without the old holds; every
 # fencing token issued after the failover exceeds every one issued before, up to the kill;
-# the old primary rejoins as a replica (pg_rewind) that refuses locks; in synchronous_mode,
-# after the new primary dies too, the old one is not promoted. Prints the failover and
+# the old primary rejoins as a replica (pg_rewind) that refuses every acquire form too; in
+# synchronous_mode, after the new primary dies too, the old one is not promoted: watched for
+# twice Patroni's ttl, it logs that it is not the healthiest node. Prints the failover and
 # switchover times and the tokens before and after. The steps are in patroni_cluster.py.
 #
 #   test/suites/patroni.sh                                   the checks above
@@ -31,19 +32,27 @@ else
 fi
 
 etcd_was_installed=0
-dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q "install ok installed" && etcd_was_installed=1
+if dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep "install ok installed" >/dev/null; then
+    etcd_was_installed=1
+fi
 ensure_packages patroni etcd-server python3 python3-psycopg2 postgresql-client-"$PGLOCKS_PGVER"
 
-# Debian enables the packages' services. Patroni's needs /etc/patroni/config.yml and does not
-# start without it; etcd's starts on the default ports. The cluster here uses ports of its
-# own, but an etcd this suite brought in is stopped and disabled again.
+# Debian enables the packages' services and starts them on install. Patroni's needs
+# /etc/patroni/config.yml and does not start without it; etcd's starts on the default ports.
+# The cluster here has an etcd of its own, and an etcd service this suite brought in is
+# stopped and disabled again, whether or not it is seen running (under systemd, or the init
+# script where there is no systemd).
 if [ "$etcd_was_installed" = 0 ]; then
-    if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
-        log "stopping and disabling the etcd service the package started"
-        as_root systemctl disable --now etcd >/dev/null 2>&1 || true
-    elif [ -x /etc/init.d/etcd ] && /etc/init.d/etcd status >/dev/null 2>&1; then
-        log "stopping the etcd service the package started"
-        as_root /etc/init.d/etcd stop >/dev/null 2>&1 || true
+    log "stopping and disabling the etcd service that installing etcd-server enabled"
+    if [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now etcd.service >/dev/null 2>&1 ||
+            log "warning: systemctl disable --now etcd.service failed"
+    else
+        if [ -x /etc/init.d/etcd ]; then
+            as_root /etc/init.d/etcd stop >/dev/null 2>&1 || true  # fails when it is not running
+        fi
+        as_root update-rc.d etcd disable >/dev/null 2>&1 ||
+            log "warning: update-rc.d etcd disable failed"
     fi
 fi
 
@@ -60,7 +69,11 @@ cleanup() {
     for f in "$work"/pids/node*.pid "$work"/pids/etcd.pid; do
         [ -s "$f" ] || continue
         pid=$(cat "$f")
-        kill -9 "$pid" 2>/dev/null || true
+        # Only a process of this cluster: its command line names the work directory (Patroni's
+        # configuration file, etcd's data directory). A pid file may outlive its process.
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -F "$work/" >/dev/null; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
     done
     for d in "$work"/node*/data; do
         [ -s "$d/postmaster.pid" ] || continue
@@ -104,4 +117,4 @@ log "a Patroni cluster on $PGLOCKS_BINDIR, in $work"
 cp "$here/patroni_cluster.py" "$work/"
 cd "$work"
 as_server_owner env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
-    timeout 600 /usr/bin/python3 "$work/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"
+    timeout 900 /usr/bin/python3 "$work/patroni_cluster.py" --work "$work" --bindir "$PGLOCKS_BINDIR" "$@"

@@ -7,6 +7,7 @@
 #      lock held it (a fencing table, as a storage system would keep, refuses none)
 #   2. pglocks_token: the current hold's token, NULL after release and for a hold without
 #      one; pglocks_acquire_token returns NULL when it does not acquire
+#   2b. an unlogged token sequence issues no token (55000), and issues again once logged
 #   3. crash restart: tokens after a backend is killed with SIGKILL (crash recovery) and
 #      after pg_ctl stop -m immediate exceed every token returned before, including tokens
 #      of open transactions whose sequence WAL only pglocks itself flushed
@@ -404,6 +405,27 @@ def test_token_function(node):
 
 
 # ------------------------------------------------------------------------------------------
+def test_unlogged(node, prev_max):
+    section("an unlogged token sequence")
+    # An unlogged sequence starts again after a crash and is not replicated: no token.
+    node.q("ALTER SEQUENCE pglocks_token_seq SET UNLOGGED")
+    try:
+        node.q1("SELECT pglocks_acquire_token('unlogged')")
+        code, message = None, "a token was issued"
+    except psycopg2.Error as e:
+        code, message = e.pgcode, (e.pgerror or "").strip().splitlines()[0]
+    held = node.q1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    check(code == "55000" and held == 0,
+          "pglocks_token_seq SET UNLOGGED: %s (%s, want 55000), %d advisory locks left"
+          % (code, message, held))
+    node.q("ALTER SEQUENCE pglocks_token_seq SET LOGGED")
+    again = node.q1("SELECT pglocks_acquire_token('unlogged') + pglocks_release_all() * 0")
+    check(again is not None and again > prev_max,
+          "SET LOGGED again: token %s, above every token before (%s)" % (again, prev_max))
+    return again
+
+
+# ------------------------------------------------------------------------------------------
 def test_crash(node, how, prev_max):
     section("crash restart: " + how)
     node.q("CREATE SEQUENCE IF NOT EXISTS control_seq")
@@ -611,6 +633,7 @@ def main():
     t = time.monotonic()
     test_token_function(primary)
     high = max(high, primary.q1("SELECT pglocks_acquire_token('probe')"))
+    high = test_unlogged(primary, high)
     timings.append(("pglocks_token", time.monotonic() - t))
     t = time.monotonic()
     high = test_crash(primary, "SIGKILL of a backend", high)

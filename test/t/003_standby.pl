@@ -44,6 +44,9 @@ my @calls = (
 	"pglocks_acquire('sb', scope => 'transaction')",
 	'pglocks_acquire(42::int8)',
 	'pglocks_acquire(4, 2)',
+	"pglocks_acquire_all(ARRAY['sb', 'sb2'])",
+	"pglocks_acquire_all('{}'::text[])",
+	"pglocks_acquire_all('{}'::int8[])",
 	"pglocks_with_lock('sb', 'SELECT 1')",
 	"pglocks_with_lock(42::int8, 'SELECT 1')",
 	"pglocks_with_lock(4, 2, 'SELECT 1')");
@@ -72,6 +75,8 @@ my ($out, $err) = run_sql($s,
 	  . "pglocks_acquire(42::int8, timeout => '1s'), pglocks_acquire(4, 2)");
 is($out, 't|t|t|t', 'allow_on_standby = on: acquire works on the standby');
 is($err, '', 'no error');
+is((run_sql($s, "SELECT pglocks_acquire_all('{}'::text[])"))[0], 't',
+	'allow_on_standby = on: an empty acquire_all takes nothing and returns true');
 assert_clean($s, 'standby, guard off', 'sb:x:1', 'sb:s:1', '42:x:1', '4,2:x:1');
 
 # The locks exclude other sessions of the standby, and only those.
