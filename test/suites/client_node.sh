@@ -35,18 +35,6 @@ trap cleanup EXIT
 passed=0
 failed=0
 failed_steps=()
-step() {
-    local name=$1
-    shift
-    log "client_node: $name"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failed_steps+=("$name")
-        echo "FAILED: $name" >&2
-    fi
-}
 
 npm_quiet() { npm --no-audit --no-fund --loglevel=error "$@"; }
 

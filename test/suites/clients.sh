@@ -51,18 +51,6 @@ psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS pglocks' >/dev/
 passed=0
 failed=0
 failed_steps=()
-step() {
-    local name=$1
-    shift
-    log "clients: $name"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failed_steps+=("$name")
-        echo "FAILED: $name" >&2
-    fi
-}
 
 check_keys() { "$PYTHON" "$EXAMPLES/keys/check_keys.py" "$@"; }
 
