@@ -61,7 +61,7 @@ NODE_EXAMPLE=$WORK/examples/node
 node_setup() {
     mkdir -p "$NODE_EXAMPLE" "$WORK/clients/node" &&
         cp "$EXAMPLES"/node/{.npmrc,package.json,package-lock.json,example.js,pglocks_key.js} "$NODE_EXAMPLE/" &&
-        cp "$PGLOCKS_ROOT"/clients/node/{package.json,index.js,index.d.ts,README.md} "$WORK/clients/node/" &&
+        cp "$PGLOCKS_ROOT"/clients/node/{package.json,index.js,index.d.ts,README.md,LICENSE} "$WORK/clients/node/" &&
         (cd "$NODE_EXAMPLE" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
