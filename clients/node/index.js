@@ -236,8 +236,11 @@ function cancelBackend(client) {
 }
 
 // Ends a connection whose locks are unknown, and waits until it is closed: the server ends
-// the session, and every hold of it, before it closes its side.
+// the session, and every hold of it, before it closes its side. Once per connection.
+const closedConnections = new WeakSet();
 async function closeConnection(client) {
+  if (closedConnections.has(client)) return;
+  closedConnections.add(client);
   await cancelBackend(client);
   try {
     await client.end();

@@ -204,10 +204,15 @@ test('withLock on a pool: an acquire timed out in the client closes that connect
   const a = await connect();
   const observer = await connect();
   const k = 'wlf:pool-timeout';
-  const p = pool({ max: 1, query_timeout: 500 });
+  // Over TCP this time (the other tests use the server's Unix socket), the cancel request too.
+  const p = pool({ max: 1, query_timeout: 500, host: '127.0.0.1' });
   assert.equal(await pglocks.acquire(a, k), true);
+  const pids = [];
+  p.on('connect', (c) => pids.push(c.processID));
   await assert.rejects(pglocks.withLock(p, k, () => assert.fail('fn ran')), ConnectionClosedError);
   assert.equal(p.totalCount, 0);
+  assert.equal(pids.length, 1);
+  assert.ok(await backendGone(observer, pids[0]), 'the backend of the timed-out acquire is still there');
   assert.equal(await pglocks.release(a, k), true);
   await sleep(100);
   assert.equal(await freeFor(observer, pglocks.key(k)), true);
