@@ -439,7 +439,7 @@ fi
 
 # ---------------------------------------------------------------------------------------
 log "packaging: the working tree's installation restored"
-restore
+restore || fail "restoring the installation (above)"
 for f in pglocks.so; do cmp -s "$f" "$pkglibdir/$f" || fail "$pkglibdir/$f is not the working tree's"; done
 for f in pglocks.control $(make_var DATA); do
     cmp -s "$f" "$extdir/$(basename "$f")" || fail "$extdir/$(basename "$f") is not the working tree's"
