@@ -66,6 +66,8 @@ fail() {
 ok() { echo "ok: $* [$(($(date +%s) - started)) s]"; }
 
 work=$(mktemp -d /tmp/pglocks-packaging.XXXXXX)
+# The build-time tests' server runs as postgres and reads the built tree in here.
+chmod 755 "$work"
 installed=0
 backup=
 restored=0
