@@ -84,18 +84,32 @@ check-pure-headers:
 	    echo "ok: $$h is refused after postgres.h"; \
 	done
 
-# The release archive for PGXN: what git holds at DIST_REF (HEAD by default), as
-# DIST_DIR/pglocks-VERSION.zip unpacking into pglocks-VERSION/, where VERSION is META.json's
-# (default_version as PGXN's semantic version: 1.2 is 1.2.0; the packaging suite checks it).
+# The release archives, both what git holds at DIST_REF (HEAD by default), in DIST_DIR:
+#   pglocks-VERSION.zip       for PGXN, unpacking into pglocks-VERSION/, where VERSION is
+#                             META.json's (default_version as PGXN's semantic version: 1.2
+#                             is 1.2.0; the packaging suite checks it)
+#   pglocks_UPSTREAM.orig.tar.gz
+#                             the upstream tarball of the Debian source package, without
+#                             debian/ (which the package's own debian.tar.xz carries), named
+#                             for the upstream part of debian/changelog's version (1.2 of
+#                             1.2-1), which is what dpkg-source looks for next to the tree
 DIST_REF ?= HEAD
 DIST_DIR ?= dist
-DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(dir $(firstword $(MAKEFILE_LIST)))META.json)
+DIST_ROOT := $(dir $(firstword $(MAKEFILE_LIST)))
+DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(DIST_ROOT)META.json)
 .PHONY: dist
 dist:
 	@test -n "$(DIST_VERSION)" || { echo "no version in META.json" >&2; exit 1; }
 	@mkdir -p $(DIST_DIR)
 	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
 	    -o $(DIST_DIR)/$(EXTENSION)-$(DIST_VERSION).zip $(DIST_REF)
+	@# debian/changelog's first line: pglocks (EPOCH:UPSTREAM-REVISION) ...
+	@upstream=$$(sed -n '1{s/^[^(]*(//;s/).*//;s/^[0-9]*://;s/-[^-]*$$//;p;}' $(DIST_ROOT)debian/changelog); \
+	test -n "$$upstream" || { echo "no upstream version in debian/changelog" >&2; exit 1; }; \
+	echo "git archive $(DIST_REF) without debian/ > $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz"; \
+	git archive --format=tar --prefix=$(EXTENSION)-$$upstream/ $(DIST_REF) -- . ':(exclude)debian' | \
+	    gzip -n -9 >$(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp && \
+	mv $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz
 
 EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d src/build_flags
 

@@ -1,5 +1,7 @@
-# Shared set-up for scripts/demo.sh, scripts/test.sh and the benchmarks (sourced, not run).
+# Shared set-up for scripts/demo.sh, scripts/test.sh, the suites and the benchmarks (sourced,
+# not run).
 #
+#   step NAME COMMAND...   one check of a suite that reports every check at its end
 #   pglocks_setup          install missing Debian packages, build and install pglocks
 #   pglocks_start_server   start a throwaway server in a temporary directory, on its own
 #                          socket and port, and export PG* for it; stopped and removed on exit.
@@ -13,6 +15,23 @@ PGLOCKS_PACKAGES=(build-essential g++ make libssl-dev clang-"${PGLOCKS_CLANG:-14
     libgtest-dev pgbouncer python3 python3-psycopg2 libipc-run-perl procps iproute2)
 
 log() { printf '\n== %s\n' "$*" >&2; }
+
+# The step runner of the suites that run a list of checks and report them all at the end
+# (client_node, client_python, clients): `step NAME COMMAND [ARGS...]` runs the command,
+# logged under the suite's name (its script's), and counts it in the caller's `passed` or
+# `failed`; a failed step's name is added to `failed_steps` and reported at once.
+step() {
+    local name=$1
+    shift
+    log "$(basename "$0" .sh): $name"
+    if "$@"; then
+        passed=$((${passed:-0} + 1))
+    else
+        failed=$((${failed:-0} + 1))
+        failed_steps+=("$name")
+        echo "FAILED: $name" >&2
+    fi
+}
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

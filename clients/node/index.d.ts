@@ -22,6 +22,12 @@ export interface Queryable {
  */
 export interface Connection extends Queryable {
   readonly totalCount?: never;
+  /**
+   * The transaction status node-postgres reports from 8.21.0 on: 'I' idle, 'T' in a
+   * transaction block, 'E' in a failed one. withLock and scope 'transaction' read it (a
+   * TypeError without it).
+   */
+  getTransactionStatus?(): string | null;
 }
 
 /** A client taken from a pool: it goes back with release(). */
@@ -83,6 +89,13 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * Runs fn under the lock and releases it however fn ends; resolves to fn's result. Rejects
  * with LockNotAcquiredError, without running fn, when wait: false or the timeout leaves the
  * lock to another session. With scope 'transaction' the hold lasts until the transaction ends.
+ *
+ * Inside the caller's transaction block fn runs after a savepoint: when fn fails, its work is
+ * rolled back to it and the lock released, and the transaction goes on. When fn returns after
+ * catching an SQL error of the block, the same happens and the promise rejects (code
+ * 'PGLOCKS_TRANSACTION_ABORTED'). A hold that cannot be released all the same rejects with
+ * LockNotReleasedError; a statement that fails before the server answers (pg's query_timeout)
+ * closes the connection and rejects with ConnectionClosedError.
  */
 export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
   pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
@@ -106,4 +119,37 @@ export class LockNotAcquiredError extends Error {
   readonly shared: boolean;
   /** The timeout that ran out; null for a try (wait: false). */
   readonly timeout: Timeout | null;
+}
+
+/**
+ * withLock could not release the session hold after fn: the connection still holds the lock
+ * (lockStillHeld; release it after ROLLBACK, or end the connection; a pool client is closed
+ * when it is given back), or the connection was closed, which ended the hold.
+ */
+export class LockNotReleasedError extends Error {
+  constructor(key: LockKey, options: { lockStillHeld: boolean; cause?: unknown; releaseError?: unknown; fnFailed?: boolean });
+  readonly name: 'LockNotReleasedError';
+  readonly code: 'PGLOCKS_NOT_RELEASED';
+  readonly key: LockKey;
+  /** true: this connection still holds the lock; false: the connection was closed. */
+  readonly lockStillHeld: boolean;
+  /** fn's error when fn failed, else the release's error. */
+  readonly cause: unknown;
+  /** Why the release did not run (25P02 in an aborted transaction block, say). */
+  readonly releaseError: unknown;
+}
+
+/**
+ * A pglocks statement failed on the client side before the server answered (pg's
+ * query_timeout, a broken connection): the server may still act on it, so the connection
+ * was closed, which ends every hold it had. Take a new connection.
+ */
+export class ConnectionClosedError extends Error {
+  constructor(key: LockKey | undefined, what: string, cause?: unknown);
+  readonly name: 'ConnectionClosedError';
+  readonly code: 'PGLOCKS_CONNECTION_CLOSED';
+  /** The lock of the call; null for releaseAll. */
+  readonly key: LockKey | null;
+  /** node-postgres' error. */
+  readonly cause: unknown;
 }

@@ -5,6 +5,7 @@
 'use strict';
 
 const crypto = require('node:crypto');
+const net = require('node:net');
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -35,6 +36,48 @@ class LockNotAcquiredError extends Error {
     this.key = lockKey;
     this.shared = shared;
     this.timeout = timeout === undefined ? null : timeout;
+  }
+}
+
+/**
+ * Rejects withLock when it could not release the session hold it took after fn ended: fn
+ * (or the caller before it) left the connection in a state where the release cannot run,
+ * typically a transaction block that fn's SQL error aborted and that no savepoint of
+ * withLock's covers. lockStillHeld says whether the caller's connection still holds the
+ * lock (release it, or end the connection; a pool client is closed when given back) or the
+ * connection was closed, which ended the hold. cause is fn's error when fn failed, else the
+ * release's.
+ */
+class LockNotReleasedError extends Error {
+  constructor(lockKey, { lockStillHeld, cause, releaseError, fnFailed }) {
+    const where = lockStillHeld
+      ? 'this connection still holds it: release it (release/releaseAll after ROLLBACK) or end the connection'
+      : 'the connection was closed, which ended the hold';
+    super(`pglocks withLock(): ${showKey(lockKey)} could not be released after the function `
+      + `${fnFailed ? 'failed' : 'returned'} (${releaseError && releaseError.message}); ${where}`, { cause });
+    this.name = 'LockNotReleasedError';
+    this.code = 'PGLOCKS_NOT_RELEASED';
+    this.key = lockKey;
+    this.lockStillHeld = lockStillHeld;
+    this.releaseError = releaseError;
+  }
+}
+
+/**
+ * Rejects a call whose statement failed on the client side, without the server's answer:
+ * node-postgres' query_timeout, or a connection that broke. The server may still run it (an
+ * acquire waiting in the lock queue is granted later, a release may or may not have run), so
+ * what the connection holds is unknown: the call closed the connection, which ends every
+ * hold of its session. cause is node-postgres' error.
+ */
+class ConnectionClosedError extends Error {
+  constructor(lockKey, what, cause) {
+    super(`pglocks ${what}(): ${lockKey === undefined ? 'the call' : showKey(lockKey)} failed before the server answered `
+      + `(${cause && cause.message}); the server may still act on it, so the connection was closed, which ends `
+      + 'every lock it held: take a new connection', { cause });
+    this.name = 'ConnectionClosedError';
+    this.code = 'PGLOCKS_CONNECTION_CLOSED';
+    this.key = lockKey === undefined ? null : lockKey;
   }
 }
 
@@ -120,19 +163,103 @@ function needClient(db, what) {
   }
 }
 
+// The connection's transaction status as of its last statement: 'I' idle, 'T' in a
+// transaction block, 'E' in a failed block. node-postgres reports it from 8.21.0 on (the
+// peer dependency's floor).
+function transactionStatus(client, what) {
+  if (typeof client.getTransactionStatus !== 'function') {
+    throw new TypeError(`pglocks ${what}(): the client has no getTransactionStatus(): pg 8.21.0 or later is needed`);
+  }
+  return client.getTransactionStatus();
+}
+
 // A transaction-scope hold taken outside a transaction block ends with its own statement:
-// the caller would go on believing it holds the lock. pg reports the connection's
-// transaction status ('I' idle, 'T' in a block, 'E' in a failed block) since 8.x.
+// the caller would go on believing it holds the lock.
 function needTransactionBlock(client, what) {
-  const status = typeof client.getTransactionStatus === 'function' ? client.getTransactionStatus() : null;
-  if (status === 'I') {
+  if (transactionStatus(client, what) === 'I') {
     throw new Error(`pglocks ${what}(): scope 'transaction' needs a transaction block on this client `
       + "(BEGIN first); outside one the hold would end with the acquiring statement");
   }
 }
 
-async function scalar(client, text, values) {
-  const result = await client.query({ text, values, rowMode: 'array' });
+// An error the server sent (node-postgres' DatabaseError: a severity and an SQLSTATE): the
+// statement ended there and the connection goes on. Anything else (query_timeout, a broken
+// socket) came before the server's answer.
+function isServerError(err) {
+  return err !== null && typeof err === 'object' && typeof err.severity === 'string'
+    && typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code);
+}
+
+// Asks the server to cancel what the connection's backend is running (an acquire still in
+// the lock queue, so that it leaves the queue now instead of being granted to a session
+// about to end), with the CancelRequest of the protocol on a connection of its own, as libpq's
+// PQcancel does. Best effort: whatever fails, the connection is closed anyway.
+function cancelBackend(client) {
+  return new Promise((resolve) => {
+    const pid = client.processID;
+    const secret = client.secretKey;
+    if (!Number.isInteger(pid) || !Number.isInteger(secret)) {
+      resolve(false);
+      return;
+    }
+    let socket;
+    let timer = null;
+    const done = (ok) => {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      if (socket) socket.destroy();
+      resolve(ok);
+    };
+    try {
+      const host = client.host;
+      socket = typeof host === 'string' && host.startsWith('/')
+        ? net.connect(`${host}/.s.PGSQL.${client.port}`)
+        : net.connect(client.port, host || 'localhost');
+    } catch (err) {
+      done(false);
+      return;
+    }
+    // A server that does not answer does not hold the closing back for long.
+    timer = setTimeout(() => done(false), 5000);
+    timer.unref();
+    socket.on('error', () => done(false));
+    socket.on('connect', () => {
+      const request = Buffer.alloc(16);
+      request.writeInt32BE(16, 0);
+      request.writeInt32BE(80877102, 4); // the CancelRequest code
+      request.writeInt32BE(pid, 8);
+      request.writeUInt32BE(secret >>> 0, 12);
+      socket.end(request);
+    });
+    socket.on('close', () => done(true));
+  });
+}
+
+// Ends a connection whose locks are unknown, and waits until it is closed: the server ends
+// the session, and every hold of it, before it closes its side. Once per connection.
+const closedConnections = new WeakSet();
+async function closeConnection(client) {
+  if (closedConnections.has(client)) return;
+  closedConnections.add(client);
+  await cancelBackend(client);
+  try {
+    await client.end();
+  } catch (err) {
+    // Closed already.
+  }
+}
+
+// Runs a statement of pglocks. A failure without the server's answer closes the connection
+// and rejects with ConnectionClosedError; the server's own errors reject as they are.
+async function lockStatement(client, text, values, lockKey, what) {
+  let result;
+  try {
+    result = await client.query({ text, values, rowMode: 'array' });
+  } catch (err) {
+    if (isServerError(err)) throw err;
+    await closeConnection(client);
+    throw new ConnectionClosedError(lockKey, what, err);
+  }
   return result.rows[0][0];
 }
 
@@ -149,13 +276,13 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
   if (scopeName === 'transaction') needTransactionBlock(client, what);
   const text = `SELECT pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
     + `wait => $${n + 2}::boolean, timeout => $${n + 3}::interval, scope => $${n + 4}::text)`;
-  return scalar(client, text, [...k.values, sharedArg, waitArg, timeoutArg, scopeName]);
+  return lockStatement(client, text, [...k.values, sharedArg, waitArg, timeoutArg, scopeName], lockKey, what);
 }
 
-async function releaseOn(client, lockKey, shared) {
+async function releaseOn(client, lockKey, shared, what) {
   const k = keyArgs(lockKey);
   const text = `SELECT pglocks_release(${k.sql.join(', ')}, shared => $${k.values.length + 1}::boolean)`;
-  return scalar(client, text, [...k.values, shared]);
+  return lockStatement(client, text, [...k.values, shared], lockKey, what);
 }
 
 /**
@@ -182,54 +309,126 @@ async function tryLock(client, lockKey, options = {}) {
 /** Releases one hold of the lock in that mode: true, or false when this session has none. */
 async function release(client, lockKey, options = {}) {
   needClient(client, 'release');
-  return releaseOn(client, lockKey, boolArg('shared', options.shared, false));
+  return releaseOn(client, lockKey, boolArg('shared', options.shared, false), 'release');
 }
 
 /** Releases every hold this session took through pglocks; resolves to how many. */
 async function releaseAll(client) {
   needClient(client, 'releaseAll');
-  return BigInt(await scalar(client, 'SELECT pglocks_release_all()', []));
+  return BigInt(await lockStatement(client, 'SELECT pglocks_release_all()', [], undefined, 'releaseAll'));
 }
 
-function isAbortedTransaction(err) {
-  return err !== null && typeof err === 'object' && err.code === '25P02';
+// The savepoint withLock takes inside the caller's transaction block before fn runs. Nested
+// withLock calls take one each under the same name: ROLLBACK TO and RELEASE name the newest.
+const SAVEPOINT = 'pglocks_with_lock';
+
+// A savepoint statement, run while fn's outcome is being settled. A server error rejects
+// (the caller then sees the hold as not released); one without the server's answer closes
+// the connection (ConnectionClosedError).
+async function savepointStatement(client, text, lockKey) {
+  try {
+    await client.query(text);
+  } catch (err) {
+    if (isServerError(err)) throw err;
+    await closeConnection(client);
+    throw new ConnectionClosedError(lockKey, 'withLock', err);
+  }
 }
 
-// Runs fn under the lock on one client. Resolves to { value } or rejects; `kept` tells the
-// caller that a session hold could not be released (the connection is then unsafe to reuse).
+// A pool client whose hold could not be released must not go back to the pool with it:
+// its next release() (the caller's, however called) gives it back with an error, which
+// makes the pool close it.
+function closeOnRelease(client, err) {
+  if (typeof client.release !== 'function' || client.pglocksCloseOnRelease) return;
+  const giveBack = client.release;
+  client.pglocksCloseOnRelease = true;
+  client.release = function releaseAndClose(e) {
+    client.release = giveBack;
+    delete client.pglocksCloseOnRelease;
+    return giveBack.call(this, e || err);
+  };
+}
+
+// Runs fn under the lock on one client. Resolves to fn's result or rejects; sets
+// state.close when the connection must not be reused (a pool that lent it closes it).
 async function withLockOn(client, lockKey, fn, options, state) {
   const shared = boolArg('shared', options.shared, false);
   const scope = scopeArg(options.scope);
-  const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
+  // A session hold inside the caller's transaction block: fn runs after a savepoint, so
+  // that an SQL error of fn (which aborts the block) can be rolled back to it and the
+  // release run. Read before anything is sent.
+  const inBlock = scope === 'session' && transactionStatus(client, 'withLock') === 'T';
+  let acquired;
+  try {
+    acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
+  } catch (err) {
+    if (err instanceof ConnectionClosedError) state.close = true;
+    throw err;
+  }
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
   }
+  // A transaction-scope hold ends with the transaction: nothing to release here.
+  if (scope === 'transaction') return fn(client);
+
+  let fnFailed = false;
+  let fnError;
   let result;
+  let savepoint = false;
   try {
+    if (inBlock) {
+      await savepointStatement(client, `SAVEPOINT ${SAVEPOINT}`, lockKey);
+      savepoint = true;
+    }
     result = await fn(client);
   } catch (err) {
-    if (scope === 'session') {
-      try {
-        await releaseOn(client, lockKey, shared);
-      } catch (releaseErr) {
-        // fn's error is the one the caller gets; the hold it leaves is reported aside.
-        state.kept = true;
-        process.emitWarning(
-          `pglocks withLock(): ${showKey(lockKey)} is still held by this session: its release failed `
-          + `(${releaseErr.message}) after the function failed. Inside a transaction block use `
-          + "scope: 'transaction', whose hold ends with the transaction.",
-          { code: 'PGLOCKS_NOT_RELEASED' });
-      }
-    }
-    throw err;
+    fnFailed = true;
+    fnError = err;
   }
-  if (scope === 'session') {
-    try {
-      await releaseOn(client, lockKey, shared);
-    } catch (releaseErr) {
-      state.kept = true;
-      throw releaseErr;
+  if (fnError instanceof ConnectionClosedError) {
+    // One of fn's own pglocks calls closed the connection: every hold is gone with it.
+    state.close = true;
+    throw fnError;
+  }
+  // What fn left: still the caller's block ('T'), a failed block ('E'), or none ('I': fn
+  // ended the transaction, and the savepoint with it).
+  const status = transactionStatus(client, 'withLock');
+  const inSavepoint = savepoint && status !== 'I';
+  let released = false;
+  try {
+    if (inSavepoint && (fnFailed || status === 'E')) {
+      await savepointStatement(client, `ROLLBACK TO SAVEPOINT ${SAVEPOINT}`, lockKey);
     }
+    await releaseOn(client, lockKey, shared, 'withLock');
+    released = true;
+    if (inSavepoint) await savepointStatement(client, `RELEASE SAVEPOINT ${SAVEPOINT}`, lockKey);
+  } catch (err) {
+    if (released) {
+      // The lock is released; the savepoint was not there any more (fn ended the
+      // transaction it was in and began another).
+      if (err instanceof ConnectionClosedError) state.close = true;
+      throw fnFailed ? fnError : err;
+    }
+    state.close = true;
+    // Without the server's answer the connection was closed, which ended the hold. A
+    // refusal of the server (the block is aborted and no savepoint of withLock's covers
+    // it) leaves the hold to the session: a pool client is then closed when given back.
+    const closed = err instanceof ConnectionClosedError || state.owned;
+    const failure = new LockNotReleasedError(lockKey, {
+      lockStillHeld: !closed, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
+    });
+    if (!closed) closeOnRelease(client, failure);
+    throw failure;
+  }
+  if (fnFailed) throw fnError;
+  if (inSavepoint && status === 'E') {
+    // fn returned, but after an SQL error it caught: its work could not commit, and was
+    // rolled back to the savepoint for the release to run. Not a success.
+    const err = new Error('pglocks withLock(): the function returned with the transaction block aborted by an '
+      + `SQL error it caught; what it did was rolled back to the savepoint taken before it, and ${showKey(lockKey)} `
+      + 'released');
+    err.code = 'PGLOCKS_TRANSACTION_ABORTED';
+    throw err;
   }
   return result;
 }
@@ -241,11 +440,19 @@ async function withLockOn(client, lockKey, fn, options, state) {
  * When the lock is not obtained (wait: false, or the timeout ran out) fn does not run and
  * the promise rejects with LockNotAcquiredError.
  *
+ * Inside the caller's transaction block (scope 'session'), fn runs after a savepoint: when
+ * fn fails, what it did is rolled back to the savepoint and the lock released, and the
+ * caller's transaction goes on. When the hold cannot be released all the same, the promise
+ * rejects with LockNotReleasedError (lockStillHeld: the connection keeps the lock).
+ *
  * scope: 'transaction' needs a transaction block on the client (BEGIN first); the hold then
  * lasts until that transaction commits or rolls back, so the next holder sees what fn wrote.
  *
+ * A statement of its own that fails before the server answers (pg's query_timeout) closes
+ * the connection: ConnectionClosedError.
+ *
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
- * at the end (closing it instead if a hold could not be released).
+ * at the end (closing it instead if its hold could not be released).
  */
 async function withLock(db, lockKey, fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('pglocks withLock(): the third argument must be a function');
@@ -257,16 +464,22 @@ async function withLock(db, lockKey, fn, options = {}) {
     }
     keyArgs(lockKey);
     const client = await db.connect();
-    const state = { kept: false };
+    const state = { close: false, owned: true };
     try {
       return await withLockOn(client, lockKey, fn, options, state);
+    } catch (err) {
+      if (state.close) {
+        // The connection may still hold the lock: closed (the hold ends with its session)
+        // before the caller hears of it, then given back for the pool to drop.
+        await closeConnection(client);
+      }
+      throw err;
     } finally {
-      // A connection that may still hold the lock is closed, which releases it.
-      client.release(state.kept ? new Error('pglocks: closing a connection that kept a lock') : undefined);
+      client.release(state.close ? new Error('pglocks: closing a connection whose lock could not be released') : undefined);
     }
   }
   needClient(db, 'withLock');
-  return withLockOn(db, lockKey, fn, options, { kept: false });
+  return withLockOn(db, lockKey, fn, options, { close: false, owned: false });
 }
 
 /**
@@ -320,4 +533,6 @@ module.exports = {
   withLock,
   withLockCommand,
   LockNotAcquiredError,
+  LockNotReleasedError,
+  ConnectionClosedError,
 };

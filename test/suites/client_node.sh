@@ -3,8 +3,9 @@
 #   - its version is the extension's default_version
 #   - its TypeScript declarations compile against node-postgres' types (tsc)
 #   - its tests, with node's own test runner (node --test), through the real pg driver
-#   - what `npm pack` would ship, and an application that installs it (and pg, its peer) with
-#     `npm install <directory>` and uses it from CommonJS and from an ES module
+#   - what `npm pack` would ship (with the LICENSE, the same as the repository's), and an
+#     application that installs it with `npm install <directory>`, and pg at the lowest version
+#     its peer dependency allows, and uses it from CommonJS and from an ES module
 # Installs node and npm from Debian if missing; pg, typescript and @types/pg come from the
 # npm registry, at the versions of clients/node/package-lock.json.
 #
@@ -35,18 +36,6 @@ trap cleanup EXIT
 passed=0
 failed=0
 failed_steps=()
-step() {
-    local name=$1
-    shift
-    log "client_node: $name"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failed_steps+=("$name")
-        echo "FAILED: $name" >&2
-    fi
-}
 
 npm_quiet() { npm --no-audit --no-fund --loglevel=error "$@"; }
 
@@ -72,20 +61,27 @@ typecheck() { (cd "$WORK/pkg" && npm_quiet run typecheck); }
 # ends) fails after a minute.
 unit_tests() { (cd "$WORK/pkg" && timeout 600 npm test); }
 
-# What the tarball holds: the code, the declarations, the README and package.json; no tests,
-# no lock file, no node_modules.
+# What the tarball holds: the code, the declarations, the README, the LICENSE (a copy of the
+# repository's, byte for byte) and package.json; no tests, no lock file, no node_modules.
 packed_files() {
     local files
     files=$(cd "$WORK/pkg" && npm pack --dry-run --json 2>/dev/null |
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[0].files.map(f=>f.path).sort().join(" ")))')
     echo "packed: $files"
-    [ "$files" = "README.md index.d.ts index.js package.json" ]
+    [ "$files" = "LICENSE README.md index.d.ts index.js package.json" ] || return 1
+    cmp "$PACKAGE/LICENSE" "$PGLOCKS_ROOT/LICENSE" || { echo "clients/node/LICENSE is not the repository's LICENSE"; return 1; }
 }
 
+# pg at the floor of the peer dependency (^8.21.0: 8.21.0), the oldest an application may
+# bring: withLock reads the transaction status it reports (getTransactionStatus, new in
+# 8.21.0), inside a transaction block and out.
 application() {
-    local app=$WORK/app
+    local app=$WORK/app floor
+    floor=$(node -p "require('$WORK/pkg/package.json').peerDependencies.pg.replace(/^\\^/, '')")
+    echo "pg $floor, the peer dependency's floor"
     mkdir -p "$app" &&
-        (cd "$app" && npm init -y >/dev/null && npm_quiet install pg@^8 "$WORK/pkg") &&
+        (cd "$app" && npm init -y >/dev/null && npm_quiet install "pg@$floor" "$WORK/pkg") &&
+        [ "$(node -p "require('$app/node_modules/pg/package.json').version")" = "$floor" ] &&
         cat >"$app/main.cjs" <<'JS' &&
 const { Client } = require('pg');
 const { key, withLock, LockNotAcquiredError } = require('pglocks');
@@ -96,6 +92,14 @@ const { key, withLock, LockNotAcquiredError } = require('pglocks');
     if (key('orders:42') !== -8476019149258318077n) throw new Error('wrong key');
     const got = await withLock(client, 'orders:42', async (c) => (await c.query('SELECT pglocks_key($1) AS k', ['orders:42'])).rows[0].k);
     if (got !== '-8476019149258318077') throw new Error(`server key ${got}`);
+    // Inside a transaction block: an SQL error of fn is rolled back to withLock's savepoint,
+    // the lock released, and the transaction goes on.
+    await client.query('BEGIN');
+    const err = await withLock(client, 'orders:42', (c) => c.query('SELECT 1/0')).catch((e) => e);
+    if (err.code !== '22012') throw new Error(`withLock in a transaction: ${err}`);
+    const left = (await client.query('SELECT count(*)::int AS n FROM pglocks_held()')).rows[0].n;
+    if (left !== 0) throw new Error(`${left} holds left after withLock in a transaction`);
+    await client.query('COMMIT');
     if (typeof LockNotAcquiredError !== 'function') throw new Error('no LockNotAcquiredError');
     console.log('CommonJS application: ok');
   } finally {

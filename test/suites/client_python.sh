@@ -29,18 +29,6 @@ trap 'rc=$?; rm -rf "$WORK"; (exit $rc); _pglocks_suite_cleanup' EXIT
 passed=0
 failed=0
 failed_steps=()
-step() {
-    local name=$1
-    shift
-    log "client_python: $name"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failed_steps+=("$name")
-        echo "FAILED: $name" >&2
-    fi
-}
 
 # A guard against hangs only: the tests take well under a minute.
 pytest_checkout() {

@@ -51,18 +51,6 @@ psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS pglocks' >/dev/
 passed=0
 failed=0
 failed_steps=()
-step() {
-    local name=$1
-    shift
-    log "clients: $name"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failed_steps+=("$name")
-        echo "FAILED: $name" >&2
-    fi
-}
 
 check_keys() { "$PYTHON" "$EXAMPLES/keys/check_keys.py" "$@"; }
 
@@ -73,7 +61,7 @@ NODE_EXAMPLE=$WORK/examples/node
 node_setup() {
     mkdir -p "$NODE_EXAMPLE" "$WORK/clients/node" &&
         cp "$EXAMPLES"/node/{.npmrc,package.json,package-lock.json,example.js,pglocks_key.js} "$NODE_EXAMPLE/" &&
-        cp "$PGLOCKS_ROOT"/clients/node/{package.json,index.js,index.d.ts,README.md} "$WORK/clients/node/" &&
+        cp "$PGLOCKS_ROOT"/clients/node/{package.json,index.js,index.d.ts,README.md,LICENSE} "$WORK/clients/node/" &&
         (cd "$NODE_EXAMPLE" && npm ci --no-audit --no-fund --loglevel=error)
 }
 

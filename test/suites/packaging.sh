@@ -2,26 +2,35 @@
 # Packaging suite: the release paper trail and both packages, as a user gets them.
 #
 #   versions    META.json is valid PGXN metadata (meta-spec 1.0.0) whose versions are
-#               pglocks.control's default_version as a semantic version (1.2 is 1.2.0);
+#               pglocks.control's default_version as a semantic version (1.2 is 1.2.0), and
+#               whose provides.pglocks.file is what provides that version (the control file);
 #               CHANGELOG.md, debian/changelog and the install scripts agree with it;
 #               debian/control is what pg_buildext generates from debian/control.in
 #   make dist   the PGXN archive holds exactly what git holds, in pglocks-VERSION/, with
 #               the control file, META.json and the install scripts, and no build or test
-#               output; PGXN's client (pgxn install) builds and installs it
-#   Debian      postgresql-MAJOR-pglocks built with dpkg-buildpackage -b from the unpacked
-#               archive (never inside the working tree), for the system's PostgreSQL
-#               (PGLOCKS_PGVER, 15); its contents are the library, its LLVM bitcode when the
+#               output; PGXN's client (pgxn install) builds and installs it; the Debian
+#               upstream tarball (pglocks_UPSTREAM.orig.tar.gz) holds what git holds but
+#               debian/
+#   Debian      the source package and postgresql-MAJOR-pglocks built with dpkg-buildpackage
+#               (source and binary) from the unpacked archive and the upstream tarball (never
+#               inside the working tree), for the system's PostgreSQL (PGLOCKS_PGVER, 15),
+#               with the build-time tests (pg_buildext installcheck against the built tree);
+#               the source package unpacks (dpkg-source -x) into the tree it was built from;
+#               the binary package's contents are the library, its LLVM bitcode when the
 #               server has JIT, the control file, the install scripts and documentation,
-#               nothing else, and lintian finds nothing to report; installed with dpkg -i
+#               nothing else, it depends on the packages of the libraries it links, and
+#               lintian finds nothing to report in either package; installed with dpkg -i
 #               into /usr/lib/postgresql/MAJOR, the regression and isolation suites run
 #               against it by autopkgtest (debian/tests: pg_buildext installcheck on a
 #               throwaway cluster); then purged
 #
 # pgxn install and the package replace what `make install` put into the PostgreSQL
 # installations (PG_CONFIG's, and the system's).
-# Whatever happens, the suite puts back the files it replaced, runs `make install` of the
-# working tree's build again into PG_CONFIG's installation, and checks that the test
-# server (PGHOST) creates the extension from it, so the suites after it are unaffected.
+# Whatever happens, the suite purges the package, puts back the files it replaced, runs
+# `make install` of the working tree's build again into PG_CONFIG's installation (each step
+# of that restore runs even when one before it failed, and a failed one fails the suite),
+# and checks that the test server (PGHOST) creates the extension from it, so the suites
+# after it are unaffected.
 # It refuses to run while postgresql-MAJOR-pglocks is installed.
 #
 # The archive is made from the working tree's tracked files (`git stash create`, or HEAD
@@ -38,8 +47,9 @@ if [ -z "${PGHOST:-}" ]; then
 else
     pglocks_install_packages
 fi
-ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all pgxnclient autopkgtest lintian \
-    python3
+# postgresql-all is the build dependency of the build-time tests (debian/control.in).
+ensure_packages git unzip dpkg-dev debhelper postgresql-server-dev-all postgresql-all pgxnclient \
+    autopkgtest lintian python3 binutils
 
 major=$PGLOCKS_PGVER
 pkg=postgresql-$major-pglocks
@@ -56,23 +66,38 @@ fail() {
 ok() { echo "ok: $* [$(($(date +%s) - started)) s]"; }
 
 work=$(mktemp -d /tmp/pglocks-packaging.XXXXXX)
+# The build-time tests' server runs as postgres and reads the built tree in here.
+chmod 755 "$work"
 installed=0
 backup=
 restored=0
 
 # Puts the system back as the other suites expect it: no package, the files it replaced,
-# and `make install` of the working tree's build. Runs at exit whatever happened.
+# and `make install` of the working tree's build. Runs at exit whatever happened. Every step
+# runs even when one before it failed (a failed purge still leaves the files to put back
+# and the working tree's build to install); any failure is reported and makes it return 1.
 restore() {
     [ "$restored" = 1 ] && return 0
     restored=1
-    if [ "$installed" = 1 ] || dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed; then
-        as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; return 1; }
-        installed=0
+    local rc=0
+    if [ "$installed" = 1 ] || dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep installed >/dev/null; then
+        if as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1; then
+            installed=0
+        else
+            cat "$work/purge.log" >&2
+            echo "restore: dpkg --purge $pkg failed" >&2
+            rc=1
+        fi
     fi
-    if [ -n "$backup" ]; then
-        as_root tar -C / -xf "$backup"
+    if [ -n "$backup" ] && ! as_root tar -C / -xf "$backup"; then
+        echo "restore: putting back the files the package replaced failed" >&2
+        rc=1
     fi
-    pglocks_build_install
+    if ! pglocks_build_install; then
+        echo "restore: make install of the working tree failed" >&2
+        rc=1
+    fi
+    return $rc
 }
 
 cleanup() {
@@ -85,7 +110,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep 'install ok installed' >/dev/null; then
     restored=1 # not ours to remove or replace
     echo "$pkg is installed already; remove it first (dpkg --purge $pkg)" >&2
     exit 1
@@ -108,6 +133,13 @@ echo "default_version $version, PGXN version $semver"
 if /usr/bin/python3 - "$version" "$semver" <<'EOF'; then ok "META.json"; else fail "META.json"; fi
 import json, os, re, sys
 version, semver = sys.argv[1:]
+def default_version(control):
+    with open(control, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^default_version\s*=\s*'([^']*)'", line)
+            if m:
+                return m.group(1)
+    return None
 try:
     with open("META.json", encoding="utf-8") as f:
         meta = json.load(f)
@@ -131,6 +163,16 @@ if isinstance(ext, dict):
     need(ext.get("version") == semver, f"provides.pglocks.version {ext.get('version')!r} is not {semver!r}")
     for key in ("file", "docfile"):
         need(os.path.isfile(str(ext.get(key))), f"provides.pglocks.{key} {ext.get(key)!r} is not a file")
+    # The file that provides the extension at this version: the control file whose
+    # default_version it is (an install script of that very version would do too; an older
+    # one, which installs another version, would not).
+    provider = str(ext.get("file"))
+    if provider.endswith(".control"):
+        need(os.path.isfile(provider) and default_version(provider) == version,
+             f"provides.pglocks.file {provider!r} is not a control file with default_version {version!r}")
+    else:
+        need(provider == f"sql/pglocks--{version}.sql",
+             f"provides.pglocks.file {provider!r} is neither the control file nor the {version} install script")
 pg = meta.get("prereqs", {}).get("runtime", {}).get("requires", {}).get("PostgreSQL")
 need(pg == "13.0.0", f"runtime PostgreSQL prerequisite {pg!r} is not 13.0.0")
 need(meta.get("resources"), "no resources")
@@ -185,6 +227,23 @@ else
     diff "$work/git.list" "$work/archive.list" | head -20 >&2 || true
 fi
 unzip -Z1 "$archive" | grep -v "^pglocks-$semver/" && fail "entries outside pglocks-$semver/"
+# The Debian upstream tarball: what dpkg-source looks for next to the unpacked tree, named for
+# the upstream part of debian/changelog's version; git's files but debian/, in one directory.
+upstream=${deb_version%-*}
+upstream=${upstream#*:}
+orig=$work/dist/pglocks_$upstream.orig.tar.gz
+if [ -f "$orig" ]; then
+    tar -tzf "$orig" | grep -v '/$' | sort >"$work/orig.list"
+    git ls-tree -r --name-only "$ref" | grep -v '^debian/' | sed "s|^|pglocks-$upstream/|" | sort >"$work/git-orig.list"
+    if cmp -s "$work/orig.list" "$work/git-orig.list"; then
+        ok "$(basename "$orig"): $(wc -l <"$work/orig.list") files, what git holds but debian/"
+    else
+        fail "$(basename "$orig") is not what git holds but debian/:"
+        diff "$work/git-orig.list" "$work/orig.list" | head -20 >&2 || true
+    fi
+else
+    fail "make dist made no $(basename "$orig"): $(ls "$work/dist")"
+fi
 for f in pglocks.control META.json LICENSE CHANGELOG.md README.md Makefile $(make_var DATA); do
     grep -qx "pglocks-$semver/$f" "$work/archive.list" || fail "the archive has no $f"
 done
@@ -217,10 +276,12 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------
-log "packaging: dpkg-buildpackage -b for PostgreSQL $major, from the unpacked archive"
+log "packaging: dpkg-buildpackage (source and binary) for PostgreSQL $major, from the unpacked archive"
 mkdir "$work/build"
 unzip -q "$archive" -d "$work/build"
 src=$work/build/pglocks-$semver
+# dpkg-source takes the upstream tarball from the directory above the tree.
+[ -f "$orig" ] && cp "$orig" "$work/build/"
 # The committed debian/control is what pg_buildext makes of control.in for 15 (the major
 # Debian 12 supports); for another major the build regenerates it.
 if (cd "$src" && PG_SUPPORTED_VERSIONS=15 PG_UPDATECONTROL=no pg_buildext checkcontrol) >"$work/checkcontrol.log" 2>&1; then
@@ -229,15 +290,39 @@ else
     fail "debian/control is not what pg_buildext generates:"
     cat "$work/checkcontrol.log" >&2
 fi
-# The suites run against the installed package below, so not at build time (nocheck).
-if ! (cd "$src" && PG_SUPPORTED_VERSIONS=$major PG_UPDATECONTROL=yes DEB_BUILD_OPTIONS=nocheck \
-    DEB_BUILD_PROFILES=nocheck MAKEFLAGS="-j$jobs" dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1; then
-    tail -40 "$work/build.log" >&2
+# A full build, as a buildd makes one: the source package, then the binary one, whose build
+# runs the regression and isolation suites against the built tree (dh_pgxs_test: pg_buildext
+# installcheck on a throwaway cluster) as DEB_BUILD_OPTIONS without nocheck asks.
+if ! (cd "$src" && env -u DEB_BUILD_OPTIONS -u DEB_BUILD_PROFILES -u PGHOST -u PGPORT -u PGUSER \
+    -u PGDATABASE PG_SUPPORTED_VERSIONS=$major PG_UPDATECONTROL=yes MAKEFLAGS="-j$jobs" \
+    dpkg-buildpackage -us -uc) >"$work/build.log" 2>&1; then
+    tail -60 "$work/build.log" >&2
     echo "dpkg-buildpackage failed" >&2
     exit 1
 fi
 deb=$(ls "$work/build/${pkg}_${deb_version}_"*.deb)
 ok "built $(basename "$deb") in the unpacked archive"
+# The build-time tests: both suites, against this major, passed (a failure fails the build).
+build_passed=$(grep -cE '^ *All [0-9]+ tests passed\. *$' "$work/build.log" || true)
+if grep "^### PostgreSQL $major installcheck ###" "$work/build.log" >/dev/null && [ "$build_passed" = 2 ]; then
+    ok "build-time tests on $major: $(grep -E '^ *All [0-9]+ tests passed' "$work/build.log" | xargs)"
+else
+    fail "the build did not run both suites on $major (dh_pgxs_test):"
+    sed -n '/dh_pgxs_test/,$p' "$work/build.log" | head -40 >&2
+fi
+# The source package: the upstream tarball as it is, and debian/ beside it; unpacked, it is
+# the archive it was built from (quilt's .pc/ aside).
+dsc=$work/build/pglocks_$deb_version.dsc
+mkdir "$work/fresh"
+unzip -q "$archive" -d "$work/fresh"
+if [ -f "$dsc" ] && grep -E " pglocks_$upstream\.orig\.tar\.gz\$" "$dsc" >/dev/null &&
+    (cd "$work" && dpkg-source --no-check -x "$dsc" "$work/unpacked" >"$work/unpack.log" 2>&1) &&
+    diff -r -x .pc "$work/fresh/pglocks-$semver" "$work/unpacked" >"$work/unpack.diff" 2>&1; then
+    ok "source package $(basename "$dsc"): $(basename "$orig") and the Debian changes unpack into the tree"
+else
+    fail "the source package is missing or does not unpack into the tree it was built from:"
+    cat "$work/unpack.log" "$work/unpack.diff" 2>/dev/null | head -30 >&2
+fi
 # pg_buildext hands the packager's flags to PGXS as COPT; the C++ objects get them too.
 prefix_map="-ffile-prefix-map=$src=."
 cxx_lines=$(grep -c '^g++ .* -c -o src/.*\.o src/.*\.cpp' "$work/build.log" || true)
@@ -280,8 +365,15 @@ done
     fail "the package's install scripts are not the Makefile's DATA"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-[[ $depends == *"postgresql-$major"* && $depends == *libstdc++6* ]] ||
-    fail "the package does not depend on postgresql-$major and libstdc++6"
+# The library links libstdc++ and OpenSSL's libcrypto (libcrypto.so.3, in libssl3 on
+# Debian 12): the package depends on both, through dh_shlibdeps.
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$lib/pglocks.so" >"$work/packaged.so"
+needed=$(readelf -d "$work/packaged.so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | xargs)
+echo "NEEDED: $needed"
+[[ " $needed " == *" libcrypto.so.3 "* && " $needed " == *" libstdc++.so.6 "* ]] ||
+    fail "the library does not link libcrypto.so.3 and libstdc++.so.6"
+[[ $depends == *"postgresql-$major"* && $depends == *libstdc++6* && $depends == *libssl3* ]] ||
+    fail "the package does not depend on postgresql-$major, libstdc++6 and libssl3"
 dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$share/pglocks.control" | cmp -s - pglocks.control ||
     fail "the package's pglocks.control is not the working tree's"
 # Debian's package checker; an upload that closes no bug report is what a package built
@@ -341,7 +433,7 @@ fi
 
 as_root dpkg --purge "$pkg" >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; exit 1; }
 installed=0
-if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed || [ -e "$sys_libdir/pglocks.so" ]; then
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep installed >/dev/null || [ -e "$sys_libdir/pglocks.so" ]; then
     fail "$pkg or its library is still there after dpkg --purge"
 else
     ok "$pkg purged"
@@ -349,7 +441,7 @@ fi
 
 # ---------------------------------------------------------------------------------------
 log "packaging: the working tree's installation restored"
-restore
+restore || fail "restoring the installation (above)"
 for f in pglocks.so; do cmp -s "$f" "$pkglibdir/$f" || fail "$pkglibdir/$f is not the working tree's"; done
 for f in pglocks.control $(make_var DATA); do
     cmp -s "$f" "$extdir/$(basename "$f")" || fail "$extdir/$(basename "$f") is not the working tree's"

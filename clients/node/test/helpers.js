@@ -6,8 +6,8 @@ const { Client, Pool } = require('pg');
 
 const open = [];
 
-async function connect() {
-  const client = new Client();
+async function connect(options = {}) {
+  const client = new Client(options);
   await client.connect();
   open.push(client);
   return client;
@@ -55,4 +55,24 @@ async function waitUntilWaiting(observer, client, ms = 5000) {
   throw new Error(`backend ${pid} did not start waiting for a lock`);
 }
 
-module.exports = { connect, pool, closeAll, one, held, freeFor, waitUntilWaiting };
+// Waits until the backend of pid has ended (seen from another session); false if it is
+// still there after ms.
+async function backendGone(observer, pid, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!(await one(observer, 'SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1', [pid]))) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+// The locks pid holds (granted) or waits for, as 'granted'/'waiting' per advisory lock.
+async function advisoryLocksOf(observer, pid) {
+  const { rows } = await observer.query(
+    "SELECT granted FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", [pid]);
+  return rows.map((r) => (r.granted ? 'granted' : 'waiting'));
+}
+
+module.exports = {
+  connect, pool, closeAll, one, held, freeFor, waitUntilWaiting, backendGone, advisoryLocksOf,
+};

@@ -2,7 +2,10 @@
 // own types (@types/pg) as applications use them. Lines marked @ts-expect-error must fail.
 import { Client, Pool, PoolClient } from 'pg';
 import pglocks = require('..');
-import { key, withLock, tryLock, acquire, release, releaseAll, withLockCommand, LockNotAcquiredError } from '..';
+import {
+  key, withLock, tryLock, acquire, release, releaseAll, withLockCommand, LockNotAcquiredError, LockNotReleasedError,
+  ConnectionClosedError,
+} from '..';
 
 async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise<void> {
   const k: bigint = key('orders:42');
@@ -30,6 +33,15 @@ async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise
       const code: 'PGLOCKS_NOT_ACQUIRED' = err.code;
       const which: pglocks.LockKey = err.key;
       const t: number | string | null = err.timeout;
+    }
+    if (err instanceof LockNotReleasedError) {
+      const code: 'PGLOCKS_NOT_RELEASED' = err.code;
+      const still: boolean = err.lockStillHeld;
+      const fnError: unknown = err.cause;
+    }
+    if (err instanceof ConnectionClosedError) {
+      const code: 'PGLOCKS_CONNECTION_CLOSED' = err.code;
+      const which: pglocks.LockKey | null = err.key;
     }
   }
 

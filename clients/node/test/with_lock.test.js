@@ -234,39 +234,6 @@ test('withLock on a client taken from a pool (PoolClient)', async () => {
   }
 });
 
-test('a session hold that cannot be released after fn fails is reported, and a pool connection closed', async () => {
-  const b = await connect();
-  const k = 'wl:kept';
-  const warnings = [];
-  const onWarning = (w) => { if (w.code === 'PGLOCKS_NOT_RELEASED') warnings.push(w); };
-  process.on('warning', onWarning);
-  try {
-    // fn leaves the transaction block aborted: the release cannot run, fn's error wins.
-    const a = await connect();
-    await a.query('BEGIN');
-    await assert.rejects(pglocks.withLock(a, k, (c) => c.query('SELECT 1/0')), { code: '22012' });
-    await a.query('ROLLBACK');
-    await new Promise((r) => setImmediate(r));
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0].message, /wl:kept/);
-    assert.deepEqual(await held(a), [[k, false, 'session', 1]]);
-    assert.equal(await pglocks.release(a, k), true);
-
-    // With a pool, the connection that kept the lock is closed, which releases it.
-    const p = pool({ max: 1 });
-    await assert.rejects(pglocks.withLock(p, k, async (c) => {
-      await c.query('BEGIN');
-      await c.query('SELECT 1/0');
-    }), { code: '22012' });
-    assert.equal(p.totalCount, 0);
-    const deadline = Date.now() + 5000;
-    while (!(await freeFor(b, pglocks.key(k))) && Date.now() < deadline) await sleep(20);
-    assert.equal(await freeFor(b, pglocks.key(k)), true);
-  } finally {
-    process.off('warning', onWarning);
-  }
-});
-
 test('options are checked', async () => {
   const a = await connect();
   await assert.rejects(pglocks.withLock(a, 'wl:opts', () => {}, { wait: false, timeout: 10 }), TypeError);
