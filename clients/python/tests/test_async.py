@@ -242,8 +242,12 @@ def test_cancelled_in_a_statement_of_the_block_closes_the_connection(probe):
             async with pglocks.alock(conn, "mid-statement"):
                 await conn.execute("SELECT pg_sleep(30)")
 
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(block(), 0.5)
+        task = asyncio.ensure_future(block())
+        while not probe.one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         assert conn.closed
         await conn.close()
 
