@@ -273,3 +273,43 @@ def test_wait_for_around_awith_lock_leaves_nothing_waiting(probe):
 
     run(main())
     probe.unhold("w-blocked")
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+def test_cancelled_during_the_release_lets_it_finish(probe, monkeypatch, cancels):
+    # The release is made slow here; the task is cancelled while it runs (a second
+    # cancellation stops the waiting, and the release still finishes by itself).
+    scalar = pglocks._conn.AsyncAdapter.scalar
+    releasing = asyncio.Event()
+
+    async def slow_scalar(self, sql, params):
+        if "pglocks_release" in sql:
+            releasing.set()
+            await asyncio.sleep(0.3)
+        return await scalar(self, sql, params)
+
+    monkeypatch.setattr(pglocks._conn.AsyncAdapter, "scalar", slow_scalar)
+
+    async def main():
+        conn = await aconnect()
+
+        async def block():
+            async with pglocks.alock(conn, "slow-release"):
+                pass
+
+        task = asyncio.ensure_future(block())
+        await releasing.wait()
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if probe.free("slow-release"):
+                break
+            await asyncio.sleep(0.02)
+        assert probe.free("slow-release")
+        assert await aholds(conn) == []
+        await conn.close()
+
+    run(main())

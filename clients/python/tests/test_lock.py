@@ -502,3 +502,12 @@ def test_keyboard_interrupt_during_the_acquire_leaves_nothing(connect, probe):
         watcher.close()
     assert wait_until_free(probe, "ki")
     assert waiting(probe) == 0
+
+
+def test_keyboard_interrupt_in_the_block_releases(connect, probe):
+    conn = connect()
+    with pytest.raises(KeyboardInterrupt):
+        with pglocks.lock(conn, "ki-block"):
+            raise KeyboardInterrupt
+    assert probe.free("ki-block")
+    assert holds(conn) == []

@@ -213,3 +213,13 @@ def test_transaction_scope_on_a_session(engine, probe):
             assert not probe.free("sa:tx-scope")
         assert probe.free("sa:tx-scope")
         session.rollback()
+
+
+def test_session_bound_to_a_connection_uses_it(engine, probe):
+    with engine.connect() as conn:
+        with Session(bind=conn) as session:
+            with pglocks.lock(session, "sa:bound"):
+                assert sa_holds(conn) == [("sa:bound", 1)]
+                assert not probe.free("sa:bound")
+            assert probe.free("sa:bound")
+            assert "pglocks.connection" not in session.info
