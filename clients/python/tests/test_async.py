@@ -8,6 +8,7 @@ import pytest
 
 import pglocks
 from pglocks._conn import IDLE
+from conftest import WAITING
 
 
 def run(coro):
@@ -141,7 +142,7 @@ def test_async_connection_whose_rows_are_dicts(probe):
 
 
 def waiting(probe):
-    return probe.one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    return probe.one(WAITING)
 
 
 def test_wait_for_around_a_blocked_alock_leaves_nothing(probe):
@@ -231,6 +232,12 @@ def test_cancelled_in_the_block_releases(probe):
     run(main())
 
 
+SLEEPING = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE query = 'SELECT pg_sleep(30)' AND state = 'active' AND datname = current_database()"
+)
+
+
 def test_cancelled_in_a_statement_of_the_block_closes_the_connection(probe):
     # psycopg leaves a statement cut off by a cancellation running, and the connection
     # unusable: the lock cannot be released on it, so the statement is cancelled in the
@@ -243,7 +250,7 @@ def test_cancelled_in_a_statement_of_the_block_closes_the_connection(probe):
                 await conn.execute("SELECT pg_sleep(30)")
 
         task = asyncio.ensure_future(block())
-        while not probe.one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"):
+        while not probe.one(SLEEPING):
             await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -257,7 +264,7 @@ def test_cancelled_in_a_statement_of_the_block_closes_the_connection(probe):
             break
         time.sleep(0.05)
     assert probe.free("mid-statement")
-    assert probe.one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'") == 0
+    assert probe.one(SLEEPING) == 0
 
 
 def test_wait_for_around_awith_lock_leaves_nothing_waiting(probe):

@@ -7,7 +7,7 @@ import pytest
 
 import pglocks
 from pglocks._conn import IDLE, INTRANS
-from conftest import DRIVERS, Probe, elapsed, holds, tx_status
+from conftest import DRIVERS, WAITING, Probe, elapsed, holds, tx_status
 
 
 def test_lock_holds_the_named_lock_and_releases_it(connect, probe):
@@ -467,7 +467,7 @@ def test_release_impossible_closes_the_connection(probe):
 
 
 def waiting(probe):
-    return probe.one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    return probe.one(WAITING)
 
 
 def test_keyboard_interrupt_during_the_acquire_leaves_nothing(connect, probe):
@@ -483,7 +483,7 @@ def test_keyboard_interrupt_during_the_acquire_leaves_nothing(connect, probe):
 
     def interrupt():
         for _ in range(400):
-            if watcher.one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            if watcher.one(WAITING):
                 break
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)
