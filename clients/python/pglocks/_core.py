@@ -276,15 +276,17 @@ def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: Optional[_Hold],
     try:
         yield from _release_steps(a, k, shared, scope, True, hold)
     except BaseException as release_error:
+        closed = ""
         if scope == "session" and not a.closed():
             try:
                 yield ("discard",)
             except Exception:
                 pass
+            closed = " (the connection was closed)"
         if exc is None or not isinstance(release_error, Exception):
             raise
         # The block's own error matters more; the release's goes with it as a note.
-        _note(exc, f"pglocks: releasing {k!r} failed too, the connection was closed: {release_error!r}")
+        _note(exc, f"pglocks: releasing {k!r} failed too{closed}: {release_error!r}")
 
 
 def _granted_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: BaseException) -> Steps[None]:

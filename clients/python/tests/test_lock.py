@@ -451,12 +451,14 @@ def test_release_impossible_closes_the_connection(probe):
     psycopg = DRIVERS["psycopg"]
     conn = psycopg.connect("", autocommit=True)
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(psycopg.errors.DivisionByZero) as info:
             with conn.transaction():
                 with pglocks.lock(conn, "stuck-release"):
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN")
                     conn.execute("SELECT 1/0")
+        # the block's error, with the release's as a note
+        assert "the connection was closed" in " ".join(getattr(info.value, "__notes__", []))
         assert conn.closed
         assert wait_until_free(probe, "stuck-release")
     finally:
