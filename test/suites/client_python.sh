@@ -7,6 +7,7 @@
 #   - mypy --strict over the package and a typed example of its use (py.typed)
 #   - installation as a user would do it without PyPI: a venv on Debian's python3,
 #     pip install --no-build-isolation --no-index, then the same tests on the installed copy
+#   - the repository's LICENSE in the installed distribution, the sdist and the wheel
 # Installs what is missing from Debian's packages. Uses the server scripts/test.sh started
 # (PGHOST, ...), or starts its own when run alone.
 set -euo pipefail
@@ -41,8 +42,9 @@ typecheck() {
 
 install_in_venv() {
     # A copy of the source: pip builds in the tree it is given, and the checkout stays clean.
+    # -L: clients/python/LICENSE is a link to the repository's LICENSE.
     mkdir -p "$WORK/src" &&
-        cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/pglocks" "$WORK/src/" &&
+        cp -rL "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/src/" &&
         "$PYTHON" -m venv --system-site-packages "$WORK/venv" &&
         "$WORK/venv/bin/pip" install --quiet --no-build-isolation --no-index "$WORK/src" &&
         rm -rf "$WORK/src"
@@ -61,6 +63,46 @@ PY
     )
 }
 
+installed_dist_has_the_license() {
+    (cd "$WORK" && "$WORK/venv/bin/python" - "$PGLOCKS_ROOT/LICENSE" <<'PY'
+import sys
+from importlib.metadata import distribution
+dist = distribution("pglocks")
+files = [f for f in dist.files or [] if f.name == "LICENSE" and ".dist-info" in str(f)]
+assert files, "no LICENSE in the installed distribution's files: %r" % (dist.files,)
+with open(sys.argv[1], encoding="utf-8") as f:
+    assert files[0].read_text(encoding="utf-8") == f.read(), "the installed LICENSE is not the repository's"
+print("installed:", files[0])
+PY
+    )
+}
+
+# The sdist and the wheel, built as pip builds them (setuptools' PEP 517 backend, offline).
+dists_have_the_license() {
+    mkdir -p "$WORK/build-src" "$WORK/dist" &&
+        cp -rL "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/build-src/" &&
+        (cd "$WORK/build-src" && OUT="$WORK/dist" "$PYTHON" - "$PGLOCKS_ROOT/LICENSE" <<'PY'
+import os, sys, tarfile, zipfile
+from setuptools import build_meta
+out = os.environ["OUT"]
+with open(sys.argv[1], "rb") as f:
+    license_text = f.read()
+sdist = os.path.join(out, build_meta.build_sdist(out))
+wheel = os.path.join(out, build_meta.build_wheel(out))
+with tarfile.open(sdist) as t:
+    names = [n for n in t.getnames() if n.endswith("/LICENSE")]
+    assert names, "no LICENSE in the sdist"
+    assert t.extractfile(names[0]).read() == license_text, "the sdist's LICENSE is not the repository's"
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
+    assert names, "no LICENSE in the wheel"
+    assert z.read(names[0]) == license_text, "the wheel's LICENSE is not the repository's"
+print("sdist:", os.path.basename(sdist), "wheel:", os.path.basename(wheel), "both with LICENSE")
+PY
+        ) >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; return 1; }
+    tail -1 "$WORK/build.log"
+}
+
 pytest_installed() {
     cp -r "$SRC/tests" "$WORK/tests" &&
         (cd "$WORK" && PGLOCKS_TEST_INSTALLED=1 timeout 600 "$WORK/venv/bin/python" -m pytest -q \
@@ -71,6 +113,8 @@ step "pytest on the checkout" pytest_checkout
 step "mypy --strict" typecheck
 step "pip install into a venv, offline" install_in_venv
 step "the installed package is imported" installed_package_is_used
+step "the installed distribution carries LICENSE" installed_dist_has_the_license
+step "the sdist and the wheel carry LICENSE" dists_have_the_license
 step "pytest on the installed package" pytest_installed
 
 echo

@@ -6,7 +6,8 @@ transaction status of the underlying session (psycopg and psycopg2 number them a
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+import asyncio
+from typing import Any, List, Mapping, Optional, Sequence
 
 # libpq's PGTransactionStatusType, as both psycopg (pq.TransactionStatus) and psycopg2
 # (extensions.TRANSACTION_STATUS_*) number it.
@@ -15,6 +16,22 @@ IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
 
 def _module(obj: object) -> str:
     return type(obj).__module__ or ""
+
+
+def kind(conn: object) -> str:
+    """What ``conn`` is: 'sqlalchemy', 'django', 'psycopg-async' or 'dbapi' (a psycopg or
+    psycopg2 connection); TypeError for anything else."""
+    mod = _module(conn)
+    if mod.startswith("sqlalchemy."):
+        return "sqlalchemy"
+    if mod.startswith("django.db"):
+        return "django"
+    if mod.startswith("psycopg") and hasattr(conn, "cursor"):
+        return "psycopg-async" if "Async" in type(conn).__name__ else "dbapi"
+    raise TypeError(
+        "pglocks needs a psycopg or psycopg2 connection, a Django connection, or a SQLAlchemy "
+        f"Connection or Session, not {type(conn).__module__}.{type(conn).__name__}"
+    )
 
 
 def raw_status(raw: Any) -> int:
@@ -41,6 +58,14 @@ def _scalar(cur: Any, sql: str, params: Sequence[Any]) -> Any:
     return first(cur.fetchone())
 
 
+def _quiet(fn: Any) -> None:
+    """Calls fn(), ignoring its errors: for the last resort of closing a connection."""
+    try:
+        fn()
+    except Exception:
+        pass
+
+
 class SyncAdapter:
     """A psycopg (3) Connection or a psycopg2 connection."""
 
@@ -48,6 +73,9 @@ class SyncAdapter:
     # True once rollback_aborted() rolled back underneath a framework: what follows goes
     # to the DBAPI connection directly, and its transaction is ours to commit.
     underneath = False
+    # A lock block entered inside the caller's transaction sets a savepoint, to roll the
+    # block's failed work back to it (frameworks with savepoints of their own say False).
+    savepoints = True
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -56,6 +84,13 @@ class SyncAdapter:
         cur = self.raw.cursor()
         try:
             return _scalar(cur, sql, params)
+        finally:
+            cur.close()
+
+    def execute(self, sql: str) -> None:
+        cur = self.raw.cursor()
+        try:
+            cur.execute(sql)
         finally:
             cur.close()
 
@@ -74,9 +109,28 @@ class SyncAdapter:
     def rollback_aborted(self) -> None:
         self.raw.rollback()
 
+    def discard(self) -> None:
+        """Ends the database session (and every lock of it): cancels a statement still
+        running, which would keep the server from seeing the hang-up, then closes."""
+        if self.closed():
+            return
+        if raw_status(self.raw) == ACTIVE:
+            _quiet(self.raw.cancel)
+        _quiet(self.raw.close)
+
+    def finish(self) -> None:
+        """The end of a lock block: gives back what the adapter took for it."""
+
 
 class DjangoAdapter(SyncAdapter):
-    """A Django database connection (``django.db.connections[alias]``)."""
+    """A Django database connection (``django.db.connections[alias]``).
+
+    The adapter keeps the DBAPI connection the lock was taken on: should the block close
+    Django's connection, the release still goes to that one if it is open (a connection
+    pool keeps it open), and to nothing if it is closed (its session and locks are gone).
+    """
+
+    savepoints = False  # atomic() has its own
 
     def __init__(self, wrapper: Any) -> None:
         if wrapper.vendor != "postgresql":
@@ -85,42 +139,50 @@ class DjangoAdapter(SyncAdapter):
         self.wrapper = wrapper
         super().__init__(wrapper.connection)
 
+    def _attached(self) -> bool:
+        return self.wrapper.connection is self.raw
+
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
-        if self.wrapper.needs_rollback:
-            # Django refuses statements in an atomic block marked for rollback; the release
-            # after rollback_aborted() goes to the connection underneath.
+        if self.wrapper.needs_rollback or not self._attached():
+            # Django refuses statements in an atomic block marked for rollback, and a
+            # connection it let go of is no longer its own: straight to the DBAPI connection.
             return super().scalar(sql, params)
         # Through Django's cursor, so execute wrappers and query logging see the statement.
         with self.wrapper.cursor() as cur:
             return _scalar(cur, sql, params)
 
-    def closed(self) -> bool:
-        # Django drops its connection on close(); a new one would not hold the lock.
-        return self.wrapper.connection is not self.raw or raw_closed(self.raw)
-
     def commit(self) -> None:
-        if self.underneath:
+        if self.underneath or not self._attached():
             self.raw.commit()
         elif not self.wrapper.in_atomic_block:
             self.wrapper.commit()
 
     def rollback_aborted(self) -> None:
+        if not self._attached():
+            self.raw.rollback()
+            return
         # Django forbids rollback() inside atomic(). Roll back to the savepoint of the
         # innermost atomic block that has one, as that block will on its way out, or else
         # the whole transaction, and tell atomic() that its transaction is gone.
         sids = [sid for sid in getattr(self.wrapper, "savepoint_ids", []) if sid]
         if self.wrapper.in_atomic_block and sids:
-            cur = self.raw.cursor()
-            try:
-                cur.execute("ROLLBACK TO SAVEPOINT " + self.wrapper.ops.quote_name(sids[-1]))
-            finally:
-                cur.close()
+            self.execute("ROLLBACK TO SAVEPOINT " + self.wrapper.ops.quote_name(sids[-1]))
             self.wrapper.needs_rollback = True
             return
         self.raw.rollback()
         if self.wrapper.in_atomic_block:
             self.wrapper.needs_rollback = True
             self.underneath = True
+
+    def discard(self) -> None:
+        if self._attached() and not self.closed():
+            if raw_status(self.raw) == ACTIVE:
+                _quiet(self.raw.cancel)
+            _quiet(self.wrapper.close)
+            if not self.closed():  # a pool took it back open: close it for good
+                _quiet(self.raw.close)
+        else:
+            super().discard()
 
 
 def _sa_dbapi(conn: Any) -> Any:
@@ -131,14 +193,17 @@ def _sa_dbapi(conn: Any) -> Any:
 class SQLAlchemyAdapter(SyncAdapter):
     """A SQLAlchemy Connection, or the connection of a Session.
 
-    The lock belongs to the database session of the DBAPI connection underneath, so the
-    adapter keeps that DBAPI connection: a Session that ends its transaction inside the
-    block gives its connection back to the pool, and the release must still reach it.
+    The adapter keeps the DBAPI connection underneath, where the lock lives. With
+    ``owned``, the Connection was checked out for one lock block (a Session's session-scope
+    block) and is closed by :meth:`finish`.
     """
 
-    def __init__(self, conn: Any, pinned: bool) -> None:
+    savepoints = False  # SQLAlchemy's transactions are rolled back underneath, as below
+
+    def __init__(self, conn: Any, pinned: bool, owner: Any = None) -> None:
         self.conn = conn
         self.pinned = pinned
+        self.owner = owner  # the Session whose block checked conn out, or None
         super().__init__(_sa_dbapi(conn))
 
     def rollback_aborted(self) -> None:
@@ -155,7 +220,9 @@ class SQLAlchemyAdapter(SyncAdapter):
         return status
 
     def _usable(self) -> bool:
-        if self.underneath or self.conn.closed or _sa_dbapi(self.conn) is not self.raw:
+        if self.underneath or self.conn.closed or getattr(self.conn, "invalidated", False):
+            return False
+        if _sa_dbapi(self.conn) is not self.raw:
             return False
         tx = self.conn.get_transaction()
         if tx is not None and not tx.is_active:
@@ -168,8 +235,8 @@ class SQLAlchemyAdapter(SyncAdapter):
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
         if self._usable():
             return self.conn.exec_driver_sql(sql, tuple(params)).scalar()
-        # The Session gave the connection back to the pool, or SQLAlchemy's transaction is
-        # rolled back underneath it: use the DBAPI connection directly.
+        # SQLAlchemy's transaction is rolled back underneath it, or the connection went
+        # back to the pool: use the DBAPI connection directly.
         return super().scalar(sql, params)
 
     def commit(self) -> None:
@@ -183,43 +250,106 @@ class SQLAlchemyAdapter(SyncAdapter):
         else:
             self.raw.commit()  # a transaction SQLAlchemy does not know about
 
+    def discard(self) -> None:
+        if not self.conn.closed and not getattr(self.conn, "invalidated", False):
+            if raw_status(self.raw) == ACTIVE:
+                _quiet(self.raw.cancel)
+            _quiet(self.conn.invalidate)  # closes the DBAPI connection; the pool forgets it
+        super().discard()
 
-def sync_adapter(conn: Any) -> SyncAdapter:
+    def finish(self) -> None:
+        if self.owner is None:
+            return
+        entry: List[Any] = self.owner.info.get(_SESSION_KEY) or [None, 0]
+        if entry[0] is self.conn:
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            self.owner.info.pop(_SESSION_KEY, None)
+        self.owner = None
+        _quiet(self.conn.close)
+
+
+_SESSION_KEY = "pglocks.connection"
+
+
+def _session_block_adapter(session: Any) -> SQLAlchemyAdapter:
+    """The adapter of a Session's session-scope lock block: a Connection of its own from the
+    Session's engine, held for the block (a commit in the block gives the Session's own
+    connection back to the pool, which must not carry the lock). Nested blocks on the
+    same Session share it, so that holds of one lock are counted in one database session."""
+    bind = session.get_bind()
+    if hasattr(bind, "exec_driver_sql"):
+        # A Session bound to a Connection: the caller's, never given back to the pool by
+        # the Session.
+        return SQLAlchemyAdapter(session.connection(), pinned=True)
+    entry: Optional[List[Any]] = session.info.get(_SESSION_KEY)
+    if entry is None or entry[0].closed or getattr(entry[0], "invalidated", False):
+        entry = [bind.connect(), 0]
+        session.info[_SESSION_KEY] = entry
+    entry[1] += 1
+    return SQLAlchemyAdapter(entry[0], pinned=False, owner=session)
+
+
+def _is_session(conn: Any) -> bool:
+    return hasattr(conn, "connection") and hasattr(conn, "get_bind") and not hasattr(conn, "exec_driver_sql")
+
+
+def sync_adapter(conn: Any, block_scope: Optional[str] = None) -> SyncAdapter:
+    """The adapter of a sync connection. ``block_scope`` is the scope of a lock block (None
+    for the functions acquire() and release(), and for with_lock())."""
     if isinstance(conn, SyncAdapter):
         return conn
-    mod = _module(conn)
-    if mod.startswith("sqlalchemy."):
+    k = kind(conn)
+    if k == "sqlalchemy":
         if hasattr(conn, "exec_driver_sql"):
             return SQLAlchemyAdapter(conn, pinned=False)
-        if hasattr(conn, "connection") and hasattr(conn, "get_bind"):  # an ORM Session
+        if _is_session(conn):  # an ORM Session
+            if block_scope == "session":
+                return _session_block_adapter(conn)
             return SQLAlchemyAdapter(conn.connection(), pinned=True)
         raise TypeError(f"pglocks needs a SQLAlchemy Connection or Session, not {type(conn).__name__}")
-    if mod.startswith("django.db"):
+    if k == "django":
         return DjangoAdapter(conn)
-    if mod.startswith("psycopg") and hasattr(conn, "cursor"):
-        if "Async" in type(conn).__name__:
-            raise TypeError("an AsyncConnection needs the async functions: alock, awith_lock, ...")
-        return SyncAdapter(conn)
-    raise TypeError(
-        "pglocks needs a psycopg or psycopg2 connection, a Django connection, or a SQLAlchemy "
-        f"Connection or Session, not {type(conn).__module__}.{type(conn).__name__}"
-    )
+    if k == "psycopg-async":
+        raise TypeError("an AsyncConnection needs the async functions: alock, awith_lock, ...")
+    return SyncAdapter(conn)
+
+
+def is_session(conn: Any) -> bool:
+    """True for a SQLAlchemy ORM Session."""
+    return not isinstance(conn, SyncAdapter) and kind(conn) == "sqlalchemy" and _is_session(conn)
 
 
 class AsyncAdapter:
     """A psycopg (3) AsyncConnection."""
 
     pinned = False
+    underneath = False
+    savepoints = True
 
     def __init__(self, raw: Any) -> None:
-        if not _module(raw).startswith("psycopg") or "Async" not in type(raw).__name__:
+        if isinstance(raw, AsyncAdapter):
+            raw = raw.connection()
+        try:
+            k = kind(raw)
+        except TypeError:
+            k = ""
+        if k != "psycopg-async":
             raise TypeError(f"the async functions need a psycopg AsyncConnection, not {type(raw).__name__}")
-        self.raw = raw
+        self.raw: Any = raw
+
+    def connection(self) -> Any:
+        return self.raw
 
     async def scalar(self, sql: str, params: Sequence[Any]) -> Any:
         async with self.raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
             return first(await cur.fetchone())
+
+    async def execute(self, sql: str) -> None:
+        async with self.raw.cursor() as cur:
+            await cur.execute(sql)
 
     def status(self) -> int:
         return raw_status(self.raw)
@@ -235,6 +365,29 @@ class AsyncAdapter:
 
     async def rollback_aborted(self) -> None:
         await self.raw.rollback()
+
+    async def cancel_query(self) -> None:
+        """Asks the server to cancel the statement running on the connection, if any."""
+        if self.closed():
+            return
+        safe = getattr(self.raw, "cancel_safe", None)  # psycopg 3.2
+        try:
+            if safe is not None:
+                await safe()
+            else:
+                await asyncio.get_running_loop().run_in_executor(None, self.raw.cancel)
+        except Exception:
+            pass
+
+    async def discard(self) -> None:
+        if self.closed():
+            return
+        if raw_status(self.raw) == ACTIVE:
+            await self.cancel_query()
+        try:
+            await self.raw.close()
+        except Exception:
+            pass
 
 
 def sqlstate(exc: Optional[BaseException]) -> Optional[str]:

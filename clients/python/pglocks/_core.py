@@ -1,17 +1,44 @@
-"""The lock context managers and functions, sync and asyncio."""
+"""The lock context managers and functions, sync and asyncio.
+
+Each operation is written once, as a generator of steps (run this statement, commit, roll
+back, ...) that looks at the adapter's state between them; :func:`_run` performs the steps
+on a sync connection and :func:`_arun` awaits them on an AsyncConnection.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import decimal
+import itertools
+import json
+import math
 from types import TracebackType
-from typing import Any, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Generator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
-from ._conn import IDLE, INERROR, INTRANS, AsyncAdapter, SyncAdapter, sqlstate, sync_adapter
+from ._conn import (
+    ACTIVE,
+    IDLE,
+    INERROR,
+    INTRANS,
+    UNKNOWN,
+    AsyncAdapter,
+    SyncAdapter,
+    is_session,
+    sqlstate,
+    sync_adapter,
+)
 from ._keys import Key, check_key
 
 Timeout = Union[None, int, float, datetime.timedelta]
 
 SCOPES = ("session", "transaction")
+
+T = TypeVar("T")
+#: One step: (adapter method name, arguments...): "scalar" (sql, params), "execute" (sql),
+#: "commit", "rollback_aborted", "discard".
+Step = Tuple[Any, ...]
+Steps = Generator[Step, Any, T]
 
 
 class PglocksError(Exception):
@@ -95,7 +122,7 @@ def with_lock_sql(
             raise TypeError("params is a sequence of values for $1 ... $n")
         # One text[]: every value arrives as text (None as NULL); cast in the command ($2::int).
         stmt += ", %s::text[]"
-        args.append([None if v is None else _text(v) for v in params])
+        args.append([param_text(v) for v in params])
     stmt += ", shared => %s::boolean, wait => %s::boolean"
     args += [bool(shared), bool(wait)]
     if secs is not None:
@@ -104,12 +131,38 @@ def with_lock_sql(
     return stmt + ")", args
 
 
-def _text(v: Any) -> str:
+def param_text(v: Any) -> Optional[str]:
+    """The text a ``with_lock`` parameter is sent as, the same as the Node client's:
+    None as NULL; str as it is; bool as true/false; int, float (NaN, Infinity) and Decimal
+    as numbers; bytes as bytea's hex form (``\\x0aff``); dates and times in ISO 8601; dict,
+    list and tuple as JSON. Anything else is a TypeError."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (datetime.date, datetime.time)):
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return repr(v)
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(v).hex()
+    if isinstance(v, (datetime.date, datetime.time)):  # datetime is a date
         return v.isoformat()
-    return str(v)
+    if isinstance(v, (dict, list, tuple)):
+        # JSON.stringify's form: no spaces, no escapes beyond JSON's own; NaN is no JSON.
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    raise TypeError(
+        f"a with_lock parameter is None, str, bool, int, float, Decimal, bytes, a date or time, "
+        f"or a dict or list (as JSON), not {type(v).__name__}"
+    )
 
 
 def _not_installed(exc: BaseException) -> bool:
@@ -137,7 +190,181 @@ def _note(exc: Optional[BaseException], text: str) -> None:
         exc.add_note(text)
 
 
+# --- the steps, written once ---------------------------------------------------------------
+
+_savepoint_numbers = itertools.count(1)
+
+
+class _Hold:
+    """What a lock block knows of its hold between the acquire and the release."""
+
+    def __init__(self) -> None:
+        self.granted = False  # the acquire statement returned true
+        self.savepoint: Optional[str] = None  # set before the acquire, inside the caller's transaction
+
+
+def _acquire_steps(
+    a: Any, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, hold: _Hold, block: bool
+) -> Steps[bool]:
+    _transaction_scope_check(a, scope)
+    before = a.status()
+    sql, params = acquire_sql(k, shared, wait, secs, scope)
+    ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
+    if block and scope == "session" and before == INTRANS and a.savepoints:
+        # Inside the caller's transaction: a savepoint, so that an error in the block can be
+        # rolled back to it (psycopg refuses rollback() inside conn.transaction()).
+        name = f"pglocks_{next(_savepoint_numbers)}"
+        yield ("execute", "SAVEPOINT " + name)
+        hold.savepoint = name
+    try:
+        got = bool((yield ("scalar", sql, params)))
+    except Exception as exc:
+        if ours and not a.closed() and a.status() == INERROR:
+            yield ("rollback_aborted",)  # the failed transaction was only the acquire's
+        if _not_installed(exc):
+            raise _extension_error(exc) from exc
+        raise
+    hold.granted = got
+    if scope == "session" and ours:
+        yield ("commit",)
+    return got
+
+
+def _recover_steps(a: Any, hold: Optional[_Hold]) -> Steps[None]:
+    """An aborted transaction accepts nothing but a rollback: to the block's savepoint if it
+    has one, else the whole transaction (it could only be rolled back)."""
+    if hold is not None and hold.savepoint is not None:
+        try:
+            yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
+            return
+        except Exception:
+            if a.closed():
+                return
+            # The savepoint is gone (the block ended that transaction and began another).
+    yield ("rollback_aborted",)
+
+
+def _release_steps(a: Any, k: Key, shared: bool, scope: str, recover: bool, hold: Optional[_Hold] = None) -> Steps[bool]:
+    """Releases one hold. With ``recover`` (the end of a lock block), an aborted transaction
+    is rolled back first; without it (``release()``), the driver's error says it is aborted."""
+    if a.closed():
+        return False  # the session has ended, and its locks with it
+    status = a.status()
+    if scope == "transaction" and status != INTRANS:
+        return False  # the transaction has ended (committed or failed), and the hold with it
+    if recover and status in (ACTIVE, UNKNOWN):
+        # A statement interrupted mid-flight: the connection cannot take another one.
+        raise RuntimeError("pglocks: the connection is in the middle of a statement")
+    if status == INERROR and recover:
+        yield from _recover_steps(a, hold)
+        status = a.status()
+    sql, params = release_sql(k, shared)
+    try:
+        released = bool((yield ("scalar", sql, params)))
+    except Exception:
+        if a.closed():
+            return False
+        raise
+    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
+        yield ("commit",)
+    return released
+
+
+def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: Optional[_Hold], exc: Optional[BaseException]) -> Steps[None]:
+    """The end of a lock block: release; should that fail with the session lock still held,
+    end the session (close the connection) rather than leave the lock behind."""
+    try:
+        yield from _release_steps(a, k, shared, scope, True, hold)
+    except BaseException as release_error:
+        closed = ""
+        if scope == "session" and not a.closed():
+            try:
+                yield ("discard",)
+            except Exception:
+                pass
+            closed = " (the connection was closed)"
+        if exc is None or not isinstance(release_error, Exception):
+            raise
+        # The block's own error matters more; the release's goes with it as a note.
+        _note(exc, f"pglocks: releasing {k!r} failed too{closed}: {release_error!r}")
+
+
+def _granted_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: BaseException) -> Steps[None]:
+    """An acquire that did not complete after the grant (its commit failed, the caller was
+    cancelled): give the hold back."""
+    if hold.granted:
+        yield from _exit_steps(a, k, shared, scope, hold, exc)
+
+
+def _abandon_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: BaseException) -> Steps[None]:
+    """:func:`_granted_steps`, and more: an acquire interrupted mid-flight (KeyboardInterrupt)
+    leaves the outcome unknown, as the server may have granted the lock: end the session."""
+    if hold.granted:
+        yield from _exit_steps(a, k, shared, scope, hold, exc)
+    elif not isinstance(exc, Exception) and not a.closed():
+        yield ("discard",)
+
+
+def _with_lock_steps(a: Any, stmt: str, args: List[Any]) -> Steps[bool]:
+    try:
+        return bool((yield ("scalar", stmt, args)))
+    except Exception as exc:
+        if _not_installed(exc):
+            raise _extension_error(exc) from exc
+        raise
+
+
+def _run(a: SyncAdapter, steps: Steps[T]) -> T:
+    """Performs the steps on a sync connection; a step's error goes back into the steps."""
+    result: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            result = getattr(a, step[0])(*step[1:])
+        except BaseException as exc:  # the steps decide; what they do not catch goes on up
+            error = exc
+
+
+async def _arun(a: AsyncAdapter, steps: Steps[T]) -> T:
+    """:func:`_run` on an AsyncConnection."""
+    result: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            result = await getattr(a, step[0])(*step[1:])
+        except BaseException as exc:
+            error = exc
+
+
 # --- sync ---------------------------------------------------------------------------------
+
+
+def _no_session_lock_on_a_session(conn: Any, scope: str) -> None:
+    if scope == "session" and is_session(conn):
+        raise TypeError(
+            "acquire()/release() of a session lock on a SQLAlchemy Session: the lock would stay "
+            "on a connection the Session gives back to its pool; use a lock block "
+            "(pglocks.lock(session, ...)), scope='transaction', or a Connection"
+        )
+
+
+def _acquire(a: SyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
+    hold = _Hold()
+    try:
+        return _run(a, _acquire_steps(a, k, shared, wait, secs, scope, hold, block)), hold
+    except BaseException as exc:
+        _run(a, _abandon_steps(a, k, shared, scope, hold, exc))
+        raise
 
 
 def acquire(
@@ -153,55 +380,22 @@ def acquire(
     Each True needs its own :func:`release` (or the end of the session, or of the transaction
     for ``scope='transaction'``). On a connection outside a transaction and not in autocommit
     mode, a session-scope acquire is committed at once, so it leaves no transaction open.
+    An acquire interrupted mid-statement (KeyboardInterrupt) closes the connection: the
+    server may have granted the lock.
     """
     k = check_key(key)
     secs = _options(wait, timeout, scope)
+    _no_session_lock_on_a_session(conn, scope)
     a = sync_adapter(conn)
-    _transaction_scope_check(a, scope)
-    before = a.status()
-    sql, params = acquire_sql(k, shared, wait, secs, scope)
-    ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
-    try:
-        got = bool(a.scalar(sql, params))
-    except Exception as exc:
-        if ours and not a.closed() and a.status() == INERROR:
-            a.rollback_aborted()  # the failed transaction was only the acquire's
-        if _not_installed(exc):
-            raise _extension_error(exc) from exc
-        raise
-    if scope == "session" and ours:
-        a.commit()
-    return got
+    return _acquire(a, k, shared, wait, secs, scope, False)[0]
 
 
 def release(conn: Any, key: Key, shared: bool = False) -> bool:
     """``pglocks_release``: releases one hold of the lock; False when this session holds none."""
     k = check_key(key)
-    return _release(sync_adapter(conn), k, shared, "session", recover=False)
-
-
-def _release(a: SyncAdapter, k: Key, shared: bool, scope: str, recover: bool = True) -> bool:
-    """Releases one hold. With ``recover`` (the end of a lock block), an aborted transaction
-    is rolled back first; without it (``release()``), the driver's error says it is aborted."""
-    if a.closed():
-        return False  # the session has ended, and its locks with it
-    status = a.status()
-    if scope == "transaction" and status != INTRANS:
-        return False  # the transaction has ended (committed or failed), and the hold with it
-    if status == INERROR and recover:
-        # An aborted transaction accepts nothing but ROLLBACK: roll back, then release.
-        a.rollback_aborted()
-        status = a.status()
-    sql, params = release_sql(k, shared)
-    try:
-        released = bool(a.scalar(sql, params))
-    except Exception:
-        if a.closed():
-            return False
-        raise
-    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
-        a.commit()
-    return released
+    _no_session_lock_on_a_session(conn, "session")
+    a = sync_adapter(conn)
+    return _run(a, _release_steps(a, k, shared, "session", False))
 
 
 class lock:
@@ -214,7 +408,12 @@ class lock:
     raises :class:`LockNotAcquired` instead and the block does not run.
 
     ``conn`` is a psycopg (3) or psycopg2 connection, a Django connection, or a SQLAlchemy
-    Connection or Session.
+    Connection or Session (a session lock on a Session is taken on a connection of its own,
+    checked out of the Session's engine for the block).
+
+    Inside the caller's transaction, a savepoint is set before the acquire; a database error
+    in the block is rolled back to it before the release. A release that fails closes the
+    connection, which ends the database session and its locks.
     """
 
     def __init__(
@@ -233,17 +432,22 @@ class lock:
         self.wait = bool(wait)
         self.scope = scope
         self.required = required
-        self._timeout = timeout
-        _options(wait, timeout, scope)
+        self._secs = _options(wait, timeout, scope)
         self._conn = conn
         self._adapter: Optional[SyncAdapter] = None
+        self._hold = _Hold()
         self.acquired = False
 
     def __enter__(self) -> bool:
-        self._adapter = sync_adapter(self._conn)
-        self.acquired = acquire(self._adapter, self.key, self.shared, self.wait, self._timeout, self.scope)
-        if not self.acquired and self.required:
-            raise LockNotAcquired(self.key)
+        a = sync_adapter(self._conn, block_scope=self.scope)
+        try:
+            self.acquired, self._hold = _acquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
+            if not self.acquired and self.required:
+                raise LockNotAcquired(self.key)
+        except BaseException:
+            a.finish()
+            raise
+        self._adapter = a
         return self.acquired
 
     def __exit__(
@@ -252,16 +456,15 @@ class lock:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        if not self.acquired or self._adapter is None:
+        a, self._adapter = self._adapter, None
+        if a is None:
             return
-        self.acquired = False
         try:
-            _release(self._adapter, self.key, self.shared, self.scope)
-        except Exception as release_error:
-            if exc is None:
-                raise
-            # The block's own error matters more; the release's goes with it as a note.
-            _note(exc, f"pglocks: releasing {self.key!r} failed too: {release_error!r}")
+            if self.acquired:
+                self.acquired = False
+                _run(a, _exit_steps(a, self.key, self.shared, self.scope, self._hold, exc))
+        finally:
+            a.finish()
 
 
 def with_lock(
@@ -278,21 +481,74 @@ def with_lock(
     Returns False when the lock was not obtained (``wait=False`` or the timeout): the command
     did not run. An error in the command propagates as the driver's error, the lock released.
     ``params`` binds ``$1 ... $n`` in the command (server 1.2): each value is sent as text
-    (``None`` as NULL), so cast in the command where the type matters (``$2::int``).
+    (see :func:`param_text`; ``None`` as NULL), so cast in the command where the type
+    matters (``$2::int``).
     """
     k = check_key(key)
     secs = _options(wait, timeout, "session")
-    a = sync_adapter(conn)
     stmt, args = with_lock_sql(k, sql, params, shared, wait, secs)
-    try:
-        return bool(a.scalar(stmt, args))
-    except Exception as exc:
-        if _not_installed(exc):
-            raise _extension_error(exc) from exc
-        raise
+    a = sync_adapter(conn)
+    return _run(a, _with_lock_steps(a, stmt, args))
 
 
 # --- asyncio (psycopg 3 AsyncConnection) ----------------------------------------------------
+
+# Tasks that must run to their end although nobody awaits them any more.
+_tasks: Set["asyncio.Task[Any]"] = set()
+
+
+def _forget(task: "asyncio.Task[Any]") -> None:
+    _tasks.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its error went to whoever awaited it, if anyone did
+
+
+def _spawn(coro: Any) -> "asyncio.Task[Any]":
+    task: "asyncio.Task[Any]" = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_forget)
+    return task
+
+
+async def _after_cancel(a: AsyncAdapter, task: "asyncio.Task[Any]", then: Optional[Steps[None]], cancel: bool) -> None:
+    if not task.done():
+        if cancel:
+            await a.cancel_query()  # a wait in the server's queue ends now, not when granted
+        try:
+            await task
+        except BaseException:
+            pass
+    if then is not None:
+        await _arun(a, then)
+
+
+async def _shielded(a: AsyncAdapter, steps: Steps[T], then: Optional[Steps[None]] = None, cancel: bool = True) -> T:
+    """Runs the steps in a task of their own, which a cancellation of the caller does not cut
+    in the middle of a statement. On cancellation, the statement under way is cancelled in
+    the server (with ``cancel``; a release is let finish), its end awaited, then ``then`` run
+    (a release when the lock was granted meanwhile), and the cancellation raised. A second
+    cancellation stops the wait; the task and the clean-up go on by themselves."""
+    task = _spawn(_arun(a, steps))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        cleanup = _spawn(_after_cancel(a, task, then, cancel))
+        try:
+            await asyncio.shield(cleanup)
+        except BaseException:
+            pass
+        raise
+
+
+async def _aacquire(a: AsyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
+    hold = _Hold()
+    steps = _acquire_steps(a, k, shared, wait, secs, scope, hold, block)
+    cancelled = asyncio.CancelledError()
+    try:
+        return await _shielded(a, steps, _granted_steps(a, k, shared, scope, hold, cancelled)), hold
+    except Exception as exc:
+        await _arun(a, _granted_steps(a, k, shared, scope, hold, exc))
+        raise
 
 
 async def aacquire(
@@ -303,57 +559,29 @@ async def aacquire(
     timeout: Timeout = None,
     scope: str = "session",
 ) -> bool:
-    """:func:`acquire` on a psycopg AsyncConnection."""
+    """:func:`acquire` on a psycopg AsyncConnection. Cancelled (``asyncio.wait_for``, ...)
+    while it waits, it cancels the wait in the server and releases a lock granted meanwhile."""
     k = check_key(key)
     secs = _options(wait, timeout, scope)
-    a = conn if isinstance(conn, AsyncAdapter) else AsyncAdapter(conn)
-    _transaction_scope_check(a, scope)
-    before = a.status()
-    sql, params = acquire_sql(k, shared, wait, secs, scope)
-    ours = before == IDLE and not a.autocommit()
-    try:
-        got = bool(await a.scalar(sql, params))
-    except Exception as exc:
-        if ours and not a.closed() and a.status() == INERROR:
-            await a.rollback_aborted()
-        if _not_installed(exc):
-            raise _extension_error(exc) from exc
-        raise
-    if scope == "session" and ours:
-        await a.commit()
-    return got
+    a = AsyncAdapter(conn)
+    return (await _aacquire(a, k, shared, wait, secs, scope, False))[0]
 
 
 async def arelease(conn: Any, key: Key, shared: bool = False) -> bool:
     """:func:`release` on a psycopg AsyncConnection."""
     k = check_key(key)
-    a = conn if isinstance(conn, AsyncAdapter) else AsyncAdapter(conn)
-    return await _arelease(a, k, shared, "session", recover=False)
-
-
-async def _arelease(a: AsyncAdapter, k: Key, shared: bool, scope: str, recover: bool = True) -> bool:
-    if a.closed():
-        return False
-    status = a.status()
-    if scope == "transaction" and status != INTRANS:
-        return False
-    if status == INERROR and recover:
-        await a.rollback_aborted()
-        status = a.status()
-    sql, params = release_sql(k, shared)
-    try:
-        released = bool(await a.scalar(sql, params))
-    except Exception:
-        if a.closed():
-            return False
-        raise
-    if status == IDLE and not a.autocommit():
-        await a.commit()
-    return released
+    a = AsyncAdapter(conn)
+    return await _shielded(a, _release_steps(a, k, shared, "session", False), cancel=False)
 
 
 class alock:
-    """``async with alock(aconn, key, ...) as acquired:``, :class:`lock` for a psycopg AsyncConnection."""
+    """``async with alock(aconn, key, ...) as acquired:``, :class:`lock` for a psycopg AsyncConnection.
+
+    A cancellation of the task while it waits for the lock cancels the wait in the server
+    (and releases the lock if it was granted meanwhile); a cancellation in the block or during
+    the release lets the release finish (a statement of the block cut off mid-flight leaves
+    the connection unusable: it is closed, which ends the session and its locks).
+    """
 
     def __init__(
         self,
@@ -371,13 +599,14 @@ class alock:
         self.wait = bool(wait)
         self.scope = scope
         self.required = required
-        self._timeout = timeout
-        _options(wait, timeout, scope)
+        self._secs = _options(wait, timeout, scope)
         self._adapter = AsyncAdapter(conn)
+        self._hold = _Hold()
         self.acquired = False
 
     async def __aenter__(self) -> bool:
-        self.acquired = await aacquire(self._adapter, self.key, self.shared, self.wait, self._timeout, self.scope)
+        a = self._adapter
+        self.acquired, self._hold = await _aacquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
         if not self.acquired and self.required:
             raise LockNotAcquired(self.key)
         return self.acquired
@@ -391,12 +620,8 @@ class alock:
         if not self.acquired:
             return
         self.acquired = False
-        try:
-            await _arelease(self._adapter, self.key, self.shared, self.scope)
-        except Exception as release_error:
-            if exc is None:
-                raise
-            _note(exc, f"pglocks: releasing {self.key!r} failed too: {release_error!r}")
+        a = self._adapter
+        await _shielded(a, _exit_steps(a, self.key, self.shared, self.scope, self._hold, exc), cancel=False)
 
 
 async def awith_lock(
@@ -408,14 +633,10 @@ async def awith_lock(
     wait: bool = True,
     timeout: Timeout = None,
 ) -> bool:
-    """:func:`with_lock` on a psycopg AsyncConnection."""
+    """:func:`with_lock` on a psycopg AsyncConnection. Cancelled, it cancels the statement
+    in the server (the server releases the lock however the statement ends)."""
     k = check_key(key)
     secs = _options(wait, timeout, "session")
-    a = AsyncAdapter(conn)
     stmt, args = with_lock_sql(k, sql, params, shared, wait, secs)
-    try:
-        return bool(await a.scalar(stmt, args))
-    except Exception as exc:
-        if _not_installed(exc):
-            raise _extension_error(exc) from exc
-        raise
+    a = AsyncAdapter(conn)
+    return await _shielded(a, _with_lock_steps(a, stmt, args))

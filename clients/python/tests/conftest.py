@@ -33,6 +33,13 @@ VECTORS = [
 ]
 
 
+# Sessions of this database waiting for an advisory lock (pglocks' locks are advisory locks).
+WAITING = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 class Probe:
     """Another session, on its own connection, that looks at the locks from outside."""
 

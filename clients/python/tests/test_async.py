@@ -1,12 +1,14 @@
 """The asyncio functions on a psycopg AsyncConnection."""
 
 import asyncio
+import time
 
 import psycopg
 import pytest
 
 import pglocks
 from pglocks._conn import IDLE
+from conftest import WAITING
 
 
 def run(coro):
@@ -134,3 +136,187 @@ def test_async_connection_whose_rows_are_dicts(probe):
 
     run(main())
     assert probe.free("rows")
+
+
+# --- cancellation -------------------------------------------------------------------------
+
+
+def waiting(probe):
+    return probe.one(WAITING)
+
+
+def test_wait_for_around_a_blocked_alock_leaves_nothing(probe):
+    # The caller gives up while alock waits in the server's queue: the wait is cancelled in
+    # the server before wait_for returns, and the connection is usable.
+    probe.hold("blocked")
+
+    async def main():
+        conn = await aconnect()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(blocked_block(conn), 0.3)
+        assert waiting(probe) == 0
+        assert conn.info.transaction_status == IDLE
+        assert await aholds(conn) == []
+        await conn.close()
+
+    async def blocked_block(conn):
+        async with pglocks.alock(conn, "blocked"):
+            pytest.fail("the block must not run")
+
+    run(main())
+    assert probe.one("SELECT count(*) FROM pglocks_locks WHERE key = 'blocked'") == 1  # the probe's
+    probe.unhold("blocked")
+    assert probe.free("blocked")
+
+
+def test_wait_for_around_aacquire_leaves_nothing(probe):
+    probe.hold("a-blocked")
+
+    async def main():
+        conn = await aconnect(autocommit=False)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pglocks.aacquire(conn, "a-blocked"), 0.3)
+        assert waiting(probe) == 0
+        assert conn.info.transaction_status == IDLE  # the acquire's failed transaction rolled back
+        assert await aholds(conn) == []
+        await conn.close()
+
+    run(main())
+    probe.unhold("a-blocked")
+
+
+def test_lock_granted_as_the_caller_gives_up_is_released(probe, monkeypatch):
+    # The race: the server grants the lock just as the task is cancelled (here the cancel
+    # request is held back and the holder lets go instead). The granted lock is released.
+    async def grant_instead(self):
+        probe.unhold("raced")
+
+    monkeypatch.setattr(pglocks._conn.AsyncAdapter, "cancel_query", grant_instead)
+    probe.hold("raced")
+
+    async def main():
+        conn = await aconnect()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(blocked_block(conn), 0.3)
+        assert await aholds(conn) == []
+        await conn.close()
+
+    async def blocked_block(conn):
+        async with pglocks.alock(conn, "raced"):
+            pytest.fail("the block must not run")
+
+    run(main())
+    assert probe.free("raced")
+
+
+def test_cancelled_in_the_block_releases(probe):
+    async def main():
+        conn = await aconnect()
+        started = asyncio.Event()
+
+        async def block():
+            async with pglocks.alock(conn, "in-block"):
+                started.set()
+                await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(block())
+        await started.wait()
+        assert not probe.free("in-block")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert probe.free("in-block")
+        assert await aholds(conn) == []  # the connection is usable
+        await conn.close()
+
+    run(main())
+
+
+SLEEPING = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE query = 'SELECT pg_sleep(30)' AND state = 'active' AND datname = current_database()"
+)
+
+
+def test_cancelled_in_a_statement_of_the_block_closes_the_connection(probe):
+    # psycopg leaves a statement cut off by a cancellation running, and the connection
+    # unusable: the lock cannot be released on it, so the statement is cancelled in the
+    # server and the connection closed, which ends the session and its lock.
+    async def main():
+        conn = await aconnect()
+
+        async def block():
+            async with pglocks.alock(conn, "mid-statement"):
+                await conn.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.ensure_future(block())
+        while not probe.one(SLEEPING):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert conn.closed
+        await conn.close()
+
+    run(main())
+    for _ in range(200):
+        if probe.free("mid-statement"):
+            break
+        time.sleep(0.05)
+    assert probe.free("mid-statement")
+    assert probe.one(SLEEPING) == 0
+
+
+def test_wait_for_around_awith_lock_leaves_nothing_waiting(probe):
+    probe.hold("w-blocked")
+
+    async def main():
+        conn = await aconnect()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pglocks.awith_lock(conn, "w-blocked", "SELECT 1"), 0.3)
+        assert waiting(probe) == 0
+        assert await pglocks.awith_lock(conn, "other", "SELECT 1") is True
+        await conn.close()
+
+    run(main())
+    probe.unhold("w-blocked")
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+def test_cancelled_during_the_release_lets_it_finish(probe, monkeypatch, cancels):
+    # The release is made slow here; the task is cancelled while it runs (a second
+    # cancellation stops the waiting, and the release still finishes by itself).
+    scalar = pglocks._conn.AsyncAdapter.scalar
+    releasing = asyncio.Event()
+
+    async def slow_scalar(self, sql, params):
+        if "pglocks_release" in sql:
+            releasing.set()
+            await asyncio.sleep(0.3)
+        return await scalar(self, sql, params)
+
+    monkeypatch.setattr(pglocks._conn.AsyncAdapter, "scalar", slow_scalar)
+
+    async def main():
+        conn = await aconnect()
+
+        async def block():
+            async with pglocks.alock(conn, "slow-release"):
+                pass
+
+        task = asyncio.ensure_future(block())
+        await releasing.wait()
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if probe.free("slow-release"):
+                break
+            await asyncio.sleep(0.02)
+        assert probe.free("slow-release")
+        assert await aholds(conn) == []
+        await conn.close()
+
+    run(main())

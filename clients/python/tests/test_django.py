@@ -306,3 +306,124 @@ def test_management_command_in_another_process(probe):
     threading.Timer(0.5, probe.unhold, ("account:cmd",)).start()
     assert post("cmd", "6", "--timeout", "20") == "posted"
     assert Entry.objects.filter(account="cmd").count() == 2
+
+
+# --- a decorator, bad ids, and closing the connection in the block -------------------------
+
+
+def test_as_a_decorator(probe):
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    calls = []
+
+    @real_advisory_lock("decorated")
+    def job(n):
+        calls.append(n)
+        assert not probe.free("decorated")
+        assert django_holds() == [("decorated", False, 1)]
+        return n * 2
+
+    assert job(21) == 42
+    assert probe.free("decorated")
+    assert job(1) == 2 and calls == [21, 1]
+
+    @real_advisory_lock("decorated", wait=False)
+    def fails():
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        fails()
+    assert django_holds() == []
+
+
+def test_decorated_function_called_from_another_thread():
+    # The connection is looked up at each call, in the calling thread: Django's connections
+    # are per thread, and the decorator is made once, at import time.
+    from django.db import connections
+
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    @real_advisory_lock("threaded")
+    def job():
+        return django_holds()
+
+    assert job() == [("threaded", False, 1)]
+    results, errors = [], []
+
+    def other():
+        try:
+            results.append(job())
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(30)
+    assert errors == [] and results == [[("threaded", False, 1)]]
+
+
+def test_one_object_entered_twice():
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    cm = real_advisory_lock("twice")
+    with cm as first:
+        with cm as second:
+            assert first and second and django_holds() == [("twice", False, 2)]
+        assert django_holds() == [("twice", False, 1)]
+    assert django_holds() == []
+
+
+@pytest.mark.parametrize(
+    "lock_id",
+    [1.5, None, True, b"bytes", (1, 2, 3), (1,), ("a", "b"), (1, 1 << 31), (-(1 << 31) - 1, 0), 1 << 63, [1, "x"], {1: 2}],
+)
+def test_bad_lock_ids_raise_value_error(lock_id):
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    with pytest.raises(ValueError):
+        with real_advisory_lock(lock_id):
+            pytest.fail("the block must not run")
+    assert django_holds() == []
+
+
+def test_connection_closed_in_the_block(probe):
+    from django.db import connection
+
+    with advisory_lock("closed-in-block") as acquired:
+        assert acquired
+        connection.close()
+    for _ in range(200):
+        if probe.free("closed-in-block"):
+            break
+        time.sleep(0.05)
+    assert probe.free("closed-in-block")
+    assert django_holds() == []  # Django connects again
+
+
+def test_connection_closed_in_the_block_into_a_pool(probe, monkeypatch):
+    # With a connection pool (Django 5.1), close() gives the DBAPI connection back to the
+    # pool open, with the lock. As a pool does, this close() keeps the connection open: the
+    # release must still reach it.
+    from django.db import connection
+
+    pool = []
+
+    def into_the_pool():
+        pool.append(connection.connection)
+
+    monkeypatch.setattr(connection, "_close", into_the_pool)
+    try:
+        with advisory_lock("pooled") as acquired:
+            assert acquired
+            connection.close()
+            assert connection.connection is None and not pool[0].closed
+            assert not probe.free("pooled")
+        assert probe.free("pooled")
+        cur = pool[0].cursor()
+        cur.execute("SELECT count(*) FROM pglocks_held()")
+        assert cur.fetchone()[0] == 0
+    finally:
+        for raw in pool:
+            raw.close()

@@ -7,7 +7,7 @@ import pytest
 
 import pglocks
 from pglocks._conn import IDLE, INTRANS
-from conftest import DRIVERS, elapsed, holds, tx_status
+from conftest import DRIVERS, WAITING, Probe, elapsed, holds, tx_status
 
 
 def test_lock_holds_the_named_lock_and_releases_it(connect, probe):
@@ -395,3 +395,121 @@ def test_release_does_not_roll_back_the_callers_failed_transaction(connect, prob
     assert not probe.free("mine")
     assert pglocks.release(conn, "mine") is True
     assert probe.free("mine")
+
+
+# --- savepoints, and what cannot be released ---------------------------------------------
+
+
+def test_sql_error_in_a_psycopg_transaction_block_releases(probe):
+    # psycopg refuses rollback() inside conn.transaction(): the block's savepoint is rolled
+    # back to instead, and the lock released.
+    conn = DRIVERS["psycopg"].connect("", autocommit=True)
+    try:
+        with pytest.raises(DRIVERS["psycopg"].errors.DivisionByZero):
+            with conn.transaction():
+                with pglocks.lock(conn, "tx-block"):
+                    assert not probe.free("tx-block")
+                    conn.execute("SELECT 1/0")
+        assert probe.free("tx-block")
+        assert holds(conn) == []
+    finally:
+        conn.close()
+
+
+def test_error_in_the_block_rolls_back_to_the_blocks_savepoint(connect, probe, driver):
+    # Work of the caller's transaction before the block stays; the block's is undone.
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("CREATE TEMP TABLE sp (x int)")
+    conn.commit()
+    cur.execute("INSERT INTO sp VALUES (1)")
+    with pytest.raises(driver.errors.DivisionByZero):
+        with pglocks.lock(conn, "sp"):
+            cur.execute("INSERT INTO sp VALUES (2)")
+            cur.execute("SELECT 1/0")
+    assert probe.free("sp")
+    assert tx_status(conn) == INTRANS
+    cur.execute("INSERT INTO sp VALUES (3)")
+    conn.commit()
+    cur.execute("SELECT array_agg(x ORDER BY x) FROM sp")
+    assert cur.fetchone()[0] == [1, 3]
+
+
+def wait_until_free(probe, key):
+    # the server ends a session (and its locks) a moment after the client hangs up
+    for _ in range(200):
+        if probe.free(key):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_release_impossible_closes_the_connection(probe):
+    # The block ends the transaction of conn.transaction() behind its back and fails in
+    # another: the savepoint is gone, and psycopg refuses rollback() there. Rather than leave
+    # the lock held, the connection is closed.
+    psycopg = DRIVERS["psycopg"]
+    conn = psycopg.connect("", autocommit=True)
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero) as info:
+            with conn.transaction():
+                with pglocks.lock(conn, "stuck-release"):
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT 1/0")
+        # the block's error, with the release's as a note
+        assert "the connection was closed" in " ".join(getattr(info.value, "__notes__", []))
+        assert conn.closed
+        assert wait_until_free(probe, "stuck-release")
+    finally:
+        conn.close()
+
+
+# --- KeyboardInterrupt --------------------------------------------------------------------
+
+
+def waiting(probe):
+    return probe.one(WAITING)
+
+
+def test_keyboard_interrupt_during_the_acquire_leaves_nothing(connect, probe):
+    # Ctrl-C while the acquire waits: psycopg cancels the statement, psycopg2 finishes it
+    # (the lock granted) before Python sees the signal. Either way the outcome of the
+    # statement is unknown to the caller: nothing may stay held or queued.
+    import os
+    import signal
+
+    conn = connect()
+    probe.hold("ki")
+    watcher = Probe()
+
+    def interrupt():
+        for _ in range(400):
+            if watcher.one(WAITING):
+                break
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        watcher.one("SELECT 1")
+        probe.unhold("ki")
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with pglocks.lock(conn, "ki"):
+                pytest.fail("the block must not run")
+    finally:
+        t.join(30)
+        watcher.close()
+    assert wait_until_free(probe, "ki")
+    assert waiting(probe) == 0
+
+
+def test_keyboard_interrupt_in_the_block_releases(connect, probe):
+    conn = connect()
+    with pytest.raises(KeyboardInterrupt):
+        with pglocks.lock(conn, "ki-block"):
+            raise KeyboardInterrupt
+    assert probe.free("ki-block")
+    assert holds(conn) == []

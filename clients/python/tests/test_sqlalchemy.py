@@ -145,3 +145,81 @@ def test_lock_leaves_the_callers_transaction_to_the_caller(engine, probe):
             pass
         # no transaction left open by the lock's own statements
         assert pglocks._conn.raw_status(conn.connection.dbapi_connection) == pglocks._conn.IDLE
+
+
+def test_session_commit_in_the_block_gives_back_a_connection_without_the_lock(engine, probe):
+    # The Session's commit gives its connection back to the pool; the lock is on a
+    # connection of the block's own, so the next checkout gets a connection holding nothing.
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:pooled") as acquired:
+            assert acquired
+            session.add(Job(name="one"))
+            session.commit()
+            with engine.connect() as other:
+                assert sa_holds(other) == []
+            assert not probe.free("sa:pooled")
+        assert probe.free("sa:pooled")
+
+
+def test_session_commit_in_the_block_with_null_pool(probe):
+    # With NullPool the Session's commit closes its connection: the lock must survive that.
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), poolclass=sqlalchemy.pool.NullPool
+    )
+    Base.metadata.create_all(e)
+    try:
+        with Session(e) as session:
+            with pglocks.lock(session, "sa:nullpool"):
+                session.add(Job(name="null"))
+                session.commit()
+                assert not probe.free("sa:nullpool")
+                session.add(Job(name="pool"))
+                session.commit()
+                assert not probe.free("sa:nullpool")
+            assert probe.free("sa:nullpool")
+        with e.connect() as conn:
+            conn.execute(text("DELETE FROM pglocks_sa_jobs WHERE name IN ('null', 'pool')"))
+            if hasattr(conn, "commit"):
+                conn.commit()
+    finally:
+        e.dispose()
+
+
+def test_nested_blocks_on_a_session_count_holds_on_one_connection(engine, probe):
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:nested"):
+            with pglocks.lock(session, "sa:nested", wait=False) as again:
+                assert again is True  # the same database session: a second hold, not a wait
+            assert not probe.free("sa:nested")
+        assert probe.free("sa:nested")
+        assert "pglocks.connection" not in session.info  # given back at the end
+
+
+def test_session_lock_functions_on_a_session_are_refused(engine):
+    with Session(engine) as session:
+        with pytest.raises(TypeError, match="Session"):
+            pglocks.acquire(session, "x")
+        with pytest.raises(TypeError, match="Session"):
+            pglocks.release(session, "x")
+
+
+def test_transaction_scope_on_a_session(engine, probe):
+    with Session(engine) as session:
+        assert pglocks.acquire(session, "sa:tx-scope", scope="transaction")
+        assert not probe.free("sa:tx-scope")
+        session.commit()
+        assert probe.free("sa:tx-scope")
+        with pglocks.lock(session, "sa:tx-scope", scope="transaction"):
+            assert not probe.free("sa:tx-scope")
+        assert probe.free("sa:tx-scope")
+        session.rollback()
+
+
+def test_session_bound_to_a_connection_uses_it(engine, probe):
+    with engine.connect() as conn:
+        with Session(bind=conn) as session:
+            with pglocks.lock(session, "sa:bound"):
+                assert sa_holds(conn) == [("sa:bound", 1)]
+                assert not probe.free("sa:bound")
+            assert probe.free("sa:bound")
+            assert "pglocks.connection" not in session.info

@@ -34,3 +34,12 @@ def errors(conn: psycopg.Connection[tuple[object, ...]]) -> pglocks.Key:
             return "x"
     except pglocks.LockNotAcquired as exc:
         return exc.key
+
+
+@advisory_lock("nightly report", wait=False)
+def decorated(n: int) -> int:
+    return n
+
+
+def decorated_usage() -> int:
+    return decorated(1)
