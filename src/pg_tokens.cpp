@@ -4,7 +4,7 @@
 // on the same or an earlier timeline). The sequence is the extension's own. A fresh one
 // (CREATE EXTENSION, also after DROP EXTENSION) starts at half the WAL insert position
 // (pglocks_token_floor(), called by the 1.1--1.2 script): every nextval that logs writes a
-// sequence record of about 100 bytes for 32 values (more than 2 bytes a value), so the
+// sequence record of about 100 bytes for 33 values (more than 2 bytes a value), so the
 // tokens of an earlier incarnation of the extension stay below half the WAL position
 // reached since, and DROP EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
 // out, so a crash restart never issues a token again; the timeline grows with every
@@ -22,6 +22,7 @@ extern "C" {
 #include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -77,8 +78,9 @@ void check_token_sequence(Oid seq) {
                  errmsg("pglocks fencing tokens need %s as the extension made it", kSequenceName),
                  errdetail("It must be logged, count up by a positive increment with CACHE 1, "
                            "and not cycle."),
-                 errhint("Run ALTER SEQUENCE %s SET LOGGED, CACHE 1, NO CYCLE, or INCREMENT BY 1.",
-                         kSequenceName)));
+                 errhint("Run ALTER SEQUENCE %s CACHE 1 NO CYCLE INCREMENT BY 1, and ALTER "
+                         "SEQUENCE %s SET LOGGED if it is unlogged.",
+                         kSequenceName, kSequenceName)));
 }
 
 int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
@@ -87,6 +89,10 @@ int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
                         errmsg("cannot issue pglocks fencing tokens during recovery"),
                         errhint("Fencing tokens are issued by the primary.")));
     const Oid seq = token_sequence(fcinfo);
+    // The lock nextval takes, taken first: it reads the catalog changes committed since
+    // (AcceptInvalidationMessages), and an ALTER SEQUENCE waits for it, so the check sees
+    // the settings the draw uses. It lasts to the end of the transaction.
+    LockRelationOid(seq, RowExclusiveLock);
     check_token_sequence(seq);
     // No privilege on the sequence is needed or granted: tokens come only from here, and
     // nobody can move the sequence back.
@@ -119,6 +125,9 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     read_acquire_options(fcinfo, arg, &req);
     const Scope scope = req.scope;
     check_acquire_guards(req);  // for the scope the hold ends up with
+    // A sequence not as made fails the draw anyway: fail before waiting for the lock. The
+    // draw checks again under the sequence's lock (an ALTER may commit while this waits).
+    check_token_sequence(token_sequence(fcinfo));
     // Drawn once the lock is granted, so that successive holders of a lock get increasing
     // tokens whatever order they queued in. Until the token is drawn the hold is a call-scope
     // hold: if drawing fails, the abort of the (sub)transaction ends it (a hold without its

@@ -6,6 +6,7 @@ non-zero status. The run prints the failover and switchover times and the fencin
 issued before and after each.
 """
 import argparse
+import base64
 import json
 import os
 import random
@@ -140,6 +141,17 @@ class Cluster:
         wait_for("etcd", lambda: json.loads(self.http(url + "/health")[1]).get("health") == "true", 30)
         say(f"etcd {self.version()} listens on 127.0.0.1:{self.etcd_port}")
 
+    def dcs_sync(self):
+        """The cluster's sync key in etcd (Patroni's record of the leader and its synchronous
+        standby), or None; read through etcd's v3 JSON gateway."""
+        key = f"/pglocks-test/pglocks-{os.getpid()}/sync"
+        req = urllib.request.Request(f"http://127.0.0.1:{self.etcd_port}/v3/kv/range",
+                                     data=json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            kvs = json.loads(r.read().decode()).get("kvs", [])
+        return json.loads(base64.b64decode(kvs[0]["value"]).decode()) if kvs else None
+
     def version(self):
         out = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout
         return out.split("\n")[0].split()[-1] if out else "?"
@@ -224,7 +236,7 @@ class Cluster:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             argv0, cwd = "(no such process)", ""
-        if os.path.basename(argv0) != "postgres" or cwd != data:
+        if os.path.basename(argv0) != "postgres" or cwd != os.path.realpath(data):
             raise Failed(f"{name}: postmaster.pid names pid {pid}, which is not {name}'s postmaster "
                          f"[{argv0} in {cwd}]")
         return pid
@@ -535,6 +547,17 @@ def former_primary_alone(cluster, dsn, issued, expect_promotion, observe=2 * TTL
               f"Patroni does not promote node1, which missed node2's timeline, and says why "
               f"({time.monotonic() - killed:.0f} s after the kill, {len(refusals)} refusals logged)",
               refusals[-1].strip() if refusals else "no refusal in node1's log")
+        # Patroni logs that refusal for every reason a node is not the healthiest; the reason
+        # here must be synchronous_mode: the sync key names node2 as the leader and node1 as no
+        # synchronous standby of it, and node1 never found itself too far behind.
+        sync = cluster.dcs_sync()
+        lagging = [line for line in cluster.log_text("node1", log_start).split("\n")
+                   if "exceeds maximum replication lag" in line]
+        check(sync is not None and sync.get("leader") == "node2"
+              and "node1" not in str(sync.get("sync_standby") or "").split(",") and not lagging,
+              "the refusal is synchronous_mode's: the sync key names node2 the leader and node1 no "
+              "synchronous standby of it, and node1 logged no replication lag",
+              f"sync key {sync}; {len(lagging)} lag lines")
         return False
     tokens = draw_after(dsn, "fence", 10)
     say(f"node1 promoted {promoted - killed:.1f} s after node2's kill; its first token {show_token(tokens[0])}")
