@@ -21,8 +21,12 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
               -Wno-missing-field-initializers -fno-omit-frame-pointer -MMD -MP
 # SHA-256 of text keys comes from OpenSSL's libcrypto (1.1.0 or later; libssl-dev to build),
 # linked directly: its SHA256_* functions cost a fraction of pg_cryptohash's per-call lookup
-# of the algorithm, and a server built without OpenSSL still gets them.
-SHLIB_LINK = -lstdc++ -lcrypto
+# of the algorithm, and a server built without OpenSSL still gets them. Its flags come from
+# pkg-config where it knows libcrypto (a libcrypto outside the default paths), else -lcrypto.
+CRYPTO_CFLAGS := $(shell pkg-config --cflags libcrypto 2>/dev/null)
+CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
+SHLIB_LINK = -lstdc++ $(CRYPTO_LIBS)
+PG_CPPFLAGS += $(CRYPTO_CFLAGS)
 PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" pglocks.control)
 PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
 # The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
@@ -64,11 +68,19 @@ override BITCODE_CXXFLAGS += -std=c++17 -Wno-register
 UNIT_SRCS = test/unit/lock_key_test.cpp test/unit/holds_registry_test.cpp test/unit/sha256_test.cpp \
             src/lock_key.cpp src/holds_registry.cpp src/sha256.cpp
 test/unit/run_unit_tests: $(UNIT_SRCS) src/lock_key.hpp src/holds_registry.hpp src/sha256.hpp
-	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) -lgtest -lgtest_main -lcrypto -pthread -o $@
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(CRYPTO_CFLAGS) $(UNIT_SRCS) -lgtest -lgtest_main $(CRYPTO_LIBS) -pthread -o $@
+
+# The SHA-256 tests again with the EVP branch of sha256.cpp, the one a libcrypto built
+# without the deprecated SHA256_* functions gets: OPENSSL_NO_DEPRECATED hides them from the
+# headers as such a build does, and sha256.cpp chooses its branch by what the headers say.
+EVP_UNIT_SRCS = test/unit/sha256_test.cpp src/lock_key.cpp src/sha256.cpp
+test/unit/run_unit_tests_evp: $(EVP_UNIT_SRCS) src/lock_key.hpp src/sha256.hpp
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -DOPENSSL_NO_DEPRECATED -DPGLOCKS_EXPECT_SHA256_EVP -Isrc $(CRYPTO_CFLAGS) $(EVP_UNIT_SRCS) -lgtest -lgtest_main $(CRYPTO_LIBS) -pthread -o $@
 
 .PHONY: unittest check-pure-headers
-unittest: check-pure-headers test/unit/run_unit_tests
+unittest: check-pure-headers test/unit/run_unit_tests test/unit/run_unit_tests_evp
 	test/unit/run_unit_tests
+	test/unit/run_unit_tests_evp
 
 # The pure C++ headers compile on their own and refuse to compile after postgres.h.
 PURE_HEADERS = lock_key.hpp holds_registry.hpp sha256.hpp
@@ -111,7 +123,7 @@ dist:
 	    gzip -n -9 >$(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp && \
 	mv $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz
 
-EXTRA_CLEAN = test/unit/run_unit_tests output_iso src/*.d src/build_flags
+EXTRA_CLEAN = test/unit/run_unit_tests test/unit/run_unit_tests_evp output_iso src/*.d src/build_flags
 
 # Rebuild objects when a header they include changes.
 -include $(wildcard src/*.d)

@@ -18,12 +18,22 @@ Entry* HoldsRegistry::find_held(const LockId& id) noexcept {
 Entry* HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_name) {
     if (spare_.capacity() == 0) spare_.reserve(kSpareNodes);
     auto it = entries_.find(id);
-    if (it == entries_.end()) {
-        if (spare_.empty()) {
+    if (it != entries_.end()) {
+        if (has_parked_ && id == parked_id_) has_parked_ = false;  // in use again
+    } else {
+        // A node for the new entry: the entry kept by the last release (so that a release
+        // of one key after another costs no more than with no entry kept), else a spare.
+        Map::node_type node;
+        if (has_parked_) {
+            node = entries_.extract(parked());
+            has_parked_ = false;
+        } else if (!spare_.empty()) {
+            node = std::move(spare_.back());
+            spare_.pop_back();
+        }
+        if (node.empty()) {
             it = entries_.emplace(id, Entry{}).first;
         } else {
-            Map::node_type node = std::move(spare_.back());
-            spare_.pop_back();
             node.key() = id;
             Entry& reused = node.mapped();
             reused.name.clear();
@@ -63,10 +73,29 @@ uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t
 
 HoldsRegistry::Map::iterator HoldsRegistry::erase(Map::iterator it) noexcept {
     if (it->second.published && unpublish_ != nullptr) unpublish_(it->first);
+    if (has_parked_ && it->first == parked_id_) has_parked_ = false;
     if (spare_.size() == spare_.capacity()) return entries_.erase(it);
     auto next = std::next(it);
     spare_.push_back(entries_.extract(it));  // within capacity: cannot throw
     return next;
+}
+
+HoldsRegistry::Map::iterator HoldsRegistry::parked() noexcept {
+    return parked_buckets_ == entries_.bucket_count() ? parked_it_ : entries_.find(parked_id_);
+}
+
+void HoldsRegistry::park(Map::iterator it) noexcept {
+    Entry& e = it->second;
+    if (e.published && unpublish_ != nullptr) unpublish_(it->first);
+    // As a recycled node starts (reserve()): the next acquire may come by another key form.
+    e.published = false;
+    e.has_name = false;
+    e.name.clear();
+    if (has_parked_ && !(parked_id_ == it->first)) erase(parked());  // keeps `it` valid
+    parked_id_ = it->first;
+    parked_it_ = it;
+    parked_buckets_ = entries_.bucket_count();
+    has_parked_ = true;
 }
 
 bool HoldsRegistry::mark_published(const LockId& id) noexcept {
@@ -144,7 +173,7 @@ int HoldsRegistry::release_newest_checked(const LockId& id, LockPredicate still_
     note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
-    if (*now_empty) erase(it);
+    if (*now_empty) park(it);
     return 1;
 }
 
@@ -159,7 +188,7 @@ bool HoldsRegistry::release_newest(const LockId& id, bool* now_empty) noexcept {
     note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
-    if (*now_empty) erase(it);
+    if (*now_empty) park(it);
     return true;
 }
 
@@ -173,7 +202,7 @@ bool HoldsRegistry::release_hold(const LockId& id, uint64_t hold_id, bool* now_e
     note_removed(id, *h);
     holds.erase(std::next(h).base());
     *now_empty = holds.empty();
-    if (*now_empty) erase(it);
+    if (*now_empty) park(it);
     return true;
 }
 

@@ -66,7 +66,9 @@ public:
           unpublish_(other.unpublish_),
           next_hold_id_(other.next_hold_id_),
           hold_count_(other.hold_count_),
-          transaction_holds_(other.transaction_holds_) {}
+          transaction_holds_(other.transaction_holds_),
+          parked_id_(other.parked_id_),
+          has_parked_(other.has_parked_) {}  // parked_buckets_ 0: parked_it_ is not ours
     HoldsRegistry& operator=(const HoldsRegistry&) = delete;
 
     using LockPredicate = bool (*)(const LockId&);
@@ -85,7 +87,9 @@ public:
     bool mark_published(const LockId& id) noexcept;
     // Calls the unpublish hook for every published entry and marks it unpublished (at exit).
     void unpublish_all() noexcept;
-    // The entry of `id` even when it has no holds (for names), or nullptr.
+    // The entry of `id` even when it has no holds (for names), or nullptr. An entry without
+    // holds is room reserved by an acquire in progress, or the entry of the lock released
+    // last, kept for its next acquire (without a name, unpublished).
     const Entry* find(const LockId& id) const noexcept;
 
     // The entry of a lock with at least one hold, or nullptr.
@@ -167,6 +171,13 @@ private:
     using Map = std::unordered_map<LockId, Entry, LockIdHash>;
     void note_removed(const LockId& id, const Hold& h) noexcept;
     Map::iterator erase(Map::iterator it) noexcept;
+    // The entry a release left without holds: it stays in the map, without its name and
+    // unpublished, so that the next acquire of the same lock finds it instead of inserting
+    // a node (and its release does not remove one). One entry at most is kept so: the one
+    // kept before goes now. An acquire of another lock takes the kept entry's node.
+    void park(Map::iterator it) noexcept;
+    // The kept entry (has_parked_ must be true: it is in the map).
+    Map::iterator parked() noexcept;
 
     // Erased map nodes are kept for reuse, with the capacity of their vector and string, so
     // that a lock taken and released again and again allocates nothing.
@@ -179,6 +190,11 @@ private:
     uint64_t next_hold_id_ = 1;
     uint64_t hold_count_ = 0;
     uint64_t transaction_holds_ = 0;
+    LockId parked_id_{};  // the entry park() kept, when has_parked_
+    bool has_parked_ = false;
+    // Its iterator, valid while the map has not rehashed since (the bucket count then).
+    Map::iterator parked_it_{};
+    size_t parked_buckets_ = 0;
 };
 
 }  // namespace pglocks

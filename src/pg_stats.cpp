@@ -109,6 +109,7 @@ struct Counters {
 struct StatsEntry {
     StatsKey key;
     dlist_node node;  // in its partition's list (partition lock)
+    uint32 hash;      // of the key, kept so that scans and removals need not hash it again
     uint32 serial;    // this entry's own number, never 0: a row recreated has another
     slock_t mutex;    // the counters and the name
     Counters c;
@@ -140,11 +141,12 @@ StatsEntry* entry_of(dlist_node* n) {
 dlist_node* first_node(dlist_head* h) { return h->head.next; }
 dlist_node* end_node(dlist_head* h) { return &h->head; }
 
-// What eviction's first phase notes of an entry.
+// What eviction's first phase notes of an entry. The pointer stays valid into the second
+// phase: only evictions and resets remove entries, both under the maintenance lock, which
+// the evicting backend holds throughout.
 struct Candidate {
-    StatsKey key;
-    uint32 hash;
-    uint32 serial;
+    StatsEntry* entry;
+    uint32 serial;  // checked in the second phase (an assertion)
     double usage;
 };
 
@@ -216,6 +218,20 @@ StatsKey make_key(Oid user, const LockId& id) {
 
 void hold_ended(const LockId& id, const Hold& h);
 
+// The hash of the last key hashed: a release usually ends the hold of the key its acquire
+// just counted, whose hash it then need not compute again.
+StatsKey g_last_key;
+uint32 g_last_hash = 0;
+bool g_has_last = false;
+
+uint32 key_hash(const StatsKey& key) {
+    if (g_has_last && memcmp(&key, &g_last_key, sizeof(key)) == 0) return g_last_hash;
+    g_last_hash = get_hash_value(g_table, &key);
+    g_last_key = key;
+    g_has_last = true;
+    return g_last_hash;
+}
+
 void count_holds_at_exit(int, Datum) {
     // After the transaction's abort at exit, whose callbacks ended the transaction-bound
     // holds; what is left are session holds, which the lock manager ends with the backend.
@@ -259,9 +275,7 @@ int evict(Candidate* notes) {
             e->c.usage *= kUsageDecay;
             const double usage = e->c.usage;
             SpinLockRelease(&e->mutex);
-            if (count < g_max_stats)
-                notes[count++] =
-                    Candidate{e->key, get_hash_value(g_table, &e->key), e->serial, usage};
+            if (count < g_max_stats) notes[count++] = Candidate{e, e->serial, usage};
         }
         LWLockRelease(partition_lock(p));
     }
@@ -274,22 +288,20 @@ int evict(Candidate* notes) {
         std::nth_element(notes, notes + victims, notes + count,
                          [](const Candidate& a, const Candidate& b) { return a.usage < b.usage; });
     std::sort(notes, notes + victims, [](const Candidate& a, const Candidate& b) {
-        return partition_of(a.hash) < partition_of(b.hash);
+        return partition_of(a.entry->hash) < partition_of(b.entry->hash);
     });
     // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
     // it was used since phase 1 (sparing it could leave no room for the row that asked for
     // it). Only this backend removes entries now (the maintenance lock), so every victim is
-    // still there, the same entry.
+    // still there, the same entry, where phase 1 saw it: no lookup is needed to find it.
     int removed = 0;
     for (int i = 0; i < victims;) {
-        const int p = partition_of(notes[i].hash);
+        const int p = partition_of(notes[i].entry->hash);
         LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-        for (; i < victims && partition_of(notes[i].hash) == p; i++) {
-            auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
-                g_table, &notes[i].key, notes[i].hash, HASH_FIND, nullptr));
-            Assert(e != nullptr && e->serial == notes[i].serial);
-            if (e == nullptr) continue;
-            remove_entry(p, e, notes[i].hash);
+        for (; i < victims && partition_of(notes[i].entry->hash) == p; i++) {
+            StatsEntry* e = notes[i].entry;
+            Assert(e->serial == notes[i].serial);
+            remove_entry(p, e, e->hash);
             removed++;
         }
         LWLockRelease(partition_lock(p));
@@ -379,7 +391,7 @@ void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us
 void hold_ended(const LockId& id, const Hold& h) {
     if (g_table == nullptr || h.owner == InvalidOid || h.stats_row == 0) return;
     const StatsKey key = make_key(h.owner, id);
-    const uint32 hash = get_hash_value(g_table, &key);
+    const uint32 hash = key_hash(key);
     LWLock* lock = partition_lock(partition_of(hash));
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
@@ -442,7 +454,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     if (!stats_active()) return 0;
     ensure_exit_hook();
     const StatsKey key = make_key(GetUserId(), arg.id);
-    const uint32 hash = get_hash_value(g_table, &key);
+    const uint32 hash = key_hash(key);
     LWLock* lock = partition_lock(partition_of(hash));
     LWLockAcquire(lock, LW_SHARED);
     auto* e = static_cast<StatsEntry*>(
@@ -487,6 +499,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
             serial = pg_atomic_fetch_add_u32(&g_shared->next_serial, 1);
         } while (serial == 0);
         e->serial = serial;
+        e->hash = hash;
         SpinLockInit(&e->mutex);
         memset(&e->c, 0, sizeof(e->c));
         e->name_len = -1;
@@ -636,7 +649,7 @@ PGLOCKS_FUNCTION(pglocks_stats_reset) {
         dlist_head* list = &g_shared->part[p].entries;
         while (first_node(list) != end_node(list)) {
             StatsEntry* e = entry_of(first_node(list));
-            remove_entry(p, e, get_hash_value(g_table, &e->key));
+            remove_entry(p, e, e->hash);
             removed++;
         }
         LWLockRelease(partition_lock(p));

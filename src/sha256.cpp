@@ -87,5 +87,13 @@ const char* library_version() noexcept { return OpenSSL_version(OPENSSL_VERSION)
 // OpenSSL (SSL connections) may share: they must not be left for it to find.
 void clear_errors() noexcept { ERR_clear_error(); }
 
+bool uses_evp() noexcept {
+#ifdef PGLOCKS_SHA256_EVP
+    return true;
+#else
+    return false;
+#endif
+}
+
 }  // namespace sha256
 }  // namespace pglocks

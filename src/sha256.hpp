@@ -28,6 +28,9 @@ bool digest(const uint8_t* data, size_t len, uint8_t out[32]) noexcept;
 const char* library_version() noexcept;
 // Empties OpenSSL's error queue after a failed call.
 void clear_errors() noexcept;
+// Whether this build digests through EVP (a libcrypto without the deprecated SHA256_*
+// functions) rather than SHA256_Init/Update/Final.
+bool uses_evp() noexcept;
 }  // namespace sha256
 
 }  // namespace pglocks

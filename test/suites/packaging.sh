@@ -247,7 +247,7 @@ fi
 for f in pglocks.control META.json LICENSE CHANGELOG.md README.md Makefile $(make_var DATA); do
     grep -qx "pglocks-$semver/$f" "$work/archive.list" || fail "the archive has no $f"
 done
-junk='\.(o|so|bc|a|d|deb|zip)$|/(results|output_iso|tmp_check|tmp_check_iso|log|dist|__pycache__|node_modules)/|/regression\.(diffs|out)$|/src/build_flags$|/run_unit_tests$|/debian/postgresql-[0-9]+-pglocks/'
+junk='\.(o|so|bc|a|d|deb|zip)$|/(results|output_iso|tmp_check|tmp_check_iso|log|dist|__pycache__|node_modules)/|/regression\.(diffs|out)$|/src/build_flags$|/run_unit_tests(_evp)?$|/debian/postgresql-[0-9]+-pglocks/'
 if grep -E "$junk" "$work/archive.list"; then
     fail "build or test output in the archive (above)"
 else

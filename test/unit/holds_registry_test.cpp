@@ -278,3 +278,59 @@ TEST_F(Registry, EveryEndOfAHoldIsReportedOnce) {
     EXPECT_EQ(g_ended.size(), 2u);
     EXPECT_EQ(g_ended[0], h5);
 }
+
+TEST_F(Registry, TheLastReleasedEntryIsKeptCleanForItsNextAcquire) {
+    g_unpublished.clear();
+    r.set_unpublish_hook(note_unpublished);
+    r.reserve(a, "a-name", true);
+    g_lm.insert(k(a));
+    ASSERT_NE(r.add(a, Scope::Session, 1, 0), 0u);
+    ASSERT_TRUE(r.mark_published(a));
+    bool empty = false;
+    ASSERT_EQ(r.release_newest_checked(a, lm_held, &empty), 1);
+    ASSERT_TRUE(empty);
+    EXPECT_EQ(g_unpublished.size(), 1u);  // unpublished when its last hold went
+    const Entry* kept = r.find(a);
+    ASSERT_NE(kept, nullptr);
+    EXPECT_TRUE(kept->holds.empty());
+    EXPECT_FALSE(kept->has_name);
+    EXPECT_FALSE(kept->published);
+    EXPECT_EQ(r.find_held(a), nullptr);
+    EXPECT_EQ(r.held_row_count(), 0u);
+    EXPECT_EQ(r.reconcile(lm_held), 0u);
+    // The next acquire, by number this time, gets the same entry and no name from before.
+    Entry* again = r.reserve(a, "", false);
+    EXPECT_EQ(again, kept);
+    ASSERT_NE(r.add(a, Scope::Session, 1, 0), 0u);
+    HeldRow row;
+    ASSERT_EQ(r.held_rows(&row, 1), 1u);
+    EXPECT_FALSE(row.has_name);
+    r.release_all(lm_held, lm_release);
+    EXPECT_EQ(g_unpublished.size(), 1u);  // not published again, so not unpublished again
+    EXPECT_EQ(r.find(a), nullptr);
+}
+
+TEST_F(Registry, OnlyOneReleasedEntryIsKept) {
+    LockId c = LockId::from_bigint(3, false);
+    bool empty = false;
+    take(r, a, Scope::Session);
+    ASSERT_TRUE(r.release_newest(a, &empty));
+    EXPECT_NE(r.find(a), nullptr);
+    take(r, b, Scope::Session);
+    ASSERT_TRUE(r.release_newest(b, &empty));
+    EXPECT_EQ(r.find(a), nullptr);  // b's release let a's entry go
+    EXPECT_NE(r.find(b), nullptr);
+    // A failed acquire drops the kept entry it had taken back; the next release keeps its own.
+    r.reserve(b, "", false);
+    r.drop_if_empty(b);
+    EXPECT_EQ(r.find(b), nullptr);
+    take(r, c, Scope::Session);
+    ASSERT_TRUE(r.release_hold(c, 0, &empty) || r.release_newest(c, &empty));
+    EXPECT_NE(r.find(c), nullptr);
+    // An acquire of a kept entry makes it an ordinary one: another release does not drop it.
+    take(r, c, Scope::Session);
+    take(r, a, Scope::Session);
+    ASSERT_TRUE(r.release_newest(a, &empty));
+    ASSERT_NE(r.find_held(c), nullptr);
+    EXPECT_EQ(r.hold_count(), 1u);
+}

@@ -1,5 +1,7 @@
 // SHA-256 through libcrypto (sha256.hpp): the specification's key vectors, the published
-// digests of FIPS 180-2, and a digest fed in pieces equal to the one-shot digest.
+// digests of FIPS 180-2, and a digest fed in pieces equal to the one-shot digest. The unit
+// suite runs these tests twice: in run_unit_tests with the SHA256_* functions, and in
+// run_unit_tests_evp built as against a libcrypto without them (the EVP branch).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -26,6 +28,16 @@ int64_t key_of(const std::string& s) {
     return key_from_sha256(d);
 }
 }  // namespace
+
+// Which branch of sha256.cpp this binary was built with: the EVP binary must not quietly
+// test the SHA256_* functions again.
+TEST(Sha256, BuiltWithTheExpectedBranch) {
+#ifdef PGLOCKS_EXPECT_SHA256_EVP
+    EXPECT_TRUE(sha256::uses_evp());
+#else
+    EXPECT_FALSE(sha256::uses_evp());
+#endif
+}
 
 TEST(Sha256, Fips180Vectors) {
     uint8_t d[32];

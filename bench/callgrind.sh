@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The instruction counts of bench/README.md: callgrind of a single-user PostgreSQL backend
+# running scenario 1's set-based query with 20,000 and with 40,000 rows; the difference per
+# row leaves start-up and planning out. Prints one line per case: instructions per row.
+#
+# Usage: bench/callgrind.sh [case ...]   (cases below; default all; a minute or two each)
+#   empty    the query without a lock call
+#   core     pg_advisory_lock + pg_advisory_unlock, one bigint key
+#   on, off  pglocks_acquire + pglocks_release, one bigint key, statistics on or off
+#   newcore  the core pair, a new bigint key on every row
+#   newon    pglocks' pair, a new key on every row, pglocks_stats full (evictions)
+#   newoff   the same, statistics off
+#   newbig   the same, statistics on, pglocks.max_stats above the number of keys
+# A pair's count is its case's figure minus empty's. CALLGRIND_KEEP=1 keeps the profiles
+# (their directory is printed) for callgrind_annotate.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+PGLOCKS_PACKAGES+=(valgrind)
+pglocks_setup
+
+work=$(mktemp -d /tmp/pglocks-callgrind.XXXXXX)
+chmod 755 "$work"
+[ "$(id -u)" = 0 ] && chown postgres: "$work"
+cleanup() {
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then echo "profiles kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+data=$work/data
+as_server_owner initdb -D "$data" -A trust -U postgres -E UTF8 --no-locale --no-sync >/dev/null
+cat >>"$data/postgresql.conf" <<EOF
+shared_preload_libraries = 'pglocks'
+jit = off
+fsync = off
+max_locks_per_transaction = 512
+EOF
+echo "CREATE EXTENSION pglocks;" | as_server_owner postgres --single -D "$data" postgres >/dev/null 2>&1
+
+rows() { echo "SELECT count(*) FROM generate_series(1, {n}) g WHERE $1;"; }
+PAIR="pglocks_acquire(7::bigint) IS NULL OR pglocks_release(7::bigint)"
+NEW="pglocks_acquire(g::bigint) IS NULL OR pglocks_release(g::bigint)"
+# 6,000 keys fill pglocks_stats (5,000 rows) before the measured rows, so that they evict.
+FILL="SELECT count(*) FROM generate_series(1, 6000) g
+      WHERE pglocks_acquire(-g::bigint) IS NULL OR pglocks_release(-g::bigint);"
+OFF="SET pglocks.track_stats = off;"
+
+# case -> setup SQL | query | extra server options
+declare -A SETUP QUERY OPTS
+SETUP[empty]=""; QUERY[empty]=$(rows "(g IS NULL) OR (g > 0)")
+SETUP[core]=""; QUERY[core]=$(rows "pg_advisory_lock(7::bigint) IS NULL OR pg_advisory_unlock(7::bigint)")
+SETUP[on]=""; QUERY[on]=$(rows "$PAIR")
+SETUP[off]=$OFF; QUERY[off]=$(rows "$PAIR")
+SETUP[newcore]=""; QUERY[newcore]=$(rows "pg_advisory_lock(g::bigint) IS NULL OR pg_advisory_unlock(g::bigint)")
+SETUP[newon]=$FILL; QUERY[newon]=$(rows "$NEW")
+SETUP[newoff]=$OFF; QUERY[newoff]=$(rows "$NEW")
+SETUP[newbig]=""; QUERY[newbig]=$(rows "$NEW"); OPTS[newbig]="-c pglocks.max_stats=200000"
+ALL=(empty core on off newcore newon newoff newbig)
+
+cases=("$@")
+[ ${#cases[@]} = 0 ] && cases=("${ALL[@]}")
+for c in "${cases[@]}"; do
+    [ -n "${QUERY[$c]+x}" ] || { echo "unknown case: $c (cases: ${ALL[*]})" >&2; exit 2; }
+    totals=()
+    for n in 20000 40000; do
+        printf '%s\n%s\n' "${SETUP[$c]}" "${QUERY[$c]//\{n\}/$n}" >"$work/$c.$n.sql"
+        # shellcheck disable=SC2086  # OPTS holds separate words
+        as_server_owner valgrind --tool=callgrind --callgrind-out-file="$work/$c.$n.out" \
+            postgres --single -D "$data" ${OPTS[$c]:-} postgres \
+            <"$work/$c.$n.sql" >"$work/$c.$n.log" 2>&1
+        totals+=("$(callgrind_annotate "$work/$c.$n.out" 2>/dev/null |
+            awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')")
+    done
+    printf '%-8s %6d instructions per row\n' "$c" $(((totals[1] - totals[0]) / 20000))
+done
