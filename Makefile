@@ -23,10 +23,12 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
 # linked directly: its SHA256_* functions cost a fraction of pg_cryptohash's per-call lookup
 # of the algorithm, and a server built without OpenSSL still gets them. Its flags come from
 # pkg-config where it knows libcrypto (a libcrypto outside the default paths), else -lcrypto.
+# Its include flags go after the server's (below, after PGXS), so that they cannot shadow
+# the server's headers. A libcrypto outside the loader's default paths needs those paths at
+# run time too (ld.so.conf or the server's environment): no rpath is set.
 CRYPTO_CFLAGS := $(shell pkg-config --cflags libcrypto 2>/dev/null)
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
 SHLIB_LINK = -lstdc++ $(CRYPTO_LIBS)
-PG_CPPFLAGS += $(CRYPTO_CFLAGS)
 PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" pglocks.control)
 PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
 # The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
@@ -49,6 +51,7 @@ endif
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+override CPPFLAGS += $(CRYPTO_CFLAGS)
 
 # Servers built with g++ 13 or later pass a flag that g++ 12 rejects for C++; it only
 # concerns floating-point code, which pglocks has none of.

@@ -98,7 +98,10 @@ public:
     // Makes room for one more hold of `id`, creating an empty entry if needed, so that
     // add() cannot fail afterwards. Throws std::bad_alloc. The entry stays where it is
     // until it is erased (map nodes never move), so callers may keep the pointer across a
-    // lock wait: entries without holds are never erased by anything but drop_if_empty().
+    // lock wait: the entry returned is never the kept one (the entry of the lock released
+    // last, which the next release may erase and any reserve() may take and re-key), and an
+    // entry without holds that reserve() returned is erased only by drop_if_empty(). Between
+    // reserve() and add(), release or reserve no other lock.
     Entry* reserve(const LockId& id, std::string_view name, bool has_name);
 
     // Records a hold in an entry returned by reserve(). Returns the hold's id, or 0 when no

@@ -246,6 +246,7 @@ void ensure_exit_hook() {
 
 // Removes an entry; the caller holds its partition lock exclusively.
 void remove_entry(int p, StatsEntry* e, uint32 hash) {
+    Assert(LWLockHeldByMeInMode(maintenance_lock(), LW_EXCLUSIVE));
     dlist_delete(&e->node);
     g_shared->part[p].count--;
     hash_search_with_hash_value(g_table, &e->key, hash, HASH_REMOVE, nullptr);
@@ -300,7 +301,11 @@ int evict(Candidate* notes) {
         LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
         for (; i < victims && partition_of(notes[i].entry->hash) == p; i++) {
             StatsEntry* e = notes[i].entry;
+            // Always true under the maintenance lock; checked all the same, as it costs
+            // nothing, so that a remover added outside that lock could not make this free an
+            // element twice (a reused element has a new serial).
             Assert(e->serial == notes[i].serial);
+            if (e->serial != notes[i].serial) continue;
             remove_entry(p, e, e->hash);
             removed++;
         }
