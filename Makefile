@@ -29,7 +29,7 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
 CRYPTO_CFLAGS := $(shell pkg-config --cflags libcrypto 2>/dev/null)
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
 SHLIB_LINK = -lstdc++ $(CRYPTO_LIBS)
-PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" pglocks.control)
+PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pglocks.control)
 PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
 # The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
 # without a warning on every major.
@@ -99,7 +99,9 @@ check-pure-headers:
 	    echo "ok: $$h is refused after postgres.h"; \
 	done
 
-# The release archives, both what git holds at DIST_REF (HEAD by default), in DIST_DIR:
+# The release archives, both what git holds at DIST_REF (HEAD by default), in DIST_DIR
+# (relative to the directory make runs in; the repository is the Makefile's, so
+# `make -f path/to/Makefile dist` archives that checkout from anywhere):
 #   pglocks-VERSION.zip       for PGXN, unpacking into pglocks-VERSION/, where VERSION is
 #                             META.json's (default_version as PGXN's semantic version: 1.2
 #                             is 1.2.0; the packaging suite checks it)
@@ -116,13 +118,13 @@ DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(DIST_ROOT)
 dist:
 	@test -n "$(DIST_VERSION)" || { echo "no version in META.json" >&2; exit 1; }
 	@mkdir -p $(DIST_DIR)
-	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
-	    -o $(DIST_DIR)/$(EXTENSION)-$(DIST_VERSION).zip $(DIST_REF)
+	git -C $(DIST_ROOT) archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+	    -o $(abspath $(DIST_DIR))/$(EXTENSION)-$(DIST_VERSION).zip $(DIST_REF)
 	@# debian/changelog's first line: pglocks (EPOCH:UPSTREAM-REVISION) ...
 	@upstream=$$(sed -n '1{s/^[^(]*(//;s/).*//;s/^[0-9]*://;s/-[^-]*$$//;p;}' $(DIST_ROOT)debian/changelog); \
 	test -n "$$upstream" || { echo "no upstream version in debian/changelog" >&2; exit 1; }; \
 	echo "git archive $(DIST_REF) without debian/ > $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz"; \
-	git archive --format=tar --prefix=$(EXTENSION)-$$upstream/ $(DIST_REF) -- . ':(exclude)debian' | \
+	git -C $(DIST_ROOT) archive --format=tar --prefix=$(EXTENSION)-$$upstream/ $(DIST_REF) -- . ':(exclude)debian' | \
 	    gzip -n -9 >$(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp && \
 	mv $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz.tmp $(DIST_DIR)/$(EXTENSION)_$$upstream.orig.tar.gz
 

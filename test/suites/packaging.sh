@@ -227,6 +227,17 @@ else
     diff "$work/git.list" "$work/archive.list" | head -20 >&2 || true
 fi
 unzip -Z1 "$archive" | grep -v "^pglocks-$semver/" && fail "entries outside pglocks-$semver/"
+# make -f from another directory archives the Makefile's checkout, into a DIST_DIR relative
+# to where make runs.
+mkdir -p "$work/elsewhere"
+(cd "$work/elsewhere" && make -s -f "$PGLOCKS_ROOT/Makefile" dist PG_CONFIG="$PG_CONFIG" \
+    DIST_REF="$ref" DIST_DIR=out >/dev/null)
+if [ -f "$work/elsewhere/out/pglocks-$semver.zip" ] &&
+    unzip -Z1 "$work/elsewhere/out/pglocks-$semver.zip" | grep -v '/$' | sort | cmp -s - "$work/archive.list"; then
+    ok "make -f .../Makefile dist from another directory: the same files"
+else
+    fail "make -f .../Makefile dist from another directory did not archive the checkout: $(ls -R "$work/elsewhere" | head -5)"
+fi
 # The Debian upstream tarball: what dpkg-source looks for next to the unpacked tree, named for
 # the upstream part of debian/changelog's version; git's files but debian/, in one directory.
 upstream=${deb_version%-*}
