@@ -1,6 +1,9 @@
 # pglocks: PGXS build. `make && make install` against pg_config; `make installcheck` runs the
 # regression and isolation suites against a running server (PGHOST/PGPORT); `make unittest`
 # builds and runs the GoogleTest suite of the pure C++ code.
+# The checkout this Makefile lives in, taken before any include (make -f path/Makefile, or a
+# makefile that includes this one, both find it).
+PGLOCKS_ROOT := $(dir $(lastword $(MAKEFILE_LIST)))
 EXTENSION = pglocks
 MODULE_big = pglocks
 OBJS = src/lock_key.o src/sha256.o src/holds_registry.o src/pg_boundary.o src/pg_keys.o src/pg_holds.o \
@@ -29,7 +32,7 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-register \
 CRYPTO_CFLAGS := $(shell pkg-config --cflags libcrypto 2>/dev/null)
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
 SHLIB_LINK = -lstdc++ $(CRYPTO_LIBS)
-PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pglocks.control)
+PGLOCKS_VERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(PGLOCKS_ROOT)pglocks.control)
 PG_CPPFLAGS += -DPGLOCKS_VERSION='"$(PGLOCKS_VERSION)"'
 # The version matrix (scripts/matrix.sh) builds with PGLOCKS_WERROR=1: our code compiles
 # without a warning on every major.
@@ -112,7 +115,7 @@ check-pure-headers:
 #                             1.2-1), which is what dpkg-source looks for next to the tree
 DIST_REF ?= HEAD
 DIST_DIR ?= dist
-DIST_ROOT := $(dir $(firstword $(MAKEFILE_LIST)))
+DIST_ROOT := $(PGLOCKS_ROOT)
 DIST_VERSION = $(shell sed -n 's/^   "version": "\([^"]*\)".*/\1/p' $(DIST_ROOT)META.json)
 .PHONY: dist
 dist:
