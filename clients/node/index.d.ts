@@ -153,3 +153,13 @@ export class ConnectionClosedError extends Error {
   /** node-postgres' error. */
   readonly cause: unknown;
 }
+
+/**
+ * The first argument is not a pg.Client or a client taken from a pg.Pool (or, for the calls
+ * that take one connection, it is a pg.Pool); thrown before anything is sent. A TypeError.
+ */
+export class UnsupportedClientError extends TypeError {
+  constructor(message: string);
+  readonly name: 'UnsupportedClientError';
+  readonly code: 'PGLOCKS_UNSUPPORTED_CLIENT';
+}

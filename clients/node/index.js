@@ -81,6 +81,15 @@ class ConnectionClosedError extends Error {
   }
 }
 
+/** Thrown when the connection given is not a pg.Client or a client of a pg.Pool. */
+class UnsupportedClientError extends TypeError {
+  constructor(message) {
+    super(message);
+    this.name = 'UnsupportedClientError';
+    this.code = 'PGLOCKS_UNSUPPORTED_CLIENT';
+  }
+}
+
 function describe(value) {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
@@ -153,13 +162,22 @@ function isPool(db) {
     && typeof db.connect === 'function' && typeof db.release !== 'function';
 }
 
+// A pg.Client (node-postgres' JavaScript client, or pg-native's) or a client taken from a
+// pg.Pool: one connection, which pglocks can query, watch and, when it must, close.
+function isClient(db) {
+  return db !== null && typeof db === 'object' && typeof db.query === 'function'
+    && typeof db.connect === 'function' && typeof db.end === 'function' && typeof db.on === 'function'
+    && ('connection' in db || 'native' in db);
+}
+
 function needClient(db, what) {
   if (isPool(db)) {
-    throw new TypeError(`pglocks ${what}(): a lock belongs to one connection; take a client from the pool `
+    throw new UnsupportedClientError(`pglocks ${what}(): a lock belongs to one connection; take a client from the pool `
       + '(const client = await pool.connect()) and call it on that client');
   }
-  if (db === null || typeof db !== 'object' || typeof db.query !== 'function') {
-    throw new TypeError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool`);
+  if (!isClient(db)) {
+    throw new UnsupportedClientError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool, `
+      + `not ${describe(db)}`);
   }
 }
 
@@ -491,8 +509,8 @@ async function withLock(db, lockKey, fn, options = {}) {
  */
 async function withLockCommand(db, lockKey, command, options = {}) {
   if (typeof command !== 'string') throw new TypeError('pglocks withLockCommand(): the command must be a string');
-  if (db === null || typeof db !== 'object' || typeof db.query !== 'function') {
-    throw new TypeError('pglocks withLockCommand(): the first argument must be a pg.Client, a pool client or a pg.Pool');
+  if (!isPool(db) && !isClient(db)) {
+    throw new UnsupportedClientError('pglocks withLockCommand(): the first argument must be a pg.Client, a pool client or a pg.Pool');
   }
   const k = keyArgs(lockKey);
   const shared = boolArg('shared', options.shared, false);
@@ -535,4 +553,5 @@ module.exports = {
   LockNotAcquiredError,
   LockNotReleasedError,
   ConnectionClosedError,
+  UnsupportedClientError,
 };

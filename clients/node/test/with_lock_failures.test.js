@@ -7,7 +7,7 @@
 const assert = require('node:assert/strict');
 const { test, after } = require('node:test');
 const pglocks = require('..');
-const { LockNotReleasedError, ConnectionClosedError } = pglocks;
+const { LockNotReleasedError, ConnectionClosedError, UnsupportedClientError } = pglocks;
 const {
   connect, pool, closeAll, one, held, freeFor, backendGone, advisoryLocksOf,
 } = require('./helpers');
@@ -236,17 +236,36 @@ test('a waiting acquire answered by the server (its timeout) keeps the connectio
 });
 
 test('a client without getTransactionStatus (pg before 8.21.0) is refused by withLock before anything is sent', async () => {
-  const a = await connect();
+  const old = await connect();
   const b = await connect();
   const k = 'wlf:old-pg';
-  const sent = [];
-  const old = { query: (q) => { sent.push(q); return a.query(q); } };
+  old.getTransactionStatus = undefined;
   await assert.rejects(pglocks.withLock(old, k, () => assert.fail('fn ran')), (e) => e instanceof TypeError
     && /pg 8\.21\.0 or later/.test(e.message));
   await assert.rejects(pglocks.acquire(old, k, { scope: 'transaction' }), TypeError);
-  assert.deepEqual(sent, []);
   assert.equal(await freeFor(b, pglocks.key(k)), true);
   // The calls that need no transaction status work with it.
   assert.equal(await pglocks.tryLock(old, k), true);
   assert.equal(await pglocks.release(old, k), true);
+});
+
+test('anything but a pg.Client or a pool client is refused with UnsupportedClientError, before anything is sent', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'wlf:unsupported';
+  const sent = [];
+  const wrapper = { query: (q) => { sent.push(q); return a.query(q); } };
+  for (const db of [wrapper, null, 'postgres://x', {}]) {
+    for (const call of [() => pglocks.acquire(db, k), () => pglocks.tryLock(db, k), () => pglocks.release(db, k),
+      () => pglocks.releaseAll(db), () => pglocks.withLock(db, k, () => assert.fail('fn ran')),
+      () => pglocks.withLockCommand(db, k, 'SELECT 1')]) {
+      const err = await call().then(() => assert.fail('resolved'), (e) => e);
+      assert.ok(err instanceof UnsupportedClientError, String(err));
+      assert.ok(err instanceof TypeError);
+      assert.equal(err.name, 'UnsupportedClientError');
+    }
+  }
+  await assert.rejects(pglocks.tryLock(pool(), k), UnsupportedClientError);
+  assert.deepEqual(sent, []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
 });
