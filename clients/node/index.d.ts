@@ -140,17 +140,19 @@ export class LockNotReleasedError extends Error {
 }
 
 /**
- * A pglocks statement failed on the client side before the server answered (pg's
- * query_timeout, a broken connection): the server may still act on it, so the connection
- * was closed, which ends every hold it had. Take a new connection.
+ * The connection is closed, and with it every hold of its session: a pglocks statement failed
+ * on the client side before the server answered (pg's query_timeout, a broken connection; the
+ * statement is cancelled where a cancel request can be aimed at the connection's server), the
+ * server ended the session (a FATAL error such as pg_terminate_backend's 57P01), or withLock
+ * abandoned a query of fn's it could not cancel. Take a new connection.
  */
 export class ConnectionClosedError extends Error {
-  constructor(key: LockKey | undefined, what: string, cause?: unknown);
+  constructor(key: LockKey | undefined, what: string, cause?: unknown, why?: string);
   readonly name: 'ConnectionClosedError';
   readonly code: 'PGLOCKS_CONNECTION_CLOSED';
   /** The lock of the call; null for releaseAll. */
   readonly key: LockKey | null;
-  /** node-postgres' error. */
+  /** The error that came first: node-postgres', the server's, or fn's. */
   readonly cause: unknown;
 }
 

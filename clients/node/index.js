@@ -64,17 +64,18 @@ class LockNotReleasedError extends Error {
 }
 
 /**
- * Rejects a call whose statement failed on the client side, without the server's answer:
- * node-postgres' query_timeout, or a connection that broke. The server may still run it (an
- * acquire waiting in the lock queue is granted later, a release may or may not have run), so
- * what the connection holds is unknown: the call closed the connection, which ends every
- * hold of its session. cause is node-postgres' error.
+ * Rejects a call after which the connection is closed: a statement of its own failed on the
+ * client side, without the server's answer (node-postgres' query_timeout, a broken socket),
+ * the server ended the session (a FATAL error, pg_terminate_backend), or withLock had to
+ * abandon a query of fn's that it could not cancel. What the connection held is then
+ * unknown, so the connection is closed, which ends every hold of its session. cause is the
+ * error that came first (node-postgres', the server's, or fn's).
  */
 class ConnectionClosedError extends Error {
-  constructor(lockKey, what, cause) {
-    super(`pglocks ${what}(): ${lockKey === undefined ? 'the call' : showKey(lockKey)} failed before the server answered `
-      + `(${cause && cause.message}); the server may still act on it, so the connection was closed, which ends `
-      + 'every lock it held: take a new connection', { cause });
+  constructor(lockKey, what, cause, why) {
+    super(`pglocks ${what}(): ${lockKey === undefined ? 'the call' : showKey(lockKey)} `
+      + `${why || 'failed before the server answered'} (${cause && cause.message}); the connection was closed, `
+      + 'which ends every lock it held: take a new connection', { cause });
     this.name = 'ConnectionClosedError';
     this.code = 'PGLOCKS_CONNECTION_CLOSED';
     this.key = lockKey === undefined ? null : lockKey;
@@ -208,11 +209,49 @@ function isServerError(err) {
     && typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code);
 }
 
-// Asks the server to cancel what the connection's backend is running (an acquire still in
-// the lock queue, so that it leaves the queue now instead of being granted to a session
-// about to end), with the CancelRequest of the protocol on a connection of its own, as libpq's
-// PQcancel does. Best effort: whatever fails, the connection is closed anyway.
-function cancelBackend(client) {
+// Whether the connection is closed or closing, as the connection itself says: its socket is
+// destroyed, or node-postgres has seen it end, break or be ended (its _ending, _ended and
+// _queryable, which pg-pool reads too). Not a flag of pglocks': a connection the application
+// ended, or the server closed, counts as well.
+function isClosed(client) {
+  if (client._ending === true || client._ended === true || client._queryable === false) return true;
+  const stream = client.connection && client.connection.stream;
+  return Boolean(stream && stream.destroyed);
+}
+
+// The query node-postgres is running on the connection (sent, not answered), through its
+// internal accessor (_getActiveQuery, else _activeQuery); undefined when this client has
+// neither (pg-native, another version), so that a caller can tell "none" from "cannot know".
+function activeQuery(client) {
+  if (typeof client._getActiveQuery === 'function') return client._getActiveQuery() || null;
+  if ('_activeQuery' in client) return client._activeQuery || null;
+  return undefined;
+}
+
+// Where a cancel request for this connection can go: the very peer its socket is connected
+// to (a host name may resolve to several servers, and a config to several hosts), over TCP,
+// or the Unix socket node-postgres connected to. null where it cannot be aimed safely: TLS
+// (the request would go in clear, or be refused), a stream the application supplied, or a
+// client without node-postgres' socket (pg-native); the caller closes the connection instead.
+function cancelTarget(client) {
+  const con = client.connection;
+  const stream = con && con.stream;
+  if (!stream || con.ssl || client.ssl || stream.encrypted) return null;
+  if (Object.getPrototypeOf(stream) !== net.Socket.prototype) return null;
+  if (typeof stream.remoteAddress === 'string' && Number.isInteger(stream.remotePort)) {
+    return { port: stream.remotePort, host: stream.remoteAddress };
+  }
+  if (typeof client.host === 'string' && client.host.startsWith('/') && !stream.destroyed) {
+    return { path: `${client.host}/.s.PGSQL.${client.port}` };
+  }
+  return null;
+}
+
+// Sends the protocol's CancelRequest for the connection's backend, on a connection of its
+// own, as libpq's PQcancel does; stillActive() is asked again once that connection is up,
+// just before the request goes, so that a query that ended meanwhile is not followed by a
+// cancel that could hit the next one. Resolves to whether the request was sent.
+function sendCancel(client, target, stillActive) {
   return new Promise((resolve) => {
     const pid = client.processID;
     const secret = client.secretKey;
@@ -221,63 +260,102 @@ function cancelBackend(client) {
       return;
     }
     let socket;
+    let sent = false;
     let timer = null;
-    const done = (ok) => {
+    const done = () => {
       if (timer !== null) clearTimeout(timer);
       timer = null;
       if (socket) socket.destroy();
-      resolve(ok);
+      resolve(sent);
     };
     try {
-      const host = client.host;
-      socket = typeof host === 'string' && host.startsWith('/')
-        ? net.connect(`${host}/.s.PGSQL.${client.port}`)
-        : net.connect(client.port, host || 'localhost');
+      socket = target.path ? net.connect(target.path) : net.connect(target.port, target.host);
     } catch (err) {
-      done(false);
+      done();
       return;
     }
-    // A server that does not answer does not hold the closing back for long.
-    timer = setTimeout(() => done(false), 5000);
+    // A server that does not answer does not hold the caller back for long.
+    timer = setTimeout(done, 5000);
     timer.unref();
-    socket.on('error', () => done(false));
+    socket.on('error', done);
     socket.on('connect', () => {
+      if (!stillActive()) {
+        done();
+        return;
+      }
       const request = Buffer.alloc(16);
       request.writeInt32BE(16, 0);
       request.writeInt32BE(80877102, 4); // the CancelRequest code
       request.writeInt32BE(pid, 8);
       request.writeUInt32BE(secret >>> 0, 12);
       socket.end(request);
+      sent = true;
     });
-    socket.on('close', () => done(true));
+    socket.on('close', done);
   });
 }
 
 // Ends a connection whose locks are unknown, and waits until it is closed: the server ends
-// the session, and every hold of it, before it closes its side. Once per connection.
-const closedConnections = new WeakSet();
-async function closeConnection(client) {
-  if (closedConnections.has(client)) return;
-  closedConnections.add(client);
-  await cancelBackend(client);
+// the session, and every hold of it, when it sees the connection gone. A statement still
+// running there (an acquire in the lock queue, which would not notice the closed socket
+// until it is granted) is cancelled as well, if it is the one stillActive() names and a
+// cancel can be aimed at the connection's server: the connection is ended first, so no later
+// query can start on it for the cancel to hit. A connection closed or closing already (by
+// pglocks, the application or the server) is left as it is.
+async function closeConnection(client, stillActive = () => false) {
+  if (isClosed(client)) return;
+  const target = stillActive() ? cancelTarget(client) : null;
+  const ending = client.end().catch(() => {});
+  await Promise.all([ending, target ? sendCancel(client, target, () => true) : null]);
+}
+
+// Waits until the connection is back to ReadyForQuery after whatever was sent before (a
+// failed statement's error reaches the caller before the server's ReadyForQuery), with an
+// empty query, and resolves to the transaction status it reports then: 'I', 'T' or 'E' ('?'
+// from a pg without getTransactionStatus), or null when the connection ended or did not
+// answer (then it is closed).
+async function settle(client) {
+  if (isClosed(client)) return null;
   try {
-    await client.end();
+    await client.query('');
   } catch (err) {
-    // Closed already.
+    if (!isServerError(err) || isClosed(client)) {
+      await closeConnection(client);
+      return null;
+    }
+  }
+  if (isClosed(client)) return null;
+  return typeof client.getTransactionStatus === 'function' ? client.getTransactionStatus() : '?';
+}
+
+// Runs one statement of pglocks. The server's errors reject as they are, once the connection
+// is back to ReadyForQuery, unless the session ended with them (a FATAL error): then, and when
+// the statement failed without the server's answer (query_timeout, a broken socket), the
+// connection is closed (the statement cancelled if still running) and the call rejects with
+// ConnectionClosedError.
+async function runStatement(client, text, values, lockKey, what) {
+  // The values array is the one node-postgres' Query keeps: it tells this statement apart
+  // from any other while it runs.
+  const config = { text, values: values || [], rowMode: 'array' };
+  try {
+    return await client.query(config);
+  } catch (err) {
+    if (isServerError(err) && (await settle(client)) !== null) throw err;
+    await closeConnection(client, () => {
+      const q = activeQuery(client);
+      return q !== undefined && q !== null && q.values === config.values;
+    });
+    throw new ConnectionClosedError(lockKey, what, err, isServerError(err) ? 'ended the session' : undefined);
   }
 }
 
-// Runs a statement of pglocks. A failure without the server's answer closes the connection
-// and rejects with ConnectionClosedError; the server's own errors reject as they are.
+// The first statement's result of a query string that holds several (the simple protocol).
+function firstResult(result) {
+  return Array.isArray(result) ? result[0] : result;
+}
+
 async function lockStatement(client, text, values, lockKey, what) {
-  let result;
-  try {
-    result = await client.query({ text, values, rowMode: 'array' });
-  } catch (err) {
-    if (isServerError(err)) throw err;
-    await closeConnection(client);
-    throw new ConnectionClosedError(lockKey, what, err);
-  }
+  const result = await runStatement(client, text, values, lockKey, what);
   return result.rows[0][0];
 }
 
@@ -344,13 +422,7 @@ const SAVEPOINT = 'pglocks_with_lock';
 // (the caller then sees the hold as not released); one without the server's answer closes
 // the connection (ConnectionClosedError).
 async function savepointStatement(client, text, lockKey) {
-  try {
-    await client.query(text);
-  } catch (err) {
-    if (isServerError(err)) throw err;
-    await closeConnection(client);
-    throw new ConnectionClosedError(lockKey, 'withLock', err);
-  }
+  await runStatement(client, text, [], lockKey, 'withLock');
 }
 
 // A pool client whose hold could not be released must not go back to the pool with it:
@@ -410,8 +482,10 @@ async function withLockOn(client, lockKey, fn, options, state) {
   }
   // What fn left: still the caller's block ('T'), a failed block ('E'), or none ('I': fn
   // ended the transaction, and the savepoint with it).
-  const status = transactionStatus(client, 'withLock');
-  const inSavepoint = savepoint && status !== 'I';
+  // Read once the connection is ready again: after a failed query of fn's, node-postgres
+  // rejects it before the server's ReadyForQuery, which carries the status.
+  const status = await settle(client);
+  const inSavepoint = savepoint && status !== 'I' && status !== null;
   let released = false;
   try {
     if (inSavepoint && (fnFailed || status === 'E')) {
@@ -431,11 +505,14 @@ async function withLockOn(client, lockKey, fn, options, state) {
     // Without the server's answer the connection was closed, which ended the hold. A
     // refusal of the server (the block is aborted and no savepoint of withLock's covers
     // it) leaves the hold to the session: a pool client is then closed when given back.
-    const closed = err instanceof ConnectionClosedError || state.owned;
+    // Whether it still does is the connection's to say: closed (by pglocks, the server or
+    // the application) or not. One that withLock took from a pool is closed here.
+    if (state.owned) await closeConnection(client);
+    const lockStillHeld = !isClosed(client);
     const failure = new LockNotReleasedError(lockKey, {
-      lockStillHeld: !closed, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
+      lockStillHeld, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
     });
-    if (!closed) closeOnRelease(client, failure);
+    if (lockStillHeld) closeOnRelease(client, failure);
     throw failure;
   }
   if (fnFailed) throw fnError;
