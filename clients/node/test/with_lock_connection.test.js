@@ -181,6 +181,7 @@ test("scope 'transaction': fn that ends the lock's transaction rejects with Tran
   await a.query('BEGIN');
   assert.equal(await pglocks.withLock(a, k, () => pglocks.withLock(a, 'wlc:inner', () => 'in', { scope: 'transaction' }),
     { scope: 'transaction' }), 'in');
+  assert.equal(await one(a, "SELECT current_setting('pglocks_node.savepoints', true)"), '');
   await a.query('COMMIT');
 });
 

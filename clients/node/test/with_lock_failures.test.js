@@ -58,7 +58,9 @@ test("inside the caller's BEGIN, an SQL error in fn is rolled back to a savepoin
     return 'done';
   }), 'done');
   await a.query('RELEASE SAVEPOINT caller');
-  await assert.rejects(a.query('RELEASE SAVEPOINT pglocks_with_lock'), { code: '3B001' });
+  // Each call took its mark off the transaction when it ended (the marks of calls that ended
+  // do not pile up in a long transaction).
+  assert.equal(await one(a, "SELECT current_setting('pglocks_node.savepoints', true)"), '');
   await a.query('ROLLBACK');
   await a.query('BEGIN');
   await a.query('CREATE TEMP TABLE wlf_sp (v int) ON COMMIT DROP');
