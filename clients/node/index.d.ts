@@ -90,12 +90,16 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * with LockNotAcquiredError, without running fn, when wait: false or the timeout leaves the
  * lock to another session. With scope 'transaction' the hold lasts until the transaction ends.
  *
- * Inside the caller's transaction block fn runs after a savepoint: when fn fails, its work is
- * rolled back to it and the lock released, and the transaction goes on. When fn returns after
- * catching an SQL error of the block, the same happens and the promise rejects (code
- * 'PGLOCKS_TRANSACTION_ABORTED'). A hold that cannot be released all the same rejects with
- * LockNotReleasedError; a statement that fails before the server answers (pg's query_timeout)
- * closes the connection and rejects with ConnectionClosedError.
+ * Inside the caller's transaction block fn runs after a savepoint of its own: when fn fails, its
+ * work is rolled back to it and the lock released, and the transaction goes on. When fn returns
+ * after catching an SQL error of the block, the same happens and the promise rejects with
+ * TransactionAbortedError. With scope 'transaction', fn that ends the lock's transaction
+ * rejects with TransactionChangedError. A hold that cannot be released all the same rejects
+ * with LockNotReleasedError; a statement that fails before the server answers (pg's
+ * query_timeout), a session the server ends, or a query of fn's that cannot be cancelled when
+ * fn fails closes the connection and rejects with ConnectionClosedError. Given a pool, the
+ * connection goes back outside any transaction block (one fn left open is rolled back; fn's
+ * success then rejects with code 'PGLOCKS_TRANSACTION_ROLLED_BACK').
  */
 export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
   pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
@@ -140,16 +144,57 @@ export class LockNotReleasedError extends Error {
 }
 
 /**
- * A pglocks statement failed on the client side before the server answered (pg's
- * query_timeout, a broken connection): the server may still act on it, so the connection
- * was closed, which ends every hold it had. Take a new connection.
+ * The connection is closed, and with it every hold of its session: a pglocks statement failed
+ * on the client side before the server answered (pg's query_timeout, a broken connection; the
+ * statement is cancelled where a cancel request can be aimed at the connection's server), the
+ * server ended the session (a FATAL error such as pg_terminate_backend's 57P01), or withLock
+ * abandoned a query of fn's it could not cancel. Take a new connection.
  */
 export class ConnectionClosedError extends Error {
-  constructor(key: LockKey | undefined, what: string, cause?: unknown);
+  constructor(key: LockKey | undefined, what: string, cause?: unknown, why?: string);
   readonly name: 'ConnectionClosedError';
   readonly code: 'PGLOCKS_CONNECTION_CLOSED';
   /** The lock of the call; null for releaseAll. */
   readonly key: LockKey | null;
-  /** node-postgres' error. */
+  /** The error that came first: node-postgres', the server's, or fn's. */
+  readonly cause: unknown;
+}
+
+/**
+ * The first argument is not a pg.Client or a client taken from a pg.Pool (or, for the calls
+ * that take one connection, it is a pg.Pool); thrown before anything is sent. A TypeError.
+ */
+export class UnsupportedClientError extends TypeError {
+  constructor(message: string);
+  readonly name: 'UnsupportedClientError';
+  readonly code: 'PGLOCKS_UNSUPPORTED_CLIENT';
+}
+
+/**
+ * fn returned, but left the caller's transaction block aborted (an SQL error it caught): its
+ * work was rolled back to withLock's savepoint and the lock released (scope 'session'), or the
+ * transaction can only roll back (scope 'transaction').
+ */
+export class TransactionAbortedError extends Error {
+  constructor(key: LockKey, code: string, options: { rolledBack: boolean });
+  readonly name: 'TransactionAbortedError';
+  /** The SQLSTATE the server answered with ('25P02', in_failed_sql_transaction). */
+  readonly code: string;
+  readonly key: LockKey;
+}
+
+/**
+ * scope 'transaction': fn ended the transaction the hold belonged to (COMMIT, ROLLBACK, or
+ * ROLLBACK TO a savepoint taken before withLock), so what it did afterwards was not under the
+ * lock.
+ */
+export class TransactionChangedError extends Error {
+  constructor(key: LockKey, options: { lockStillHeld: boolean; cause?: unknown });
+  readonly name: 'TransactionChangedError';
+  readonly code: 'PGLOCKS_TRANSACTION_CHANGED';
+  readonly key: LockKey;
+  /** Whether this session holds the lock now (fn took it again, say). */
+  readonly lockStillHeld: boolean;
+  /** fn's error, when fn failed. */
   readonly cause: unknown;
 }

@@ -64,20 +64,65 @@ class LockNotReleasedError extends Error {
 }
 
 /**
- * Rejects a call whose statement failed on the client side, without the server's answer:
- * node-postgres' query_timeout, or a connection that broke. The server may still run it (an
- * acquire waiting in the lock queue is granted later, a release may or may not have run), so
- * what the connection holds is unknown: the call closed the connection, which ends every
- * hold of its session. cause is node-postgres' error.
+ * Rejects a call after which the connection is closed: a statement of its own failed on the
+ * client side, without the server's answer (node-postgres' query_timeout, a broken socket),
+ * the server ended the session (a FATAL error, pg_terminate_backend), or withLock had to
+ * abandon a query of fn's that it could not cancel. What the connection held is then
+ * unknown, so the connection is closed, which ends every hold of its session. cause is the
+ * error that came first (node-postgres', the server's, or fn's).
  */
 class ConnectionClosedError extends Error {
-  constructor(lockKey, what, cause) {
-    super(`pglocks ${what}(): ${lockKey === undefined ? 'the call' : showKey(lockKey)} failed before the server answered `
-      + `(${cause && cause.message}); the server may still act on it, so the connection was closed, which ends `
-      + 'every lock it held: take a new connection', { cause });
+  constructor(lockKey, what, cause, why) {
+    super(`pglocks ${what}(): ${lockKey === undefined ? 'the call' : showKey(lockKey)} `
+      + `${why || 'failed before the server answered'} (${cause && cause.message}); the connection was closed, `
+      + 'which ends every lock it held: take a new connection', { cause });
     this.name = 'ConnectionClosedError';
     this.code = 'PGLOCKS_CONNECTION_CLOSED';
     this.key = lockKey === undefined ? null : lockKey;
+  }
+}
+
+/**
+ * Rejects withLock when fn returned but left the caller's transaction block aborted (an SQL
+ * error it caught): what fn did was rolled back to withLock's savepoint (scope 'session') or
+ * can only be rolled back (scope 'transaction'). code is the SQLSTATE the server answered
+ * with (25P02, in_failed_sql_transaction).
+ */
+class TransactionAbortedError extends Error {
+  constructor(lockKey, code, { rolledBack }) {
+    super(`pglocks withLock(): the function returned with the transaction block aborted by an SQL error it caught `
+      + `(SQLSTATE ${code}); ${rolledBack
+        ? `what it did was rolled back to the savepoint taken before it, and ${showKey(lockKey)} released`
+        : 'the transaction can only be rolled back'}`);
+    this.name = 'TransactionAbortedError';
+    this.code = code;
+    this.key = lockKey;
+  }
+}
+
+/**
+ * Rejects withLock (scope 'transaction') when fn ended the transaction the hold belonged to
+ * (COMMIT, ROLLBACK, or ROLLBACK TO a savepoint taken before withLock): fn's later work was
+ * not under the lock. lockStillHeld says whether this session holds the lock now.
+ */
+class TransactionChangedError extends Error {
+  constructor(lockKey, { lockStillHeld, cause }) {
+    super(`pglocks withLock(): the function ended the transaction that ${showKey(lockKey)} (scope 'transaction') `
+      + `belonged to; ${lockStillHeld ? 'this session still holds the lock' : 'the lock is not held any more'}`,
+    cause === undefined ? undefined : { cause });
+    this.name = 'TransactionChangedError';
+    this.code = 'PGLOCKS_TRANSACTION_CHANGED';
+    this.key = lockKey;
+    this.lockStillHeld = lockStillHeld;
+  }
+}
+
+/** Thrown when the connection given is not a pg.Client or a client of a pg.Pool. */
+class UnsupportedClientError extends TypeError {
+  constructor(message) {
+    super(message);
+    this.name = 'UnsupportedClientError';
+    this.code = 'PGLOCKS_UNSUPPORTED_CLIENT';
   }
 }
 
@@ -153,13 +198,22 @@ function isPool(db) {
     && typeof db.connect === 'function' && typeof db.release !== 'function';
 }
 
+// A pg.Client (node-postgres' JavaScript client, or pg-native's) or a client taken from a
+// pg.Pool: one connection, which pglocks can query, watch and, when it must, close.
+function isClient(db) {
+  return db !== null && typeof db === 'object' && typeof db.query === 'function'
+    && typeof db.connect === 'function' && typeof db.end === 'function' && typeof db.on === 'function'
+    && ('connection' in db || 'native' in db);
+}
+
 function needClient(db, what) {
   if (isPool(db)) {
-    throw new TypeError(`pglocks ${what}(): a lock belongs to one connection; take a client from the pool `
+    throw new UnsupportedClientError(`pglocks ${what}(): a lock belongs to one connection; take a client from the pool `
       + '(const client = await pool.connect()) and call it on that client');
   }
-  if (db === null || typeof db !== 'object' || typeof db.query !== 'function') {
-    throw new TypeError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool`);
+  if (!isClient(db)) {
+    throw new UnsupportedClientError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool, `
+      + `not ${describe(db)}`);
   }
 }
 
@@ -190,11 +244,49 @@ function isServerError(err) {
     && typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code);
 }
 
-// Asks the server to cancel what the connection's backend is running (an acquire still in
-// the lock queue, so that it leaves the queue now instead of being granted to a session
-// about to end), with the CancelRequest of the protocol on a connection of its own, as libpq's
-// PQcancel does. Best effort: whatever fails, the connection is closed anyway.
-function cancelBackend(client) {
+// Whether the connection is closed or closing, as the connection itself says: its socket is
+// destroyed, or node-postgres has seen it end, break or be ended (its _ending, _ended and
+// _queryable, which pg-pool reads too). Not a flag of pglocks': a connection the application
+// ended, or the server closed, counts as well.
+function isClosed(client) {
+  if (client._ending === true || client._ended === true || client._queryable === false) return true;
+  const stream = client.connection && client.connection.stream;
+  return Boolean(stream && stream.destroyed);
+}
+
+// The query node-postgres is running on the connection (sent, not answered), through its
+// internal accessor (_getActiveQuery, else _activeQuery); undefined when this client has
+// neither (pg-native, another version), so that a caller can tell "none" from "cannot know".
+function activeQuery(client) {
+  if (typeof client._getActiveQuery === 'function') return client._getActiveQuery() || null;
+  if ('_activeQuery' in client) return client._activeQuery || null;
+  return undefined;
+}
+
+// Where a cancel request for this connection can go: the very peer its socket is connected
+// to (a host name may resolve to several servers, and a config to several hosts), over TCP,
+// or the Unix socket node-postgres connected to. null where it cannot be aimed safely: TLS
+// (the request would go in clear, or be refused), a stream the application supplied, or a
+// client without node-postgres' socket (pg-native); the caller closes the connection instead.
+function cancelTarget(client) {
+  const con = client.connection;
+  const stream = con && con.stream;
+  if (!stream || con.ssl || client.ssl || stream.encrypted) return null;
+  if (Object.getPrototypeOf(stream) !== net.Socket.prototype) return null;
+  if (typeof stream.remoteAddress === 'string' && Number.isInteger(stream.remotePort)) {
+    return { port: stream.remotePort, host: stream.remoteAddress };
+  }
+  if (typeof client.host === 'string' && client.host.startsWith('/') && !stream.destroyed) {
+    return { path: `${client.host}/.s.PGSQL.${client.port}` };
+  }
+  return null;
+}
+
+// Sends the protocol's CancelRequest for the connection's backend, on a connection of its
+// own, as libpq's PQcancel does; stillActive() is asked again once that connection is up,
+// just before the request goes, so that a query that ended meanwhile is not followed by a
+// cancel that could hit the next one. Resolves to whether the request was sent.
+function sendCancel(client, target, stillActive) {
   return new Promise((resolve) => {
     const pid = client.processID;
     const secret = client.secretKey;
@@ -203,63 +295,102 @@ function cancelBackend(client) {
       return;
     }
     let socket;
+    let sent = false;
     let timer = null;
-    const done = (ok) => {
+    const done = () => {
       if (timer !== null) clearTimeout(timer);
       timer = null;
       if (socket) socket.destroy();
-      resolve(ok);
+      resolve(sent);
     };
     try {
-      const host = client.host;
-      socket = typeof host === 'string' && host.startsWith('/')
-        ? net.connect(`${host}/.s.PGSQL.${client.port}`)
-        : net.connect(client.port, host || 'localhost');
+      socket = target.path ? net.connect(target.path) : net.connect(target.port, target.host);
     } catch (err) {
-      done(false);
+      done();
       return;
     }
-    // A server that does not answer does not hold the closing back for long.
-    timer = setTimeout(() => done(false), 5000);
+    // A server that does not answer does not hold the caller back for long.
+    timer = setTimeout(done, 5000);
     timer.unref();
-    socket.on('error', () => done(false));
+    socket.on('error', done);
     socket.on('connect', () => {
+      if (!stillActive()) {
+        done();
+        return;
+      }
       const request = Buffer.alloc(16);
       request.writeInt32BE(16, 0);
       request.writeInt32BE(80877102, 4); // the CancelRequest code
       request.writeInt32BE(pid, 8);
       request.writeUInt32BE(secret >>> 0, 12);
       socket.end(request);
+      sent = true;
     });
-    socket.on('close', () => done(true));
+    socket.on('close', done);
   });
 }
 
 // Ends a connection whose locks are unknown, and waits until it is closed: the server ends
-// the session, and every hold of it, before it closes its side. Once per connection.
-const closedConnections = new WeakSet();
-async function closeConnection(client) {
-  if (closedConnections.has(client)) return;
-  closedConnections.add(client);
-  await cancelBackend(client);
+// the session, and every hold of it, when it sees the connection gone. A statement still
+// running there (an acquire in the lock queue, which would not notice the closed socket
+// until it is granted) is cancelled as well, if it is the one stillActive() names and a
+// cancel can be aimed at the connection's server: the connection is ended first, so no later
+// query can start on it for the cancel to hit. A connection closed or closing already (by
+// pglocks, the application or the server) is left as it is.
+async function closeConnection(client, stillActive = () => false) {
+  if (isClosed(client)) return;
+  const target = stillActive() ? cancelTarget(client) : null;
+  const ending = client.end().catch(() => {});
+  await Promise.all([ending, target ? sendCancel(client, target, () => true) : null]);
+}
+
+// Waits until the connection is back to ReadyForQuery after whatever was sent before (a
+// failed statement's error reaches the caller before the server's ReadyForQuery), with an
+// empty query, and resolves to the transaction status it reports then: 'I', 'T' or 'E' ('?'
+// from a pg without getTransactionStatus), or null when the connection ended or did not
+// answer (then it is closed).
+async function settle(client) {
+  if (isClosed(client)) return null;
   try {
-    await client.end();
+    await client.query('');
   } catch (err) {
-    // Closed already.
+    if (!isServerError(err) || isClosed(client)) {
+      await closeConnection(client);
+      return null;
+    }
+  }
+  if (isClosed(client)) return null;
+  return typeof client.getTransactionStatus === 'function' ? client.getTransactionStatus() : '?';
+}
+
+// Runs one statement of pglocks. The server's errors reject as they are, once the connection
+// is back to ReadyForQuery, unless the session ended with them (a FATAL error): then, and when
+// the statement failed without the server's answer (query_timeout, a broken socket), the
+// connection is closed (the statement cancelled if still running) and the call rejects with
+// ConnectionClosedError.
+async function runStatement(client, text, values, lockKey, what) {
+  // The values array is the one node-postgres' Query keeps: it tells this statement apart
+  // from any other while it runs.
+  const config = { text, values: values || [], rowMode: 'array' };
+  try {
+    return await client.query(config);
+  } catch (err) {
+    if (isServerError(err) && (await settle(client)) !== null) throw err;
+    await closeConnection(client, () => {
+      const q = activeQuery(client);
+      return q !== undefined && q !== null && q.values === config.values;
+    });
+    throw new ConnectionClosedError(lockKey, what, err, isServerError(err) ? 'ended the session' : undefined);
   }
 }
 
-// Runs a statement of pglocks. A failure without the server's answer closes the connection
-// and rejects with ConnectionClosedError; the server's own errors reject as they are.
+// The first statement's result of a query string that holds several (the simple protocol).
+function firstResult(result) {
+  return Array.isArray(result) ? result[0] : result;
+}
+
 async function lockStatement(client, text, values, lockKey, what) {
-  let result;
-  try {
-    result = await client.query({ text, values, rowMode: 'array' });
-  } catch (err) {
-    if (isServerError(err)) throw err;
-    await closeConnection(client);
-    throw new ConnectionClosedError(lockKey, what, err);
-  }
+  const result = await runStatement(client, text, values, lockKey, what);
   return result.rows[0][0];
 }
 
@@ -318,20 +449,44 @@ async function releaseAll(client) {
   return BigInt(await lockStatement(client, 'SELECT pglocks_release_all()', [], undefined, 'releaseAll'));
 }
 
-// The savepoint withLock takes inside the caller's transaction block before fn runs. Nested
-// withLock calls take one each under the same name: ROLLBACK TO and RELEASE name the newest.
-const SAVEPOINT = 'pglocks_with_lock';
+// Inside the caller's transaction block withLock marks the transaction as its own: a
+// setting of its own, set LOCAL (so it ends with the transaction, and a ROLLBACK TO a savepoint
+// taken before it undoes it), lists the names of the withLock calls running in it, each name
+// unique in this process. Read when fn ends, it tells whether this is still the transaction
+// the lock was taken in; the same name is the savepoint of a session-scope call.
+const MARKER = 'pglocks_node.savepoints';
+const NAME_PREFIX = `pglocks_${crypto.randomBytes(4).toString('hex')}_`;
+let nameSeq = 0;
 
-// A savepoint statement, run while fn's outcome is being settled. A server error rejects
-// (the caller then sees the hold as not released); one without the server's answer closes
-// the connection (ConnectionClosedError).
-async function savepointStatement(client, text, lockKey) {
+// The marker's value before this call added its name, as a literal to set it back to; null
+// when it holds anything but names of this module (then it is left as it is).
+function markerLiteral(marker, name) {
+  const prev = marker.endsWith(name) ? marker.slice(0, -name.length).trimEnd() : null;
+  return prev !== null && /^[A-Za-z0-9_ ]*$/.test(prev) ? `'${prev}'` : null;
+}
+
+// Whether this session holds the lock (any scope) according to pglocks_held(); false when
+// that cannot be asked (an aborted block).
+async function heldNow(client, lockKey, shared) {
+  const pair = Array.isArray(lockKey);
+  let where;
+  let values;
+  if (pair) {
+    where = 'lock_key IS NULL AND key = $1';
+    values = [`${lockKey[0]},${lockKey[1]}`];
+  } else {
+    where = 'lock_key = $1::bigint';
+    values = [(typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey)).toString()];
+  }
   try {
-    await client.query(text);
+    const { rows } = await client.query({
+      text: `SELECT count(*) > 0 FROM pglocks_held() WHERE ${where} AND shared = $2`,
+      values: [...values, shared],
+      rowMode: 'array',
+    });
+    return rows[0][0] === true;
   } catch (err) {
-    if (isServerError(err)) throw err;
-    await closeConnection(client);
-    throw new ConnectionClosedError(lockKey, 'withLock', err);
+    return false;
   }
 }
 
@@ -349,88 +504,163 @@ function closeOnRelease(client, err) {
   };
 }
 
-// Runs fn under the lock on one client. Resolves to fn's result or rejects; sets
-// state.close when the connection must not be reused (a pool that lent it closes it).
+// fn failed while a query of its own still runs on the connection (its promise rejected on
+// the client side, by query_timeout, or fn threw without waiting for it): withLock cannot go
+// on behind it, so it cancels that query and waits until the connection is ready again. When
+// the query cannot be cancelled (no cancel target: TLS, a stream of the application's), the
+// connection is closed instead, which ends the holds, and withLock rejects with
+// ConnectionClosedError. Without node-postgres' active-query accessor (pg-native) nothing is
+// known to run, and the release waits behind whatever does.
+async function abandonFnQuery(client, lockKey, fnError) {
+  const running = activeQuery(client);
+  if (running === null || running === undefined) return;
+  const stillActive = () => activeQuery(client) === running;
+  const target = cancelTarget(client);
+  if (target && ((await sendCancel(client, target, stillActive)) || !stillActive())) {
+    if ((await settle(client)) !== null) return;
+  }
+  await closeConnection(client, stillActive);
+  throw new ConnectionClosedError(lockKey, 'withLock', fnError,
+    'was abandoned while a query of the function ran that could not be cancelled');
+}
+
+// Runs fn under the lock on one client. Resolves to fn's result or rejects. state.owned: the
+// client was taken from a pool by withLock, which closes it rather than give it back holding
+// a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
   const shared = boolArg('shared', options.shared, false);
   const scope = scopeArg(options.scope);
-  // A session hold inside the caller's transaction block: fn runs after a savepoint, so
-  // that an SQL error of fn (which aborts the block) can be rolled back to it and the
-  // release run. Read before anything is sent.
-  const inBlock = scope === 'session' && transactionStatus(client, 'withLock') === 'T';
-  let acquired;
-  try {
-    acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
-  } catch (err) {
-    if (err instanceof ConnectionClosedError) state.close = true;
-    throw err;
-  }
+  // Read before anything is sent: inside a transaction block, fn runs in a transaction
+  // marked as withLock's, and (scope 'session') after a savepoint, so that an SQL error of fn
+  // (which aborts the block) can be rolled back to it and the release run.
+  const inBlock = transactionStatus(client, 'withLock') !== 'I';
+  const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
   }
-  // A transaction-scope hold ends with the transaction: nothing to release here.
-  if (scope === 'transaction') return fn(client);
+  let name = null;
+  let restore = null;
+  if (inBlock) {
+    name = NAME_PREFIX + (++nameSeq);
+    try {
+      // One round trip (the simple protocol runs both), the mark before the savepoint, so
+      // that a ROLLBACK TO it keeps the mark.
+      const set = firstResult(await runStatement(client, `SELECT set_config('${MARKER}', `
+        + `concat_ws(' ', nullif(current_setting('${MARKER}', true), ''), '${name}'), true)`
+        + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
+      restore = markerLiteral(set.rows[0][0], name);
+    } catch (err) {
+      if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
+        await releaseOn(client, lockKey, shared, 'withLock').catch(() => {});
+      }
+      throw err;
+    }
+  }
 
   let fnFailed = false;
   let fnError;
   let result;
-  let savepoint = false;
   try {
-    if (inBlock) {
-      await savepointStatement(client, `SAVEPOINT ${SAVEPOINT}`, lockKey);
-      savepoint = true;
-    }
     result = await fn(client);
   } catch (err) {
     fnFailed = true;
     fnError = err;
   }
-  if (fnError instanceof ConnectionClosedError) {
-    // One of fn's own pglocks calls closed the connection: every hold is gone with it.
-    state.close = true;
-    throw fnError;
+  if (fnError instanceof ConnectionClosedError) throw fnError; // every hold went with the connection
+  if (fnFailed) {
+    await abandonFnQuery(client, lockKey, fnError);
+    await settle(client);
   }
-  // What fn left: still the caller's block ('T'), a failed block ('E'), or none ('I': fn
-  // ended the transaction, and the savepoint with it).
-  const status = transactionStatus(client, 'withLock');
-  const inSavepoint = savepoint && status !== 'I';
-  let released = false;
+  if (isClosed(client)) {
+    // fn (or the server) ended the connection, and every hold with it.
+    await closeConnection(client);
+    throw new ConnectionClosedError(lockKey, 'withLock', fnFailed ? fnError : undefined,
+      'lost its connection while the function ran');
+  }
+
+  // Inside a transaction block: still the transaction of the lock ('same'), another one or
+  // none ('changed': fn ended it), or an aborted block ('aborted').
+  let where = 'same';
+  let abortCode = null;
+  if (inBlock) {
+    const restoreSql = restore === null ? 'NULL'
+      : `CASE WHEN v THEN set_config('${MARKER}', ${restore}, true) END`;
+    try {
+      const read = await runStatement(client, `SELECT v, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
+        + `(SELECT position(' ${name} ' in ' ' || coalesce(current_setting('${MARKER}', true), '') || ' ') > 0 AS v) AS m`,
+      [], lockKey, 'withLock');
+      where = read.rows[0][0] ? 'same' : 'changed';
+    } catch (err) {
+      if (!isServerError(err) || err.code !== '25P02') throw err;
+      where = 'aborted';
+      abortCode = err.code;
+    }
+  }
+
+  if (scope === 'transaction') {
+    if (where === 'changed') {
+      throw new TransactionChangedError(lockKey, {
+        lockStillHeld: await heldNow(client, lockKey, shared), cause: fnFailed ? fnError : undefined,
+      });
+    }
+    if (fnFailed) throw fnError;
+    if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: false });
+    return result;
+  }
+
+  const ownSavepoint = inBlock && where !== 'changed';
   try {
-    if (inSavepoint && (fnFailed || status === 'E')) {
-      await savepointStatement(client, `ROLLBACK TO SAVEPOINT ${SAVEPOINT}`, lockKey);
+    if (ownSavepoint && (fnFailed || where === 'aborted')) {
+      // Fails (3B001) when fn began a transaction of its own after ending the caller's; the
+      // release below then says whether the block lets it run.
+      await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').catch((err) => {
+        if (err instanceof ConnectionClosedError) throw err;
+      });
     }
     await releaseOn(client, lockKey, shared, 'withLock');
-    released = true;
-    if (inSavepoint) await savepointStatement(client, `RELEASE SAVEPOINT ${SAVEPOINT}`, lockKey);
   } catch (err) {
-    if (released) {
-      // The lock is released; the savepoint was not there any more (fn ended the
-      // transaction it was in and began another).
-      if (err instanceof ConnectionClosedError) state.close = true;
-      throw fnFailed ? fnError : err;
-    }
-    state.close = true;
-    // Without the server's answer the connection was closed, which ended the hold. A
-    // refusal of the server (the block is aborted and no savepoint of withLock's covers
-    // it) leaves the hold to the session: a pool client is then closed when given back.
-    const closed = err instanceof ConnectionClosedError || state.owned;
+    // A refusal of the server (an aborted block that no savepoint of withLock's covers)
+    // leaves the hold to the session: a connection withLock took from a pool is closed, a
+    // pool client of the caller's is closed when given back.
+    if (state.owned) await closeConnection(client);
+    const lockStillHeld = !isClosed(client);
     const failure = new LockNotReleasedError(lockKey, {
-      lockStillHeld: !closed, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
+      lockStillHeld, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
     });
-    if (!closed) closeOnRelease(client, failure);
+    if (lockStillHeld) closeOnRelease(client, failure);
     throw failure;
   }
-  if (fnFailed) throw fnError;
-  if (inSavepoint && status === 'E') {
-    // fn returned, but after an SQL error it caught: its work could not commit, and was
-    // rolled back to the savepoint for the release to run. Not a success.
-    const err = new Error('pglocks withLock(): the function returned with the transaction block aborted by an '
-      + `SQL error it caught; what it did was rolled back to the savepoint taken before it, and ${showKey(lockKey)} `
-      + 'released');
-    err.code = 'PGLOCKS_TRANSACTION_ABORTED';
-    throw err;
+  // The lock is released before the savepoint, which keeps fn's work in the transaction.
+  if (ownSavepoint) {
+    await runStatement(client, `RELEASE SAVEPOINT ${name}`
+      + `${restore === null ? '' : `; SELECT set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
   }
+  if (fnFailed) throw fnError;
+  if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: true });
   return result;
+}
+
+// Gives a client withLock took from a pool back to it: never inside a transaction block fn
+// left open (rolled back; true when that happened), never closed or in doubt (given back with
+// an error, which makes the pool drop it).
+async function giveBack(client, failed) {
+  let err = null;
+  let rolledBack = false;
+  // After withLock's own release succeeded, the status is that statement's, and current.
+  const status = failed || isClosed(client) ? await settle(client) : transactionStatus(client, 'withLock');
+  if (status === 'T' || status === 'E') {
+    try {
+      await client.query('ROLLBACK');
+      rolledBack = true;
+    } catch (e) {
+      err = e;
+    }
+    if (!err && transactionStatus(client, 'withLock') !== 'I') err = new Error('pglocks: the transaction block did not end');
+  }
+  if (!err && isClosed(client)) err = new Error('pglocks: the connection was closed');
+  if (err) await closeConnection(client);
+  client.release(err || undefined);
+  return rolledBack;
 }
 
 /**
@@ -440,19 +670,25 @@ async function withLockOn(client, lockKey, fn, options, state) {
  * When the lock is not obtained (wait: false, or the timeout ran out) fn does not run and
  * the promise rejects with LockNotAcquiredError.
  *
- * Inside the caller's transaction block (scope 'session'), fn runs after a savepoint: when
- * fn fails, what it did is rolled back to the savepoint and the lock released, and the
- * caller's transaction goes on. When the hold cannot be released all the same, the promise
+ * Inside the caller's transaction block (scope 'session'), fn runs after a savepoint of its
+ * own (a name unique to the call): when fn fails, what it did is rolled back to the savepoint
+ * and the lock released, and the caller's transaction goes on; when fn returns with the block
+ * aborted, the same, and the promise rejects with TransactionAbortedError. The lock is
+ * released before the savepoint. When the hold cannot be released all the same, the promise
  * rejects with LockNotReleasedError (lockStillHeld: the connection keeps the lock).
  *
  * scope: 'transaction' needs a transaction block on the client (BEGIN first); the hold then
  * lasts until that transaction commits or rolls back, so the next holder sees what fn wrote.
+ * When fn ends that transaction itself, the promise rejects with TransactionChangedError.
  *
- * A statement of its own that fails before the server answers (pg's query_timeout) closes
- * the connection: ConnectionClosedError.
+ * A statement of its own that fails before the server answers (pg's query_timeout), or a
+ * session the server ends, closes the connection: ConnectionClosedError. So does a query of
+ * fn's still running when fn fails, if it cannot be cancelled.
  *
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
- * at the end (closing it instead if its hold could not be released).
+ * at the end: outside any transaction block (one fn left open is rolled back, and a
+ * successful fn then rejects with code PGLOCKS_TRANSACTION_ROLLED_BACK), and closed instead
+ * when its hold could not be released or its state is in doubt.
  */
 async function withLock(db, lockKey, fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('pglocks withLock(): the third argument must be a function');
@@ -464,22 +700,23 @@ async function withLock(db, lockKey, fn, options = {}) {
     }
     keyArgs(lockKey);
     const client = await db.connect();
-    const state = { close: false, owned: true };
+    let result;
     try {
-      return await withLockOn(client, lockKey, fn, options, state);
+      result = await withLockOn(client, lockKey, fn, options, { owned: true });
     } catch (err) {
-      if (state.close) {
-        // The connection may still hold the lock: closed (the hold ends with its session)
-        // before the caller hears of it, then given back for the pool to drop.
-        await closeConnection(client);
-      }
+      await giveBack(client, true);
       throw err;
-    } finally {
-      client.release(state.close ? new Error('pglocks: closing a connection whose lock could not be released') : undefined);
     }
+    if (await giveBack(client, false)) {
+      const err = new Error('pglocks withLock(): the function returned with a transaction block open on the pool\'s '
+        + 'connection; it was rolled back before the connection went back to the pool');
+      err.code = 'PGLOCKS_TRANSACTION_ROLLED_BACK';
+      throw err;
+    }
+    return result;
   }
   needClient(db, 'withLock');
-  return withLockOn(db, lockKey, fn, options, { close: false, owned: false });
+  return withLockOn(db, lockKey, fn, options, { owned: false });
 }
 
 /**
@@ -491,8 +728,8 @@ async function withLock(db, lockKey, fn, options = {}) {
  */
 async function withLockCommand(db, lockKey, command, options = {}) {
   if (typeof command !== 'string') throw new TypeError('pglocks withLockCommand(): the command must be a string');
-  if (db === null || typeof db !== 'object' || typeof db.query !== 'function') {
-    throw new TypeError('pglocks withLockCommand(): the first argument must be a pg.Client, a pool client or a pg.Pool');
+  if (!isPool(db) && !isClient(db)) {
+    throw new UnsupportedClientError('pglocks withLockCommand(): the first argument must be a pg.Client, a pool client or a pg.Pool');
   }
   const k = keyArgs(lockKey);
   const shared = boolArg('shared', options.shared, false);
@@ -535,4 +772,7 @@ module.exports = {
   LockNotAcquiredError,
   LockNotReleasedError,
   ConnectionClosedError,
+  TransactionAbortedError,
+  TransactionChangedError,
+  UnsupportedClientError,
 };

@@ -4,7 +4,7 @@ import { Client, Pool, PoolClient } from 'pg';
 import pglocks = require('..');
 import {
   key, withLock, tryLock, acquire, release, releaseAll, withLockCommand, LockNotAcquiredError, LockNotReleasedError,
-  ConnectionClosedError,
+  ConnectionClosedError, UnsupportedClientError, TransactionAbortedError, TransactionChangedError,
 } from '..';
 
 async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise<void> {
@@ -38,6 +38,18 @@ async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise
       const code: 'PGLOCKS_NOT_RELEASED' = err.code;
       const still: boolean = err.lockStillHeld;
       const fnError: unknown = err.cause;
+    }
+    if (err instanceof TransactionAbortedError) {
+      const sqlstate: string = err.code;
+      const which: pglocks.LockKey = err.key;
+    }
+    if (err instanceof TransactionChangedError) {
+      const code: 'PGLOCKS_TRANSACTION_CHANGED' = err.code;
+      const still: boolean = err.lockStillHeld;
+    }
+    if (err instanceof UnsupportedClientError) {
+      const code: 'PGLOCKS_UNSUPPORTED_CLIENT' = err.code;
+      const asTypeError: TypeError = err;
     }
     if (err instanceof ConnectionClosedError) {
       const code: 'PGLOCKS_CONNECTION_CLOSED' = err.code;
