@@ -106,8 +106,9 @@ class SyncAdapter:
     def commit(self) -> None:
         self.raw.commit()
 
-    def rollback_aborted(self) -> None:
+    def rollback_aborted(self) -> Optional[bool]:
         self.raw.rollback()
+        return True
 
     def discard(self) -> None:
         """Ends the database session (and every lock of it): cancels a statement still
@@ -157,10 +158,11 @@ class DjangoAdapter(SyncAdapter):
         elif not self.wrapper.in_atomic_block:
             self.wrapper.commit()
 
-    def rollback_aborted(self) -> None:
+    def rollback_aborted(self) -> Optional[bool]:
+        """True when the whole transaction was rolled back, False when only to a savepoint."""
         if not self._attached():
             self.raw.rollback()
-            return
+            return True
         # Django forbids rollback() inside atomic(). Roll back to the savepoint of the
         # innermost atomic block that has one, as that block will on its way out, or else
         # the whole transaction, and tell atomic() that its transaction is gone.
@@ -168,11 +170,12 @@ class DjangoAdapter(SyncAdapter):
         if self.wrapper.in_atomic_block and sids:
             self.execute("ROLLBACK TO SAVEPOINT " + self.wrapper.ops.quote_name(sids[-1]))
             self.wrapper.needs_rollback = True
-            return
+            return False
         self.raw.rollback()
         if self.wrapper.in_atomic_block:
             self.wrapper.needs_rollback = True
             self.underneath = True
+        return True
 
     def discard(self) -> None:
         if self._attached() and not self.closed():
