@@ -172,11 +172,23 @@ def _parse_tx(value: str) -> Tuple[int, Optional[int]]:
     return int(start), (int(xid) if xid else None)
 
 
-def held_key_text(k: Key) -> str:
-    """The ``key`` column of ``pglocks_held()`` for a key."""
-    if isinstance(k, tuple):
-        return f"{k[0]},{k[1]}"
-    return str(k)
+def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
+    """The rows of ``pglocks_held() h`` of this lock, mode and scope (a text key's lock is
+    the bigint ``pglocks_key(text)``; a pair has no ``lock_key``, its ``key`` is 'a,b')."""
+    if isinstance(k, str):
+        params: List[Any] = [k]
+        cond = "h.lock_key = pglocks_key(%s::text)"
+    elif isinstance(k, int):
+        cond, params = "h.lock_key = (%s)::bigint", [k]
+    else:
+        cond, params = "h.lock_key IS NULL AND h.key = %s::text", [f"{k[0]},{k[1]}"]
+    return f"{cond} AND h.shared = %s::boolean AND h.scope = %s::text", params + [bool(shared), scope]
+
+
+def held_count_sql(k: Key, shared: bool) -> Tuple[str, List[Any]]:
+    """How many session-scope holds of the lock this session has."""
+    where, params = _held_where(k, shared, "session")
+    return f"SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where}", params
 
 
 def transaction_release_sql(k: Key, shared: bool, tx: Tuple[int, Optional[int]]) -> Tuple[str, List[Any]]:
@@ -184,14 +196,14 @@ def transaction_release_sql(k: Key, shared: bool, tx: Tuple[int, Optional[int]])
     that took it (checked in the same statement): NULL when it is not, false when this
     transaction holds no transaction-scope hold of the lock any more, else true."""
     ks, key_params = _key_sql(k)
+    where, where_params = _held_where(k, shared, "transaction")
     start, xid = tx
     sql = (
         f"SELECT CASE WHEN {_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
-        " THEN CASE WHEN EXISTS (SELECT 1 FROM pglocks_held() h WHERE h.key = %s::text"
-        " AND h.shared = %s::boolean AND h.scope = 'transaction')"
+        f" THEN CASE WHEN EXISTS (SELECT 1 FROM pglocks_held() h WHERE {where})"
         f" THEN pglocks_release({ks}, shared => %s::boolean) ELSE false END END"
     )
-    params: List[Any] = [start, xid, xid, held_key_text(k), bool(shared)] + key_params + [bool(shared)]
+    params: List[Any] = [start, xid, xid] + where_params + key_params + [bool(shared)]
     return sql, params
 
 
@@ -292,12 +304,27 @@ class _Hold:
 
 
 def _acquire_steps(
-    a: Any, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, hold: _Hold, block: bool
+    a: Any,
+    k: Key,
+    shared: bool,
+    wait: bool,
+    secs: Optional[float],
+    scope: str,
+    hold: _Hold,
+    block: bool,
+    recount: bool = False,
 ) -> Steps[bool]:
+    """The acquire. With ``recount`` (asyncio, whose cancellation cancels the statement in the
+    server), a session-scope acquire counts this session's holds of the lock first: a cancel
+    that lands after the grant, before the statement ends, fails the statement with the
+    lock held, and the count afterwards finds that hold and gives it back."""
     _transaction_scope_check(a, scope)
     before = a.status()
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
-    if block and a.savepoints and (before == INTRANS or (scope == "transaction" and ours)):
+    recount = recount and scope == "session"
+    if a.savepoints and (
+        (block and (before == INTRANS or (scope == "transaction" and ours))) or (recount and before == INTRANS)
+    ):
         # Inside the caller's transaction (or, for a transaction-scope block, the one its
         # first statement begins): a savepoint, so that a failed acquire or an error in the
         # block can be rolled back to it (psycopg refuses rollback() inside conn.transaction()),
@@ -305,6 +332,10 @@ def _acquire_steps(
         name = f"pglocks_{next(_savepoint_numbers)}"
         yield ("execute", "SAVEPOINT " + name)
         hold.savepoint = name
+    holds_before: Optional[int] = None
+    if recount:
+        count_sql, count_params = held_count_sql(k, shared)
+        holds_before = int((yield ("scalar", count_sql, count_params)))
     if scope == "transaction":
         sql, params = transaction_acquire_sql(k, shared, wait, secs)
     else:
@@ -321,6 +352,8 @@ def _acquire_steps(
                     yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
+        if holds_before is not None and sqlstate(exc) == "57014":
+            yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc
         raise
@@ -334,6 +367,30 @@ def _acquire_steps(
     if scope == "session" and ours:
         yield ("commit",)
     return got
+
+
+def _leftover_steps(a: Any, k: Key, shared: bool, holds_before: int, ours: bool) -> Steps[None]:
+    """After an acquire cancelled in the server: releases the holds of the lock beyond those
+    the session had before the acquire. Should that be impossible (the transaction still
+    aborted, an error), the connection is closed: the session ends, and its locks."""
+    if a.closed():
+        return
+    try:
+        if a.status() != INERROR:
+            count_sql, count_params = held_count_sql(k, shared)
+            extra = int((yield ("scalar", count_sql, count_params))) - holds_before
+            sql, params = release_sql(k, shared)
+            for _ in range(extra):
+                yield ("scalar", sql, params)
+            if ours and a.status() == INTRANS:
+                yield ("commit",)
+            return
+    except Exception:
+        pass
+    try:
+        yield ("discard",)
+    except Exception:
+        pass
 
 
 def _recover_steps(a: Any, hold: _Hold) -> Steps[str]:
@@ -681,23 +738,27 @@ async def _shielded(a: AsyncAdapter, steps: Steps[T], then: Optional[Steps[None]
     """Runs the steps in a task of their own, which a cancellation of the caller does not cut
     in the middle of a statement. On cancellation, the statement under way is cancelled in
     the server (with ``cancel``; a release is let finish), its end awaited, then ``then`` run
-    (a release when the lock was granted meanwhile), and the cancellation raised. A second
-    cancellation stops the wait; the task and the clean-up go on by themselves."""
+    (a release when the lock was granted meanwhile), and the cancellation raised. Further
+    cancellations meanwhile do not cut the clean-up short: when the caller sees its
+    CancelledError, nothing of the lock is held and the connection is free."""
     task = _spawn(_arun(a, steps))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         cleanup = _spawn(_after_cancel(a, task, then, cancel))
-        try:
-            await asyncio.shield(cleanup)
-        except BaseException:
-            pass
+        while not cleanup.done():
+            try:
+                await asyncio.shield(cleanup)
+            except asyncio.CancelledError:
+                continue  # raised once, below, when the clean-up is done
+            except BaseException:
+                break
         raise
 
 
 async def _aacquire(a: AsyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
     hold = _Hold()
-    steps = _acquire_steps(a, k, shared, wait, secs, scope, hold, block)
+    steps = _acquire_steps(a, k, shared, wait, secs, scope, hold, block, recount=True)
     cancelled = asyncio.CancelledError()
     try:
         return await _shielded(a, steps, _granted_steps(a, k, shared, scope, hold, cancelled)), hold
