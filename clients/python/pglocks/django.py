@@ -35,7 +35,7 @@ import copy
 import inspect
 from contextlib import ContextDecorator
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Type
+from typing import Any, Callable, List, Optional, Type, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -44,6 +44,8 @@ from ._core import Timeout, _options, lock
 from ._keys import Key, check_key, crc32_key
 
 STRING_KEYS = ("sha256", "crc32")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["AdvisoryLock", "advisory_lock", "lock_key"]
 
@@ -97,7 +99,7 @@ class AdvisoryLock(ContextDecorator):
         self.string_keys = string_keys
         self._entered: List[lock] = []  # one per entry, for nested entries of one object
 
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def __call__(self, func: F) -> F:
         # A coroutine function would return its coroutine at once, the lock released before
         # the coroutine runs; and the lock belongs to the thread's connection, which the
         # awaits of a coroutine do not keep to themselves.

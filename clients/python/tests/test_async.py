@@ -381,6 +381,10 @@ def test_cancelled_at_random_points_leaves_nothing_held(probe, mode):
                 await asyncio.sleep(rng.uniform(0, 0.002))
                 task.cancel()
             broken = False
+            await asyncio.wait({task}, timeout=15)
+            if not task.done():
+                leaks.append((i, "the cancelled task did not end"))
+                break
             try:
                 await task
             except asyncio.CancelledError:
@@ -399,9 +403,18 @@ def test_cancelled_at_random_points_leaves_nothing_held(probe, mode):
                 await conn.close()
             elif leaks and leaks[-1][0] == i:
                 await conn.execute("SELECT pg_advisory_unlock_all()")
-        await conn.close()
-        await holder.close()
+        for c in (conn, holder):
+            await asyncio.wait({asyncio.ensure_future(c.close())}, timeout=5)
         return leaks
 
-    assert run(main()) == []
+    # In a thread of its own, so that a hang (a clean-up left running on the connection)
+    # fails the test instead of stopping the suite.
+    import threading
+
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(run(main())), daemon=True)
+    runner.start()
+    runner.join(90)
+    assert not runner.is_alive(), "the rounds did not end"
+    assert outcome == [[]]
     assert probe.free("rnd")
