@@ -335,7 +335,14 @@ def _acquire_steps(
     holds_before: Optional[int] = None
     if recount:
         count_sql, count_params = held_count_sql(k, shared)
-        holds_before = int((yield ("scalar", count_sql, count_params)))
+        try:
+            holds_before = int((yield ("scalar", count_sql, count_params)))
+        except Exception as exc:
+            if _not_installed(exc):
+                if ours and not a.closed() and a.status() == INERROR:
+                    yield ("rollback_aborted",)
+                raise _extension_error(exc) from exc
+            raise
     if scope == "transaction":
         sql, params = transaction_acquire_sql(k, shared, wait, secs)
     else:

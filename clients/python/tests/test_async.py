@@ -418,3 +418,24 @@ def test_cancelled_at_random_points_leaves_nothing_held(probe, mode):
     assert not runner.is_alive(), "the rounds did not end"
     assert outcome == [[]]
     assert probe.free("rnd")
+
+
+def test_missing_extension_async(probe):
+    name = probe.one("SELECT current_database()") + "_noext_async"
+    cur = probe.conn.cursor()
+    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    cur.execute(f'CREATE DATABASE "{name}"')
+
+    async def main():
+        conn = await psycopg.AsyncConnection.connect(dbname=name, autocommit=True)
+        with pytest.raises(pglocks.ExtensionNotInstalled):
+            async with pglocks.alock(conn, "x"):
+                pass
+        with pytest.raises(pglocks.ExtensionNotInstalled):
+            await pglocks.aacquire(conn, "x")
+        await conn.close()
+
+    try:
+        run(main())
+    finally:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
