@@ -89,9 +89,8 @@ def test_transaction_scope_error_of_the_body_wins(connect, probe):
         with pglocks.lock(conn, "tx-error", scope="transaction"):
             conn.commit()
             raise KeyError("body")
-    assert "transaction that took it ended" in " ".join(getattr(info.value, "__notes__", [])) or not hasattr(
-        info.value, "add_note"
-    )
+    if hasattr(info.value, "add_note"):  # Python 3.11: the block's error says what happened to the lock
+        assert "transaction that took it ended" in " ".join(info.value.__notes__)
     assert probe.free("tx-error")
 
 
