@@ -7,7 +7,8 @@
 #   - mypy --strict over the package and a typed example of its use (py.typed)
 #   - installation as a user would do it without PyPI: a venv on Debian's python3,
 #     pip install --no-build-isolation --no-index, then the same tests on the installed copy
-#   - the repository's LICENSE in the installed distribution, the sdist and the wheel
+#   - clients/python/LICENSE a copy of the repository's LICENSE, byte for byte, and it in the
+#     installed distribution, the sdist and the wheel
 # Installs what is missing from Debian's packages. Uses the server scripts/test.sh started
 # (PGHOST, ...), or starts its own when run alone.
 set -euo pipefail
@@ -42,12 +43,20 @@ typecheck() {
 
 install_in_venv() {
     # A copy of the source: pip builds in the tree it is given, and the checkout stays clean.
-    # -L: clients/python/LICENSE is a link to the repository's LICENSE.
     mkdir -p "$WORK/src" &&
-        cp -rL "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/src/" &&
+        cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/src/" &&
         "$PYTHON" -m venv --system-site-packages "$WORK/venv" &&
         "$WORK/venv/bin/pip" install --quiet --no-build-isolation --no-index "$WORK/src" &&
         rm -rf "$WORK/src"
+}
+
+# A real file, not a link (an archive of clients/python alone, or a checkout without
+# symlinks, must still carry the licence), and the same bytes as the repository's.
+license_is_the_repositorys() {
+    [ -f "$SRC/LICENSE" ] && [ ! -L "$SRC/LICENSE" ] ||
+        { echo "clients/python/LICENSE is not a regular file" >&2; return 1; }
+    cmp "$SRC/LICENSE" "$PGLOCKS_ROOT/LICENSE" ||
+        { echo "clients/python/LICENSE differs from the repository's LICENSE" >&2; return 1; }
 }
 
 installed_package_is_used() {
@@ -80,7 +89,7 @@ PY
 # The sdist and the wheel, built as pip builds them (setuptools' PEP 517 backend, offline).
 dists_have_the_license() {
     mkdir -p "$WORK/build-src" "$WORK/dist" &&
-        cp -rL "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/build-src/" &&
+        cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/LICENSE" "$SRC/pglocks" "$WORK/build-src/" &&
         (cd "$WORK/build-src" && OUT="$WORK/dist" "$PYTHON" - "$PGLOCKS_ROOT/LICENSE" <<'PY'
 import os, sys, tarfile, zipfile
 from setuptools import build_meta
@@ -109,6 +118,7 @@ pytest_installed() {
             -p no:cacheprovider tests)
 }
 
+step "clients/python/LICENSE is the repository's" license_is_the_repositorys
 step "pytest on the checkout" pytest_checkout
 step "mypy --strict" typecheck
 step "pip install into a venv, offline" install_in_venv

@@ -14,9 +14,12 @@ AsyncConnection. Django users: ``pglocks.django.advisory_lock``, django-pglocks'
 """
 
 from ._core import (
+    BlockAborted,
     ExtensionNotInstalled,
     LockNotAcquired,
     PglocksError,
+    ReleaseFailed,
+    TransactionChanged,
     aacquire,
     acquire,
     alock,
@@ -31,10 +34,13 @@ from ._keys import Key, crc32_key, key
 __version__ = "1.2.0"
 
 __all__ = [
+    "BlockAborted",
     "ExtensionNotInstalled",
     "Key",
     "LockNotAcquired",
     "PglocksError",
+    "ReleaseFailed",
+    "TransactionChanged",
     "aacquire",
     "acquire",
     "alock",

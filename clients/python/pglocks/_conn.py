@@ -106,8 +106,9 @@ class SyncAdapter:
     def commit(self) -> None:
         self.raw.commit()
 
-    def rollback_aborted(self) -> None:
+    def rollback_aborted(self) -> Optional[bool]:
         self.raw.rollback()
+        return True
 
     def discard(self) -> None:
         """Ends the database session (and every lock of it): cancels a statement still
@@ -157,10 +158,11 @@ class DjangoAdapter(SyncAdapter):
         elif not self.wrapper.in_atomic_block:
             self.wrapper.commit()
 
-    def rollback_aborted(self) -> None:
+    def rollback_aborted(self) -> Optional[bool]:
+        """True when the whole transaction was rolled back, False when only to a savepoint."""
         if not self._attached():
             self.raw.rollback()
-            return
+            return True
         # Django forbids rollback() inside atomic(). Roll back to the savepoint of the
         # innermost atomic block that has one, as that block will on its way out, or else
         # the whole transaction, and tell atomic() that its transaction is gone.
@@ -168,11 +170,12 @@ class DjangoAdapter(SyncAdapter):
         if self.wrapper.in_atomic_block and sids:
             self.execute("ROLLBACK TO SAVEPOINT " + self.wrapper.ops.quote_name(sids[-1]))
             self.wrapper.needs_rollback = True
-            return
+            return False
         self.raw.rollback()
         if self.wrapper.in_atomic_block:
             self.wrapper.needs_rollback = True
             self.underneath = True
+        return True
 
     def discard(self) -> None:
         if self._attached() and not self.closed():
@@ -260,35 +263,85 @@ class SQLAlchemyAdapter(SyncAdapter):
     def finish(self) -> None:
         if self.owner is None:
             return
-        entry: List[Any] = self.owner.info.get(_SESSION_KEY) or [None, 0]
-        if entry[0] is self.conn:
-            entry[1] -= 1
-            if entry[1] > 0:
-                return
-            self.owner.info.pop(_SESSION_KEY, None)
-        self.owner = None
-        _quiet(self.conn.close)
+        session, self.owner = self.owner, None
+        entry: List[Any] = session.info.get(_SESSION_KEY) or [None, 0, None]
+        if entry[0] is not self.conn:
+            _quiet(self.conn.close)
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        session.info.pop(_SESSION_KEY, None)
+        session.bind = entry[2]  # the Session's own bind again, for what follows the block
+        if not self.conn.closed and self.conn.in_transaction():
+            # The block's work is still in the Session's transaction on this connection (to
+            # be committed after the block): the connection goes back when that ends.
+            _close_after_transaction(session, self.conn)
+        else:
+            _quiet(self.conn.close)
 
 
 _SESSION_KEY = "pglocks.connection"
 
 
+_DONE_KEY = "pglocks.closed_listeners"
+
+
+def _close_after_transaction(session: Any, conn: Any) -> None:
+    from sqlalchemy import event
+
+    def after_transaction_end(sess: Any, transaction: Any) -> None:
+        if conn.closed or (transaction.parent is None and not conn.in_transaction()):
+            _quiet(conn.close)
+            # Removed at the Session's next lock block: not while SQLAlchemy iterates them.
+            done: List[Any] = session.info.setdefault(_DONE_KEY, [])
+            if after_transaction_end not in done:
+                done.append(after_transaction_end)
+
+    event.listen(session, "after_transaction_end", after_transaction_end)
+
+
+def _forget_done_listeners(session: Any) -> None:
+    done = session.info.pop(_DONE_KEY, None)
+    if done:
+        from sqlalchemy import event
+
+        for fn in done:
+            _quiet(lambda: event.remove(session, "after_transaction_end", fn))
+
+
+def _session_connection_in_use(session: Any) -> bool:
+    """True when the Session's transaction has already checked out a connection."""
+    tx = session.get_transaction() if hasattr(session, "get_transaction") else None
+    return tx is not None and bool(getattr(tx, "_connections", None))
+
+
 def _session_block_adapter(session: Any) -> SQLAlchemyAdapter:
-    """The adapter of a Session's session-scope lock block: a Connection of its own from the
-    Session's engine, held for the block (a commit in the block gives the Session's own
-    connection back to the pool, which must not carry the lock). Nested blocks on the
-    same Session share it, so that holds of one lock are counted in one database session."""
-    bind = session.get_bind()
-    if hasattr(bind, "exec_driver_sql"):
-        # A Session bound to a Connection: the caller's, never given back to the pool by
-        # the Session.
-        return SQLAlchemyAdapter(session.connection(), pinned=True)
+    """The adapter of a Session's session-scope lock block. The lock must be on the database
+    session where the block's work runs, and must not go back to the pool with a connection
+    the Session gives back at a commit: the block checks a Connection out of the Session's
+    engine and binds the Session to it for the block (a Session bound to a Connection never
+    gives it back), so the block's statements and its commits run on the lock's connection.
+    Nested blocks on the same Session share it. A Session bound to a Connection already
+    uses that one; a Session whose transaction already has a connection keeps it (the lock
+    is taken on it: a commit in the block would give it back to the pool with the lock)."""
+    _forget_done_listeners(session)
     entry: Optional[List[Any]] = session.info.get(_SESSION_KEY)
-    if entry is None or entry[0].closed or getattr(entry[0], "invalidated", False):
-        entry = [bind.connect(), 0]
-        session.info[_SESSION_KEY] = entry
-    entry[1] += 1
-    return SQLAlchemyAdapter(entry[0], pinned=False, owner=session)
+    if entry is not None:
+        if not entry[0].closed and not getattr(entry[0], "invalidated", False):
+            entry[1] += 1
+            return SQLAlchemyAdapter(entry[0], pinned=False, owner=session)
+        session.info.pop(_SESSION_KEY, None)  # closed by an outer block's failed release
+        session.bind = entry[2]
+    bind = session.get_bind()
+    if hasattr(bind, "exec_driver_sql") or _session_connection_in_use(session):
+        # The caller's Connection, never given back to the pool by the Session; or the
+        # connection of the Session's transaction under way.
+        return SQLAlchemyAdapter(session.connection(), pinned=True)
+    conn = bind.connect()
+    session.info[_SESSION_KEY] = [conn, 1, session.bind]
+    session.bind = conn
+    return SQLAlchemyAdapter(conn, pinned=False, owner=session)
 
 
 def _is_session(conn: Any) -> bool:

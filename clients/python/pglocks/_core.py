@@ -57,6 +57,49 @@ class LockNotAcquired(PglocksError):
         self.key = key
 
 
+class TransactionChanged(PglocksError):
+    """The end of a ``scope='transaction'`` block found that the transaction which took the
+    lock had ended inside the block (committed or rolled back, another one perhaps begun):
+    the hold ended with that transaction, so the block did not hold the lock to its end, and
+    nothing was released (another hold of the same lock is left alone)."""
+
+    def __init__(self, key: Key) -> None:
+        super().__init__(
+            f"lock {key!r} (scope='transaction'): the transaction that took it ended inside the "
+            "block, and the hold with it; nothing was released"
+        )
+        self.key = key
+
+
+class BlockAborted(PglocksError):
+    """A lock block that ended without an exception, although a database error in it had
+    aborted the transaction (the block caught the error and went on): the block's work was
+    rolled back (to the savepoint taken before the acquire, or the whole transaction) and
+    the lock released; this says that the work is gone."""
+
+    def __init__(self, key: Key) -> None:
+        super().__init__(
+            f"lock {key!r}: a database error in the block aborted the transaction and the block "
+            "did not raise it; the block's work was rolled back and the lock released"
+        )
+        self.key = key
+
+
+class ReleaseFailed(PglocksError):
+    """The release at the end of a lock block failed (the error of the driver is
+    ``__cause__``). ``connection_closed`` is True when the connection is closed (lost, or
+    closed by pglocks so that the server ends the session and its locks rather than leave
+    the lock held); ``block_error`` is the exception the block raised, or None."""
+
+    def __init__(self, key: Key, connection_closed: bool, block_error: Optional[BaseException]) -> None:
+        closed = "; the connection is closed, which ends the session and its locks" if connection_closed else ""
+        after = f" (after the block raised {block_error!r})" if block_error is not None else ""
+        super().__init__(f"releasing lock {key!r} failed{after}{closed}")
+        self.key = key
+        self.connection_closed = connection_closed
+        self.block_error = block_error
+
+
 # --- statements --------------------------------------------------------------------------
 
 
@@ -107,6 +150,61 @@ def acquire_sql(k: Key, shared: bool, wait: bool, secs: Optional[float], scope: 
 def release_sql(k: Key, shared: bool) -> Tuple[str, List[Any]]:
     ks, params = _key_sql(k)
     return f"SELECT pglocks_release({ks}, shared => %s::boolean)", params + [bool(shared)]
+
+
+# What identifies the current transaction of the session: its start (microseconds since the
+# epoch, computed the same way each time) and its transaction id once it has one. The
+# backend's next transaction starts later; a subtransaction shares both.
+_TX_START = "(extract(epoch FROM pg_catalog.transaction_timestamp()) * 1000000)::bigint"
+_TX_XID = "pg_catalog.txid_current_if_assigned()"
+
+
+def transaction_acquire_sql(k: Key, shared: bool, wait: bool, secs: Optional[float]) -> Tuple[str, List[Any]]:
+    """A transaction-scope acquire that returns, when granted, the transaction's identity
+    ('start,xid'), and NULL when not granted."""
+    sql, params = acquire_sql(k, shared, wait, secs, "transaction")
+    sql = sql[len("SELECT ") :]
+    return f"SELECT CASE WHEN {sql} THEN {_TX_START}::text || ',' || coalesce({_TX_XID}::text, '') END", params
+
+
+def _parse_tx(value: str) -> Tuple[int, Optional[int]]:
+    start, _, xid = str(value).partition(",")
+    return int(start), (int(xid) if xid else None)
+
+
+def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
+    """The rows of ``pglocks_held() h`` of this lock, mode and scope (a text key's lock is
+    the bigint ``pglocks_key(text)``; a pair has no ``lock_key``, its ``key`` is 'a,b')."""
+    if isinstance(k, str):
+        params: List[Any] = [k]
+        cond = "h.lock_key = pglocks_key(%s::text)"
+    elif isinstance(k, int):
+        cond, params = "h.lock_key = (%s)::bigint", [k]
+    else:
+        cond, params = "h.lock_key IS NULL AND h.key = %s::text", [f"{k[0]},{k[1]}"]
+    return f"{cond} AND h.shared = %s::boolean AND h.scope = %s::text", params + [bool(shared), scope]
+
+
+def held_count_sql(k: Key, shared: bool) -> Tuple[str, List[Any]]:
+    """How many session-scope holds of the lock this session has."""
+    where, params = _held_where(k, shared, "session")
+    return f"SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where}", params
+
+
+def transaction_release_sql(k: Key, shared: bool, tx: Tuple[int, Optional[int]]) -> Tuple[str, List[Any]]:
+    """Releases the block's transaction-scope hold only if the transaction is still the one
+    that took it (checked in the same statement): NULL when it is not, false when this
+    transaction holds no transaction-scope hold of the lock any more, else true."""
+    ks, key_params = _key_sql(k)
+    where, where_params = _held_where(k, shared, "transaction")
+    start, xid = tx
+    sql = (
+        f"SELECT CASE WHEN {_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
+        f" THEN CASE WHEN EXISTS (SELECT 1 FROM pglocks_held() h WHERE {where})"
+        f" THEN pglocks_release({ks}, shared => %s::boolean) ELSE false END END"
+    )
+    params: List[Any] = [start, xid, xid] + where_params + key_params + [bool(shared)]
+    return sql, params
 
 
 def with_lock_sql(
@@ -201,63 +299,130 @@ class _Hold:
     def __init__(self) -> None:
         self.granted = False  # the acquire statement returned true
         self.savepoint: Optional[str] = None  # set before the acquire, inside the caller's transaction
+        # scope='transaction': the identity of the transaction that took the lock
+        self.tx: Optional[Tuple[int, Optional[int]]] = None
 
 
 def _acquire_steps(
-    a: Any, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, hold: _Hold, block: bool
+    a: Any,
+    k: Key,
+    shared: bool,
+    wait: bool,
+    secs: Optional[float],
+    scope: str,
+    hold: _Hold,
+    block: bool,
+    recount: bool = False,
 ) -> Steps[bool]:
+    """The acquire. With ``recount`` (asyncio, whose cancellation cancels the statement in the
+    server), a session-scope acquire counts this session's holds of the lock first: a cancel
+    that lands after the grant, before the statement ends, fails the statement with the
+    lock held, and the count afterwards finds that hold and gives it back."""
     _transaction_scope_check(a, scope)
     before = a.status()
-    sql, params = acquire_sql(k, shared, wait, secs, scope)
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
-    if block and scope == "session" and before == INTRANS and a.savepoints:
-        # Inside the caller's transaction: a savepoint, so that an error in the block can be
-        # rolled back to it (psycopg refuses rollback() inside conn.transaction()).
+    recount = recount and scope == "session"
+    if a.savepoints and (
+        (block and (before == INTRANS or (scope == "transaction" and ours))) or (recount and before == INTRANS)
+    ):
+        # Inside the caller's transaction (or, for a transaction-scope block, the one its
+        # first statement begins): a savepoint, so that a failed acquire or an error in the
+        # block can be rolled back to it (psycopg refuses rollback() inside conn.transaction()),
+        # and, for a transaction-scope hold, so that the rollback releases the hold with it.
         name = f"pglocks_{next(_savepoint_numbers)}"
         yield ("execute", "SAVEPOINT " + name)
         hold.savepoint = name
+    holds_before: Optional[int] = None
+    if recount:
+        count_sql, count_params = held_count_sql(k, shared)
+        try:
+            holds_before = int((yield ("scalar", count_sql, count_params)))
+        except Exception as exc:
+            if _not_installed(exc):
+                if ours and not a.closed() and a.status() == INERROR:
+                    yield ("rollback_aborted",)
+                raise _extension_error(exc) from exc
+            raise
+    if scope == "transaction":
+        sql, params = transaction_acquire_sql(k, shared, wait, secs)
+    else:
+        sql, params = acquire_sql(k, shared, wait, secs, scope)
     try:
-        got = bool((yield ("scalar", sql, params)))
+        value = yield ("scalar", sql, params)
     except Exception as exc:
-        if ours and not a.closed() and a.status() == INERROR:
-            yield ("rollback_aborted",)  # the failed transaction was only the acquire's
+        if not a.closed() and a.status() == INERROR:
+            # The failed acquire aborted the transaction: give the caller a usable one.
+            try:
+                if ours:
+                    yield ("rollback_aborted",)  # the failed transaction was only the acquire's
+                elif hold.savepoint is not None:
+                    yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
+            except Exception as rollback_error:
+                _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
+        if holds_before is not None and sqlstate(exc) == "57014":
+            yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc
         raise
+    if scope == "transaction":
+        got = value is not None
+        if got:
+            hold.tx = _parse_tx(value)
+    else:
+        got = bool(value)
     hold.granted = got
     if scope == "session" and ours:
         yield ("commit",)
     return got
 
 
-def _recover_steps(a: Any, hold: Optional[_Hold]) -> Steps[None]:
+def _leftover_steps(a: Any, k: Key, shared: bool, holds_before: int, ours: bool) -> Steps[None]:
+    """After an acquire cancelled in the server: releases the holds of the lock beyond those
+    the session had before the acquire. Should that be impossible (the transaction still
+    aborted, an error), the connection is closed: the session ends, and its locks."""
+    if a.closed():
+        return
+    try:
+        if a.status() != INERROR:
+            count_sql, count_params = held_count_sql(k, shared)
+            extra = int((yield ("scalar", count_sql, count_params))) - holds_before
+            sql, params = release_sql(k, shared)
+            for _ in range(extra):
+                yield ("scalar", sql, params)
+            if ours and a.status() == INTRANS:
+                yield ("commit",)
+            return
+    except Exception:
+        pass
+    try:
+        yield ("discard",)
+    except Exception:
+        pass
+
+
+def _recover_steps(a: Any, hold: _Hold) -> Steps[str]:
     """An aborted transaction accepts nothing but a rollback: to the block's savepoint if it
-    has one, else the whole transaction (it could only be rolled back)."""
-    if hold is not None and hold.savepoint is not None:
+    has one ('savepoint': the same transaction goes on; 'lost' when the savepoint is gone,
+    as the block ended that transaction and began another, and nothing was done), else the
+    whole transaction ('whole': it could only be rolled back) or, for Django, to the
+    savepoint of the innermost atomic block ('other')."""
+    if hold.savepoint is not None:
         try:
             yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
-            return
+            return "savepoint"
         except Exception:
             if a.closed():
-                return
-            # The savepoint is gone (the block ended that transaction and began another).
-    yield ("rollback_aborted",)
+                raise
+        return "lost"
+    whole = yield ("rollback_aborted",)
+    return "other" if whole is False else "whole"
 
 
-def _release_steps(a: Any, k: Key, shared: bool, scope: str, recover: bool, hold: Optional[_Hold] = None) -> Steps[bool]:
-    """Releases one hold. With ``recover`` (the end of a lock block), an aborted transaction
-    is rolled back first; without it (``release()``), the driver's error says it is aborted."""
+def _release_steps(a: Any, k: Key, shared: bool) -> Steps[bool]:
+    """``release()``: releases one hold; in an aborted transaction, the driver's error says so."""
     if a.closed():
         return False  # the session has ended, and its locks with it
     status = a.status()
-    if scope == "transaction" and status != INTRANS:
-        return False  # the transaction has ended (committed or failed), and the hold with it
-    if recover and status in (ACTIVE, UNKNOWN):
-        # A statement interrupted mid-flight: the connection cannot take another one.
-        raise RuntimeError("pglocks: the connection is in the middle of a statement")
-    if status == INERROR and recover:
-        yield from _recover_steps(a, hold)
-        status = a.status()
     sql, params = release_sql(k, shared)
     try:
         released = bool((yield ("scalar", sql, params)))
@@ -270,23 +435,70 @@ def _release_steps(a: Any, k: Key, shared: bool, scope: str, recover: bool, hold
     return released
 
 
-def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: Optional[_Hold], exc: Optional[BaseException]) -> Steps[None]:
+def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) -> Steps[Optional[PglocksError]]:
+    """The release at the end of a lock block. An aborted transaction is rolled back first
+    (see :func:`_recover_steps`). Returns what to raise if the block itself raised nothing
+    (:class:`BlockAborted`, :class:`TransactionChanged`), or None; raises the error of a
+    release that failed."""
+    if a.closed():
+        return None  # closed in the block: the session has ended, and its locks with it
+    status = a.status()
+    if status in (ACTIVE, UNKNOWN):
+        # A statement interrupted mid-flight: the connection cannot take another one.
+        raise RuntimeError("pglocks: the connection is in the middle of a statement")
+    problem: Optional[PglocksError] = None
+    if status == INERROR:
+        problem = BlockAborted(k)
+        how = yield from _recover_steps(a, hold)
+        if scope == "transaction":
+            if how == "lost":
+                return TransactionChanged(k)
+            if how in ("savepoint", "whole"):
+                return problem  # the hold was taken after the savepoint: rolled back with it
+        elif how == "lost":
+            yield ("rollback_aborted",)
+        status = a.status()
+    if scope == "transaction":
+        if status != INTRANS or hold.tx is None:
+            return TransactionChanged(k)  # the transaction ended in the block, and the hold with it
+        sql, params = transaction_release_sql(k, shared, hold.tx)
+        if (yield ("scalar", sql, params)) is None:
+            return TransactionChanged(k)  # another transaction: its holds are not the block's
+        return problem
+    sql, params = release_sql(k, shared)
+    yield ("scalar", sql, params)
+    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
+        yield ("commit",)
+    return problem
+
+
+def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: Optional[BaseException]) -> Steps[None]:
     """The end of a lock block: release; should that fail with the session lock still held,
-    end the session (close the connection) rather than leave the lock behind."""
+    end the session (close the connection) rather than leave the lock behind, and raise
+    :class:`ReleaseFailed`."""
     try:
-        yield from _release_steps(a, k, shared, scope, True, hold)
+        problem = yield from _block_release_steps(a, k, shared, scope, hold)
     except BaseException as release_error:
-        closed = ""
-        if scope == "session" and not a.closed():
+        closed = a.closed()
+        if scope == "session" and not closed:
             try:
                 yield ("discard",)
             except Exception:
                 pass
-            closed = " (the connection was closed)"
-        if exc is None or not isinstance(release_error, Exception):
-            raise
-        # The block's own error matters more; the release's goes with it as a note.
-        _note(exc, f"pglocks: releasing {k!r} failed too{closed}: {release_error!r}")
+            closed = a.closed()
+        if not isinstance(release_error, Exception):
+            raise  # an interrupt of the release (Ctrl-C, a cancellation) goes on
+        if exc is not None and not isinstance(exc, Exception):
+            # The block's interrupt goes on, with the release's error as a note.
+            closed_text = " (the connection was closed)" if closed else ""
+            _note(exc, f"pglocks: releasing {k!r} failed too{closed_text}: {release_error!r}")
+            return
+        raise ReleaseFailed(k, closed, exc) from release_error
+    if problem is not None:
+        if exc is None:
+            raise problem
+        if isinstance(problem, TransactionChanged):
+            _note(exc, f"pglocks: {problem}")
 
 
 def _granted_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: BaseException) -> Steps[None]:
@@ -395,7 +607,7 @@ def release(conn: Any, key: Key, shared: bool = False) -> bool:
     k = check_key(key)
     _no_session_lock_on_a_session(conn, "session")
     a = sync_adapter(conn)
-    return _run(a, _release_steps(a, k, shared, "session", False))
+    return _run(a, _release_steps(a, k, shared))
 
 
 class lock:
@@ -411,9 +623,14 @@ class lock:
     Connection or Session (a session lock on a Session is taken on a connection of its own,
     checked out of the Session's engine for the block).
 
-    Inside the caller's transaction, a savepoint is set before the acquire; a database error
-    in the block is rolled back to it before the release. A release that fails closes the
-    connection, which ends the database session and its locks.
+    Inside the caller's transaction (and for every transaction-scope block), a savepoint is
+    set before the acquire; a failed acquire, and a database error in the block, are rolled
+    back to it (a block that caught such an error raises :class:`BlockAborted` once the
+    lock is released). A release that fails raises :class:`ReleaseFailed`, having closed
+    the connection (which ends the database session and its locks) if it was still open. A
+    transaction-scope block whose transaction ended inside it raises
+    :class:`TransactionChanged` and releases nothing. The object may be entered again inside
+    its own block: each entry has its own hold.
     """
 
     def __init__(
@@ -434,21 +651,23 @@ class lock:
         self.required = required
         self._secs = _options(wait, timeout, scope)
         self._conn = conn
-        self._adapter: Optional[SyncAdapter] = None
-        self._hold = _Hold()
+        # One entry per entry into the block, innermost last: the same object may be entered
+        # again inside its own block (each entry takes and releases its own hold).
+        self._entries: List[Tuple[SyncAdapter, _Hold, bool]] = []
         self.acquired = False
 
     def __enter__(self) -> bool:
         a = sync_adapter(self._conn, block_scope=self.scope)
         try:
-            self.acquired, self._hold = _acquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
-            if not self.acquired and self.required:
+            acquired, hold = _acquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
+            if not acquired and self.required:
                 raise LockNotAcquired(self.key)
         except BaseException:
             a.finish()
             raise
-        self._adapter = a
-        return self.acquired
+        self._entries.append((a, hold, acquired))
+        self.acquired = acquired
+        return acquired
 
     def __exit__(
         self,
@@ -456,13 +675,13 @@ class lock:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        a, self._adapter = self._adapter, None
-        if a is None:
+        if not self._entries:
             return
+        a, hold, acquired = self._entries.pop()
+        self.acquired = self._entries[-1][2] if self._entries else False
         try:
-            if self.acquired:
-                self.acquired = False
-                _run(a, _exit_steps(a, self.key, self.shared, self.scope, self._hold, exc))
+            if acquired:
+                _run(a, _exit_steps(a, self.key, self.shared, self.scope, hold, exc))
         finally:
             a.finish()
 
@@ -526,23 +745,27 @@ async def _shielded(a: AsyncAdapter, steps: Steps[T], then: Optional[Steps[None]
     """Runs the steps in a task of their own, which a cancellation of the caller does not cut
     in the middle of a statement. On cancellation, the statement under way is cancelled in
     the server (with ``cancel``; a release is let finish), its end awaited, then ``then`` run
-    (a release when the lock was granted meanwhile), and the cancellation raised. A second
-    cancellation stops the wait; the task and the clean-up go on by themselves."""
+    (a release when the lock was granted meanwhile), and the cancellation raised. Further
+    cancellations meanwhile do not cut the clean-up short: when the caller sees its
+    CancelledError, nothing of the lock is held and the connection is free."""
     task = _spawn(_arun(a, steps))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         cleanup = _spawn(_after_cancel(a, task, then, cancel))
-        try:
-            await asyncio.shield(cleanup)
-        except BaseException:
-            pass
+        while not cleanup.done():
+            try:
+                await asyncio.shield(cleanup)
+            except asyncio.CancelledError:
+                continue  # raised once, below, when the clean-up is done
+            except BaseException:
+                break
         raise
 
 
 async def _aacquire(a: AsyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
     hold = _Hold()
-    steps = _acquire_steps(a, k, shared, wait, secs, scope, hold, block)
+    steps = _acquire_steps(a, k, shared, wait, secs, scope, hold, block, recount=True)
     cancelled = asyncio.CancelledError()
     try:
         return await _shielded(a, steps, _granted_steps(a, k, shared, scope, hold, cancelled)), hold
@@ -571,7 +794,7 @@ async def arelease(conn: Any, key: Key, shared: bool = False) -> bool:
     """:func:`release` on a psycopg AsyncConnection."""
     k = check_key(key)
     a = AsyncAdapter(conn)
-    return await _shielded(a, _release_steps(a, k, shared, "session", False), cancel=False)
+    return await _shielded(a, _release_steps(a, k, shared), cancel=False)
 
 
 class alock:
@@ -601,15 +824,17 @@ class alock:
         self.required = required
         self._secs = _options(wait, timeout, scope)
         self._adapter = AsyncAdapter(conn)
-        self._hold = _Hold()
+        self._entries: List[Tuple[_Hold, bool]] = []  # one per entry, innermost last (see lock)
         self.acquired = False
 
     async def __aenter__(self) -> bool:
         a = self._adapter
-        self.acquired, self._hold = await _aacquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
-        if not self.acquired and self.required:
+        acquired, hold = await _aacquire(a, self.key, self.shared, self.wait, self._secs, self.scope, True)
+        if not acquired and self.required:
             raise LockNotAcquired(self.key)
-        return self.acquired
+        self._entries.append((hold, acquired))
+        self.acquired = acquired
+        return acquired
 
     async def __aexit__(
         self,
@@ -617,11 +842,14 @@ class alock:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        if not self.acquired:
+        if not self._entries:
             return
-        self.acquired = False
+        hold, acquired = self._entries.pop()
+        self.acquired = self._entries[-1][1] if self._entries else False
+        if not acquired:
+            return
         a = self._adapter
-        await _shielded(a, _exit_steps(a, self.key, self.shared, self.scope, self._hold, exc), cancel=False)
+        await _shielded(a, _exit_steps(a, self.key, self.shared, self.scope, hold, exc), cancel=False)
 
 
 async def awith_lock(

@@ -23,15 +23,19 @@ then run the block with ``acquired`` False.
 
 The database connection of ``using`` is looked up on entry into the block (or into each
 call of a decorated function), not when ``advisory_lock(...)`` is called: a decorator made
-at import time uses the connection of the thread that calls the function.
+at import time uses the connection of the thread that calls the function. Each call has
+state of its own, so one decorated function may run in several threads at once. An
+``async def`` function cannot be decorated (TypeError): the lock would be released as
+soon as the coroutine is created.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import ContextDecorator
 from types import TracebackType
-from typing import Any, List, Optional, Type
+from typing import Any, Callable, List, Optional, Type, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -40,6 +44,8 @@ from ._core import Timeout, _options, lock
 from ._keys import Key, check_key, crc32_key
 
 STRING_KEYS = ("sha256", "crc32")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["AdvisoryLock", "advisory_lock", "lock_key"]
 
@@ -92,6 +98,18 @@ class AdvisoryLock(ContextDecorator):
         self.timeout = timeout
         self.string_keys = string_keys
         self._entered: List[lock] = []  # one per entry, for nested entries of one object
+
+    def __call__(self, func: F) -> F:
+        # A coroutine function would return its coroutine at once, the lock released before
+        # the coroutine runs; and the lock belongs to the thread's connection, which the
+        # awaits of a coroutine do not keep to themselves.
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"advisory_lock cannot decorate the async function {getattr(func, '__qualname__', func)!r}: "
+                "the lock would be released before its body runs; use pglocks.alock on a psycopg "
+                "AsyncConnection inside it, or decorate a sync function (sync_to_async)"
+            )
+        return super().__call__(func)
 
     def _recreate_cm(self) -> "AdvisoryLock":
         # Each call of a decorated function gets an object of its own (threads, recursion).

@@ -320,3 +320,122 @@ def test_cancelled_during_the_release_lets_it_finish(probe, monkeypatch, cancels
         await conn.close()
 
     run(main())
+
+
+# --- cancellation at any point ---------------------------------------------------------------
+
+
+def own_advisory_locks(probe, pid):
+    """What the server's lock table shows for a backend: its advisory locks, granted or awaited."""
+    return probe.one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (pid,))
+
+
+@pytest.mark.parametrize("mode", ["autocommit", "outside-autocommit", "in-transaction", "aacquire"])
+def test_cancelled_at_random_points_leaves_nothing_held(probe, mode):
+    # Rounds in which a task takes the lock (sometimes after a wait, the lock busy in another
+    # session and let go at a random moment) and is cancelled at a random moment: in the
+    # wait, at the grant, in the block, during the release. After each round nothing of the
+    # task's session may be held or waiting, seen from another session.
+    import random
+
+    rng = random.Random(20261202 + len(mode))
+    rounds = 45
+
+    async def main():
+        conn = await aconnect(autocommit=mode != "outside-autocommit")
+        holder = await aconnect()
+        leaks = []
+
+        async def body():
+            if mode == "aacquire":
+                if await pglocks.aacquire(conn, "rnd"):
+                    try:
+                        await asyncio.sleep(rng.uniform(0, 0.004))
+                    finally:
+                        await pglocks.arelease(conn, "rnd")
+            elif mode == "in-transaction":
+                async with conn.transaction():
+                    async with pglocks.alock(conn, "rnd"):
+                        await asyncio.sleep(rng.uniform(0, 0.004))
+            else:
+                async with pglocks.alock(conn, "rnd"):
+                    await asyncio.sleep(rng.uniform(0, 0.004))
+
+        async def let_go(delay):
+            await asyncio.sleep(delay)
+            await pglocks.arelease(holder, "rnd")
+
+        for i in range(rounds):
+            if conn.closed:
+                conn = await aconnect(autocommit=mode != "outside-autocommit")
+            pid = conn.info.backend_pid
+            busy = rng.random() < 0.6
+            releaser = None
+            if busy:
+                assert await pglocks.aacquire(holder, "rnd")
+                releaser = asyncio.ensure_future(let_go(rng.uniform(0, 0.008)))
+            task = asyncio.ensure_future(body())
+            await asyncio.sleep(rng.uniform(0, 0.012))
+            task.cancel()
+            if rng.random() < 0.3:  # a second cancellation, as asyncio.timeout() in a TaskGroup may send
+                await asyncio.sleep(rng.uniform(0, 0.002))
+                task.cancel()
+            broken = False
+            await asyncio.wait({task}, timeout=15)
+            if not task.done():
+                leaks.append((i, "the cancelled task did not end"))
+                break
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except psycopg.OperationalError:
+                # psycopg's own BEGIN or ROLLBACK of conn.transaction(), cut off by the
+                # cancellation in an earlier round, left the connection busy: not pglocks'.
+                broken = mode == "in-transaction"
+                if not broken:
+                    raise
+            if releaser is not None:
+                await releaser
+            if own_advisory_locks(probe, pid):
+                leaks.append((i, own_advisory_locks(probe, pid)))
+            if broken or conn.info.transaction_status != IDLE:
+                await conn.close()
+            elif leaks and leaks[-1][0] == i:
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+        for c in (conn, holder):
+            await asyncio.wait({asyncio.ensure_future(c.close())}, timeout=5)
+        return leaks
+
+    # In a thread of its own, so that a hang (a clean-up left running on the connection)
+    # fails the test instead of stopping the suite.
+    import threading
+
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(run(main())), daemon=True)
+    runner.start()
+    runner.join(90)
+    assert not runner.is_alive(), "the rounds did not end"
+    assert outcome == [[]]
+    assert probe.free("rnd")
+
+
+def test_missing_extension_async(probe):
+    name = probe.one("SELECT current_database()") + "_noext_async"
+    cur = probe.conn.cursor()
+    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    cur.execute(f'CREATE DATABASE "{name}"')
+
+    async def main():
+        conn = await psycopg.AsyncConnection.connect(dbname=name, autocommit=True)
+        with pytest.raises(pglocks.ExtensionNotInstalled):
+            async with pglocks.alock(conn, "x"):
+                pass
+        with pytest.raises(pglocks.ExtensionNotInstalled):
+            await pglocks.aacquire(conn, "x")
+        await conn.close()
+
+    try:
+        run(main())
+    finally:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

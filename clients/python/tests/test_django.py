@@ -427,3 +427,67 @@ def test_connection_closed_in_the_block_into_a_pool(probe, monkeypatch):
     finally:
         for raw in pool:
             raw.close()
+
+
+def test_decorated_function_called_from_many_threads_at_once(probe):
+    # One decorator object, called by several threads at the same moment: each call has its
+    # own entry and its own thread's connection; the calls exclude one another, each
+    # releases its own hold, and nothing is left held.
+    from django.db import connections
+
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    inside = []
+    overlaps = []
+    start = threading.Barrier(4)
+
+    @real_advisory_lock("many-threads")
+    def job(n):
+        inside.append(n)
+        if len(inside) > 1:
+            overlaps.append(list(inside))
+        held = django_holds()
+        time.sleep(0.05)
+        inside.remove(n)
+        return held
+
+    results, errors = [], []
+
+    def worker(n):
+        try:
+            start.wait(10)
+            for _ in range(3):
+                results.append(job(n))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert overlaps == []
+    assert results == [[("many-threads", False, 1)]] * 12
+    assert probe.free("many-threads")
+
+
+def test_decorating_an_async_function_is_refused():
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    with pytest.raises(TypeError, match="async function"):
+
+        @real_advisory_lock("async")
+        async def job():
+            pass
+
+    with pytest.raises(TypeError, match="async function"):
+
+        @real_advisory_lock("async-gen")
+        async def agen():
+            yield 1
+
+    assert django_holds() == []

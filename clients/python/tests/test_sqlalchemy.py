@@ -223,3 +223,57 @@ def test_session_bound_to_a_connection_uses_it(engine, probe):
                 assert not probe.free("sa:bound")
             assert probe.free("sa:bound")
             assert "pglocks.connection" not in session.info
+
+
+def session_backend(session):
+    return session.execute(text("SELECT pg_backend_pid()")).scalar()
+
+
+def test_session_block_work_runs_on_the_locks_connection(engine, probe):
+    # The block's statements through the Session run in the database session that holds
+    # the lock: they see the hold, a with_lock on the same lock through the Session counts
+    # a second hold instead of waiting, and a commit in the block keeps both together.
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:same") as acquired:
+            assert acquired
+            assert sa_holds(session) == [("sa:same", 1)]
+            pid = session_backend(session)
+            assert probe.one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s", (pid,)
+            ) == 1
+            assert pglocks.with_lock(session, "sa:same", "SELECT 1", wait=False) is True
+            session.add(Job(name="same"))
+            session.commit()
+            assert session_backend(session) == pid  # still the lock's connection after the commit
+            assert sa_holds(session) == [("sa:same", 1)]
+            assert not probe.free("sa:same")
+        assert probe.free("sa:same")
+        # after the block, the Session is bound to its engine again
+        assert session.get_bind() is engine
+    with Session(engine) as session:
+        assert session.query(Job).filter_by(name="same").count() == 1
+
+
+def test_session_block_work_left_for_a_commit_after_the_block(engine, probe):
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:later"):
+            session.add(Job(name="later"))
+            session.flush()
+            pid = session_backend(session)
+        assert probe.free("sa:later")
+        assert session_backend(session) == pid  # the transaction goes on, on that connection
+        session.commit()
+        assert session.query(Job).filter_by(name="later").count() == 1
+    assert probe.free("sa:later")
+
+
+def test_session_already_in_a_transaction_uses_its_connection(engine, probe):
+    with Session(engine) as session:
+        pid = session_backend(session)  # the Session's transaction has its connection
+        with pglocks.lock(session, "sa:in-tx"):
+            assert session_backend(session) == pid
+            assert sa_holds(session) == [("sa:in-tx", 1)]
+            assert not probe.free("sa:in-tx")
+        assert probe.free("sa:in-tx")
+        assert sa_holds(session) == []
+        session.rollback()

@@ -1,6 +1,8 @@
 """Checked by mypy --strict in the client_python suite (not run): what the package's types
 promise an application."""
 
+from typing import Optional
+
 import psycopg
 
 import pglocks
@@ -43,3 +45,16 @@ def decorated(n: int) -> int:
 
 def decorated_usage() -> int:
     return decorated(1)
+
+
+def block_end_errors(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    try:
+        with pglocks.lock(conn, "x", scope="transaction"):
+            pass
+    except pglocks.ReleaseFailed as exc:
+        closed: bool = exc.connection_closed
+        cause: Optional[BaseException] = exc.block_error
+        return closed and cause is None
+    except (pglocks.TransactionChanged, pglocks.BlockAborted) as exc:
+        return exc.key == "x"
+    return True
