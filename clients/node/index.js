@@ -49,12 +49,16 @@ class LockNotAcquiredError extends Error {
  * release's.
  */
 class LockNotReleasedError extends Error {
-  constructor(lockKey, { lockStillHeld, cause, releaseError, fnFailed }) {
+  constructor(lockKey, {
+    lockStillHeld, cause, releaseError, fnFailed, fnRan = true,
+  }) {
     const where = lockStillHeld
       ? 'this connection still holds it: release it (release/releaseAll after ROLLBACK) or end the connection'
       : 'the connection was closed, which ended the hold';
-    super(`pglocks withLock(): ${showKey(lockKey)} could not be released after the function `
-      + `${fnFailed ? 'failed' : 'returned'} (${releaseError && releaseError.message}); ${where}`, { cause });
+    const when = fnRan ? `after the function ${fnFailed ? 'failed' : 'returned'}`
+      : `after the statement before the function failed (${cause && cause.message}), so the function did not run`;
+    super(`pglocks withLock(): ${showKey(lockKey)} could not be released ${when} `
+      + `(${releaseError && releaseError.message}); ${where}`, { cause });
     this.name = 'LockNotReleasedError';
     this.code = 'PGLOCKS_NOT_RELEASED';
     this.key = lockKey;
@@ -524,6 +528,22 @@ async function abandonFnQuery(client, lockKey, fnError) {
     'was abandoned while a query of the function ran that could not be cancelled');
 }
 
+// The hold withLock took could not be released: a refusal of the server (an aborted block
+// that no savepoint of withLock's covers) leaves it to the session. A connection withLock
+// took from a pool is closed, a pool client of the caller's is closed when given back.
+// Resolves to the error to reject with: the ConnectionClosedError when the release itself
+// lost the connection, else a LockNotReleasedError.
+async function notReleased(client, lockKey, state, { cause, releaseError, fnFailed, fnRan }) {
+  if (releaseError instanceof ConnectionClosedError) return releaseError;
+  if (state.owned) await closeConnection(client);
+  const lockStillHeld = !isClosed(client);
+  const failure = new LockNotReleasedError(lockKey, {
+    lockStillHeld, cause, releaseError, fnFailed, fnRan,
+  });
+  if (lockStillHeld) closeOnRelease(client, failure);
+  return failure;
+}
+
 // Runs fn under the lock on one client. Resolves to fn's result or rejects. state.owned: the
 // client was taken from a pool by withLock, which closes it rather than give it back holding
 // a lock.
@@ -551,7 +571,13 @@ async function withLockOn(client, lockKey, fn, options, state) {
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
       if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
-        await releaseOn(client, lockKey, shared, 'withLock').catch(() => {});
+        try {
+          await releaseOn(client, lockKey, shared, 'withLock');
+        } catch (releaseError) {
+          throw await notReleased(client, lockKey, state, {
+            cause: err, releaseError, fnFailed: false, fnRan: false,
+          });
+        }
       }
       throw err;
     }
@@ -566,7 +592,9 @@ async function withLockOn(client, lockKey, fn, options, state) {
     fnFailed = true;
     fnError = err;
   }
-  if (fnError instanceof ConnectionClosedError) throw fnError; // every hold went with the connection
+  // Every hold went with the connection, when the error is about this one: fn may have used
+  // another connection, whose ConnectionClosedError says nothing of this one's holds.
+  if (fnError instanceof ConnectionClosedError && isClosed(client)) throw fnError;
   if (fnFailed) {
     await abandonFnQuery(client, lockKey, fnError);
     await settle(client);
@@ -619,16 +647,9 @@ async function withLockOn(client, lockKey, fn, options, state) {
     }
     await releaseOn(client, lockKey, shared, 'withLock');
   } catch (err) {
-    // A refusal of the server (an aborted block that no savepoint of withLock's covers)
-    // leaves the hold to the session: a connection withLock took from a pool is closed, a
-    // pool client of the caller's is closed when given back.
-    if (state.owned) await closeConnection(client);
-    const lockStillHeld = !isClosed(client);
-    const failure = new LockNotReleasedError(lockKey, {
-      lockStillHeld, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
+    throw await notReleased(client, lockKey, state, {
+      cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
     });
-    if (lockStillHeld) closeOnRelease(client, failure);
-    throw failure;
   }
   // The lock is released before the savepoint, which keeps fn's work in the transaction.
   if (ownSavepoint) {
@@ -658,6 +679,20 @@ async function giveBack(client, failed) {
     if (!err && transactionStatus(client, 'withLock') !== 'I') err = new Error('pglocks: the transaction block did not end');
   }
   if (!err && isClosed(client)) err = new Error('pglocks: the connection was closed');
+  if (!err) {
+    // The last check: no advisory lock of this session's (withLock's or any other, taken by
+    // fn or through another path) goes back to the pool with the connection.
+    try {
+      const { rows } = await client.query({
+        text: "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
+          + 'AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid())',
+        rowMode: 'array',
+      });
+      if (rows[0][0] !== false) err = new Error('pglocks: the connection still holds advisory locks');
+    } catch (e) {
+      err = e;
+    }
+  }
   if (err) await closeConnection(client);
   client.release(err || undefined);
   return rolledBack;
