@@ -231,13 +231,31 @@ function transactionStatus(client, what) {
   return client.getTransactionStatus();
 }
 
+// The connection's transaction status now. Right after a failed statement node-postgres has
+// passed the error on before the server's ReadyForQuery, and still reports the status of the
+// statement before (a failed COMMIT reads 'T'): the status is read only once the connection
+// is ready, after an empty query when it is not. Anything but 'I', 'T' or 'E' is refused.
+async function currentStatus(client, lockKey, what) {
+  if (client.readyForQuery !== true && (await settle(client)) === null) {
+    throw new ConnectionClosedError(lockKey, what, new Error('the connection did not answer'),
+      'found the connection closed or not answering');
+  }
+  const status = transactionStatus(client, what);
+  if (status !== 'I' && status !== 'T' && status !== 'E') {
+    throw new Error(`pglocks ${what}(): the connection's transaction status is unknown (${status})`);
+  }
+  return status;
+}
+
+function notInBlockError(what) {
+  return new Error(`pglocks ${what}(): scope 'transaction' needs a transaction block on this client `
+    + '(BEGIN first); outside one the hold would end with the acquiring statement');
+}
+
 // A transaction-scope hold taken outside a transaction block ends with its own statement:
 // the caller would go on believing it holds the lock.
-function needTransactionBlock(client, what) {
-  if (transactionStatus(client, what) === 'I') {
-    throw new Error(`pglocks ${what}(): scope 'transaction' needs a transaction block on this client `
-      + "(BEGIN first); outside one the hold would end with the acquiring statement");
-  }
+async function needTransactionBlock(client, lockKey, what) {
+  if ((await currentStatus(client, lockKey, what)) === 'I') throw notInBlockError(what);
 }
 
 // An error the server sent (node-postgres' DatabaseError: a severity and an SQLSTATE): the
@@ -408,10 +426,20 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
   if (!waitArg && timeoutArg !== null) {
     throw new TypeError(`pglocks ${what}(): give either wait: false (try once) or a timeout, not both`);
   }
-  if (scopeName === 'transaction') needTransactionBlock(client, what);
-  const text = `SELECT pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
+  const values = [...k.values, sharedArg, waitArg, timeoutArg, scopeName];
+  const call = `pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
     + `wait => $${n + 2}::boolean, timeout => $${n + 3}::interval, scope => $${n + 4}::text)`;
-  return lockStatement(client, text, [...k.values, sharedArg, waitArg, timeoutArg, scopeName], lockKey, what);
+  if (scopeName !== 'transaction') return lockStatement(client, `SELECT ${call}`, values, lockKey, what);
+  await needTransactionBlock(client, lockKey, what);
+  // The server has the last word: a setting set LOCAL by one statement is still there for
+  // the next only inside a transaction block (outside one, each statement is a transaction of
+  // its own), so the acquire runs only when the token it reads is the one just set.
+  const token = NAME_PREFIX + (++nameSeq);
+  await runStatement(client, `SELECT pg_catalog.set_config('${BLOCK_TOKEN}', '${token}', true)`, [], lockKey, what);
+  const got = await lockStatement(client, `SELECT CASE WHEN pg_catalog.current_setting('${BLOCK_TOKEN}', true) `
+    + `OPERATOR(pg_catalog.=) '${token}' THEN ${call} END`, values, lockKey, what);
+  if (got === null) throw notInBlockError(what);
+  return got;
 }
 
 async function releaseOn(client, lockKey, shared, what) {
@@ -459,6 +487,8 @@ async function releaseAll(client) {
 // unique in this process. Read when fn ends, it tells whether this is still the transaction
 // the lock was taken in; the same name is the savepoint of a session-scope call.
 const MARKER = 'pglocks_node.savepoints';
+// Set LOCAL just before a scope 'transaction' acquire, which runs only if it is still there.
+const BLOCK_TOKEN = 'pglocks_node.block';
 const NAME_PREFIX = `pglocks_${crypto.randomBytes(4).toString('hex')}_`;
 let nameSeq = 0;
 
@@ -553,7 +583,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
   // Read before anything is sent: inside a transaction block, fn runs in a transaction
   // marked as withLock's, and (scope 'session') after a savepoint, so that an SQL error of fn
   // (which aborts the block) can be rolled back to it and the release run.
-  const inBlock = transactionStatus(client, 'withLock') !== 'I';
+  const inBlock = (await currentStatus(client, lockKey, 'withLock')) !== 'I';
   const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
