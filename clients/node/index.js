@@ -121,6 +121,26 @@ class TransactionChangedError extends Error {
   }
 }
 
+/**
+ * Rejects withLock (scope 'session', inside the caller's transaction block) when fn released
+ * a savepoint taken before withLock (RELEASE SAVEPOINT), which released withLock's savepoint
+ * with it: the lock was released, but withLock could not undo fn's work (when fn failed) nor
+ * end its savepoint, and the attempt (SQLSTATE 3B001) left the transaction block aborted: roll
+ * it back. Unsupported: fn may release only savepoints it took itself.
+ */
+class SavepointReleasedError extends Error {
+  constructor(lockKey, { cause, savepointError, fnFailed }) {
+    super(`pglocks withLock(): the function released a savepoint taken before withLock, and withLock's own with it; `
+      + `${showKey(lockKey)} was released, but the transaction block is now aborted`
+      + `${fnFailed ? ' and what the function did was not undone' : ''}: roll it back`, { cause });
+    this.name = 'SavepointReleasedError';
+    this.code = 'PGLOCKS_SAVEPOINT_RELEASED';
+    this.key = lockKey;
+    this.lockStillHeld = false;
+    this.savepointError = savepointError;
+  }
+}
+
 /** Thrown when the connection given is not a pg.Client or a client of a pg.Pool. */
 class UnsupportedClientError extends TypeError {
   constructor(message) {
@@ -668,9 +688,12 @@ async function withLockOn(client, lockKey, fn, options, state) {
 
   const ownSavepoint = inBlock && where !== 'changed';
   try {
-    if (ownSavepoint && (fnFailed || where === 'aborted')) {
-      // Fails (3B001) when fn began a transaction of its own after ending the caller's; the
-      // release below then says whether the block lets it run.
+    // In an aborted block only a ROLLBACK TO lets the release run; otherwise the lock is
+    // released first, while the block surely lets it, and the savepoint dealt with after.
+    if (ownSavepoint && where === 'aborted') {
+      // Fails (3B001) when fn began a transaction of its own after ending the caller's, or
+      // released a savepoint taken before withLock; the release below then says whether the
+      // block lets it run.
       await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').catch((err) => {
         if (err instanceof ConnectionClosedError) throw err;
       });
@@ -681,10 +704,21 @@ async function withLockOn(client, lockKey, fn, options, state) {
       cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
     });
   }
-  // The lock is released before the savepoint, which keeps fn's work in the transaction.
+  // The lock is released before the savepoint, which keeps fn's work in the transaction
+  // (undone first when fn failed).
   if (ownSavepoint) {
-    await runStatement(client, `RELEASE SAVEPOINT ${name}`
-      + `${restore === null ? '' : `; SELECT set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
+    try {
+      await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
+        + `RELEASE SAVEPOINT ${name}`
+        + `${restore === null ? '' : `; SELECT set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
+    } catch (err) {
+      // The savepoint is gone though the transaction is the same: fn released a savepoint
+      // taken before withLock, which released withLock's with it.
+      if (isServerError(err) && err.code === '3B001') {
+        throw new SavepointReleasedError(lockKey, { cause: fnFailed ? fnError : err, savepointError: err, fnFailed });
+      }
+      throw err;
+    }
   }
   if (fnFailed) throw fnError;
   if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: true });
@@ -839,5 +873,6 @@ module.exports = {
   ConnectionClosedError,
   TransactionAbortedError,
   TransactionChangedError,
+  SavepointReleasedError,
   UnsupportedClientError,
 };
