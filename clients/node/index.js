@@ -426,6 +426,26 @@ async function runStatement(client, text, values, lockKey, what) {
   }
 }
 
+// The schema the pglocks extension is installed in, quoted, looked up once per connection:
+// every call names its functions with it, so that a search_path fn sets (schema-per-tenant
+// applications) does not keep withLock from releasing.
+const extensionSchemas = new WeakMap();
+
+async function extensionSchema(client, lockKey, what) {
+  let schema = extensionSchemas.get(client);
+  if (schema === undefined) {
+    const { rows } = await runStatement(client, 'SELECT pg_catalog.quote_ident(n.nspname) '
+      + 'FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace '
+      + "WHERE e.extname OPERATOR(pg_catalog.=) 'pglocks'", [], lockKey, what);
+    if (rows.length === 0) {
+      throw new Error(`pglocks ${what}(): the pglocks extension is not installed in this database (CREATE EXTENSION pglocks)`);
+    }
+    schema = rows[0][0];
+    extensionSchemas.set(client, schema);
+  }
+  return schema;
+}
+
 // The first statement's result of a query string that holds several (the simple protocol).
 function firstResult(result) {
   return Array.isArray(result) ? result[0] : result;
@@ -447,7 +467,8 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
     throw new TypeError(`pglocks ${what}(): give either wait: false (try once) or a timeout, not both`);
   }
   const values = [...k.values, sharedArg, waitArg, timeoutArg, scopeName];
-  const call = `pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
+  const schema = await extensionSchema(client, lockKey, what);
+  const call = `${schema}.pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
     + `wait => $${n + 2}::boolean, timeout => $${n + 3}::interval, scope => $${n + 4}::text)`;
   if (scopeName !== 'transaction') return lockStatement(client, `SELECT ${call}`, values, lockKey, what);
   await needTransactionBlock(client, lockKey, what);
@@ -464,7 +485,8 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
 
 async function releaseOn(client, lockKey, shared, what) {
   const k = keyArgs(lockKey);
-  const text = `SELECT pglocks_release(${k.sql.join(', ')}, shared => $${k.values.length + 1}::boolean)`;
+  const schema = await extensionSchema(client, lockKey, what);
+  const text = `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, shared => $${k.values.length + 1}::boolean)`;
   return lockStatement(client, text, [...k.values, shared], lockKey, what);
 }
 
@@ -498,7 +520,8 @@ async function release(client, lockKey, options = {}) {
 /** Releases every hold this session took through pglocks; resolves to how many. */
 async function releaseAll(client) {
   needClient(client, 'releaseAll');
-  return BigInt(await lockStatement(client, 'SELECT pglocks_release_all()', [], undefined, 'releaseAll'));
+  const schema = await extensionSchema(client, undefined, 'releaseAll');
+  return BigInt(await lockStatement(client, `SELECT ${schema}.pglocks_release_all()`, [], undefined, 'releaseAll'));
 }
 
 // Inside the caller's transaction block withLock marks the transaction as its own: a
@@ -533,8 +556,9 @@ async function heldNow(client, lockKey, shared) {
     values = [(typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey)).toString()];
   }
   try {
+    const schema = await extensionSchema(client, lockKey, 'withLock');
     const { rows } = await client.query({
-      text: `SELECT count(*) > 0 FROM pglocks_held() WHERE ${where} AND shared = $2`,
+      text: `SELECT pg_catalog.count(*) > 0 FROM ${schema}.pglocks_held() WHERE ${where} AND shared = $2`,
       values: [...values, shared],
       rowMode: 'array',
     });
@@ -615,8 +639,8 @@ async function withLockOn(client, lockKey, fn, options, state) {
     try {
       // One round trip (the simple protocol runs both), the mark before the savepoint, so
       // that a ROLLBACK TO it keeps the mark.
-      const set = firstResult(await runStatement(client, `SELECT set_config('${MARKER}', `
-        + `concat_ws(' ', nullif(current_setting('${MARKER}', true), ''), '${name}'), true)`
+      const set = firstResult(await runStatement(client, `SELECT pg_catalog.set_config('${MARKER}', `
+        + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
         + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
@@ -662,10 +686,10 @@ async function withLockOn(client, lockKey, fn, options, state) {
   let abortCode = null;
   if (inBlock) {
     const restoreSql = restore === null ? 'NULL'
-      : `CASE WHEN v THEN set_config('${MARKER}', ${restore}, true) END`;
+      : `CASE WHEN v THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
     try {
       const read = await runStatement(client, `SELECT v, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
-        + `(SELECT position(' ${name} ' in ' ' || coalesce(current_setting('${MARKER}', true), '') || ' ') > 0 AS v) AS m`,
+        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v) AS m`,
       [], lockKey, 'withLock');
       where = read.rows[0][0] ? 'same' : 'changed';
     } catch (err) {
@@ -710,7 +734,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
     try {
       await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
         + `RELEASE SAVEPOINT ${name}`
-        + `${restore === null ? '' : `; SELECT set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
+        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
     } catch (err) {
       // The savepoint is gone though the transaction is the same: fn released a savepoint
       // taken before withLock, which released withLock's with it.
