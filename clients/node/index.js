@@ -239,6 +239,13 @@ function needClient(db, what) {
     throw new UnsupportedClientError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool, `
       + `not ${describe(db)}`);
   }
+  // Pipeline mode sends a query before the one ahead has been answered: the transaction
+  // status, the active query and the order of the calls' statements are no longer what
+  // they read.
+  if (db.pipeline === true) {
+    throw new UnsupportedClientError(`pglocks ${what}(): node-postgres' pipeline mode (pipeline: true) is not supported; `
+      + 'use a client without it');
+  }
 }
 
 // The connection's transaction status as of its last statement: 'I' idle, 'T' in a
@@ -622,6 +629,7 @@ async function notReleased(client, lockKey, state, { cause, releaseError, fnFail
 // client was taken from a pool by withLock, which closes it rather than give it back holding
 // a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
+  needClient(client, 'withLock');
   const shared = boolArg('shared', options.shared, false);
   const scope = scopeArg(options.scope);
   // Read before anything is sent: inside a transaction block, fn runs in a transaction
