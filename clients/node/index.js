@@ -141,6 +141,23 @@ class SavepointReleasedError extends Error {
   }
 }
 
+/**
+ * Rejects withLock given a pool when fn returned with a transaction block open on the pool's
+ * connection: the block was rolled back (what fn did in it undone) before the connection went
+ * back. result is what fn resolved to; cause, when given, the error that came with it.
+ */
+class TransactionRolledBackError extends Error {
+  constructor(lockKey, { result, cause } = {}) {
+    super("pglocks withLock(): the function returned with a transaction block open on the pool's "
+      + 'connection; it was rolled back before the connection went back to the pool',
+    cause === undefined ? undefined : { cause });
+    this.name = 'TransactionRolledBackError';
+    this.code = 'PGLOCKS_TRANSACTION_ROLLED_BACK';
+    this.key = lockKey;
+    this.result = result;
+  }
+}
+
 /** Thrown when the connection given is not a pg.Client or a client of a pg.Pool. */
 class UnsupportedClientError extends TypeError {
   constructor(message) {
@@ -838,12 +855,7 @@ async function withLock(db, lockKey, fn, options = {}) {
       await giveBack(client, true);
       throw err;
     }
-    if (await giveBack(client, false)) {
-      const err = new Error('pglocks withLock(): the function returned with a transaction block open on the pool\'s '
-        + 'connection; it was rolled back before the connection went back to the pool');
-      err.code = 'PGLOCKS_TRANSACTION_ROLLED_BACK';
-      throw err;
-    }
+    if (await giveBack(client, false)) throw new TransactionRolledBackError(lockKey, { result });
     return result;
   }
   needClient(db, 'withLock');
@@ -906,5 +918,6 @@ module.exports = {
   TransactionAbortedError,
   TransactionChangedError,
   SavepointReleasedError,
+  TransactionRolledBackError,
   UnsupportedClientError,
 };
