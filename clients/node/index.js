@@ -514,6 +514,41 @@ async function releaseOn(client, lockKey, shared, what) {
   return lockStatement(client, text, [...k.values, shared], lockKey, what);
 }
 
+// A condition on pglocks_held()'s rows for the lock, with the value of its parameter $n.
+function heldFilter(lockKey, n) {
+  if (Array.isArray(lockKey)) {
+    return { sql: `lock_key IS NULL AND key OPERATOR(pg_catalog.=) $${n}::text`, value: `${lockKey[0]},${lockKey[1]}` };
+  }
+  const k = typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey);
+  return { sql: `lock_key OPERATOR(pg_catalog.=) $${n}::bigint`, value: k.toString() };
+}
+
+// withLock's release of its session hold. The server releases the newest hold of the lock
+// in that mode whatever its scope: when fn left a transaction-scope hold of the same lock
+// (a nested withLock or acquire with scope 'transaction'), that one may be released instead.
+// The transaction-scope holds are counted before (in the release's statement, whose FROM is
+// read before its select list) and, when there were some, after: one fewer means withLock's
+// session hold is still there, and the call rejects.
+async function releaseSessionHold(client, lockKey, shared) {
+  const k = keyArgs(lockKey);
+  const n = k.values.length;
+  const schema = await extensionSchema(client, lockKey, 'withLock');
+  const count = (sharedParam, keyParam) => `SELECT coalesce(pg_catalog.sum(holds), 0)::bigint FROM ${schema}.pglocks_held() `
+    + `WHERE ${heldFilter(lockKey, keyParam).sql} AND shared OPERATOR(pg_catalog.=) $${sharedParam}::boolean `
+    + "AND scope OPERATOR(pg_catalog.=) 'transaction'";
+  const keyValue = heldFilter(lockKey, 1).value;
+  const { rows } = await runStatement(client, `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, `
+    + `shared => $${n + 1}::boolean), b.n FROM (${count(n + 1, n + 2)}) AS b(n)`, [...k.values, shared, keyValue],
+  lockKey, 'withLock');
+  const before = BigInt(rows[0][1]);
+  if (before === 0n) return;
+  const after = BigInt((await runStatement(client, count(1, 2), [shared, keyValue], lockKey, 'withLock')).rows[0][0]);
+  if (after < before) {
+    throw new Error('the release freed a transaction-scope hold of the same lock taken inside the function '
+      + "(the newest hold), not withLock's session hold: a nested call on the same lock with another scope is not supported");
+  }
+}
+
 /**
  * Takes the lock on this client's session: true once held. With wait: false it tries
  * once, with a timeout it waits at most that long; both resolve to false when another
@@ -747,7 +782,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
         if (err instanceof ConnectionClosedError) throw err;
       });
     }
-    await releaseOn(client, lockKey, shared, 'withLock');
+    await releaseSessionHold(client, lockKey, shared);
   } catch (err) {
     throw await notReleased(client, lockKey, state, {
       cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,

@@ -48,3 +48,32 @@ test('fn releasing an enclosing savepoint and failing: the lock is released befo
   await a.query('ROLLBACK');
   assert.deepEqual(await held(a), []);
 });
+
+test("a nested withLock on the same lock with scope 'transaction': the outer session hold is not silently left behind", async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  const err = await pglocks.withLock(a, 'wsp:nested', async (c) => pglocks.withLock(c, 'wsp:nested', async () => 'inner',
+    { scope: 'transaction' })).then(() => null, (e) => e);
+  assert.ok(err instanceof pglocks.LockNotReleasedError, String(err));
+  assert.equal(err.lockStillHeld, true);
+  assert.match(err.message, /nested call on the same lock with another scope/);
+  // What the session holds is what the error says: the session hold is still there.
+  assert.deepEqual((await held(a)).map((h) => h[2]), ['session']);
+  await a.query('COMMIT');
+  assert.equal(await pglocks.release(a, 'wsp:nested'), true);
+  assert.deepEqual(await held(a), []);
+});
+
+test("withLock releasing its session hold with a transaction-scope hold of another mode or lock: resolves", async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  const got = await pglocks.withLock(a, 'wsp:other', async (c) => {
+    await pglocks.acquire(c, 'wsp:other', { scope: 'transaction', shared: true });
+    await pglocks.acquire(c, 'wsp:other2', { scope: 'transaction' });
+    return 'ok';
+  });
+  assert.equal(got, 'ok');
+  assert.deepEqual((await held(a)).map((h) => h[2]), ['transaction', 'transaction']);
+  await a.query('COMMIT');
+  assert.deepEqual(await held(a), []);
+});
