@@ -4,6 +4,7 @@
 // only thing computed here is key(name), the same number as the server's pglocks_key.
 'use strict';
 
+const { AsyncLocalStorage } = require('node:async_hooks');
 const crypto = require('node:crypto');
 const net = require('node:net');
 
@@ -641,6 +642,65 @@ function closeOnRelease(client, err) {
   };
 }
 
+// The queries fn sends on the client: withLock puts one wrapper of its own over the
+// client's query() for as long as any of its calls' fn runs, and a query sent from fn's
+// asynchronous context (fn, and whatever fn awaits or starts, followed by AsyncLocalStorage)
+// is recorded as that call's: the node-postgres Query object made (the active one when it
+// started at once, else the one added to the queue). A query the application sends on the
+// same client from elsewhere meanwhile is not fn's, and is never cancelled.
+const fnContext = new AsyncLocalStorage();
+const queryWrappers = new WeakMap();
+
+function wrapQuery(client) {
+  let entry = queryWrappers.get(client);
+  if (entry === undefined) {
+    const hadOwn = Object.prototype.hasOwnProperty.call(client, 'query');
+    const original = client.query;
+    const wrapper = function trackedQuery(...args) {
+      const queue = Array.isArray(client._queryQueue) ? client._queryQueue : null;
+      const queued = queue ? queue.length : 0;
+      const activeBefore = activeQuery(client);
+      const ret = original.apply(this, args);
+      const active = activeQuery(client);
+      let made = null;
+      if (active && active !== activeBefore) made = active;
+      else if (queue && queue.length > queued) made = queue[queue.length - 1];
+      if (made) {
+        for (let ctx = fnContext.getStore(); ctx; ctx = ctx.parent) {
+          if (ctx.client === client) ctx.mine.add(made);
+        }
+      }
+      return ret;
+    };
+    entry = {
+      users: 0,
+      unwrap() {
+        queryWrappers.delete(client);
+        if (client.query !== wrapper) return; // wrapped again by somebody else since: left as it is
+        if (hadOwn) client.query = original;
+        else delete client.query;
+      },
+    };
+    queryWrappers.set(client, entry);
+    client.query = wrapper;
+  }
+  entry.users += 1;
+  return () => {
+    entry.users -= 1;
+    if (entry.users === 0) entry.unwrap();
+  };
+}
+
+// Runs fn(client) with its queries recorded in mine.
+async function runFn(client, fn, mine) {
+  const unwrap = wrapQuery(client);
+  try {
+    return await fnContext.run({ client, mine, parent: fnContext.getStore() }, () => fn(client));
+  } finally {
+    unwrap();
+  }
+}
+
 // fn failed while a query of its own still runs on the connection (its promise rejected on
 // the client side, by query_timeout, or fn threw without waiting for it): withLock cannot go
 // on behind it, so it cancels that query and waits until the connection is ready again. When
@@ -648,9 +708,11 @@ function closeOnRelease(client, err) {
 // connection is closed instead, which ends the holds, and withLock rejects with
 // ConnectionClosedError. Without node-postgres' active-query accessor (pg-native) nothing is
 // known to run, and the release waits behind whatever does.
-async function abandonFnQuery(client, lockKey, fnError) {
+async function abandonFnQuery(client, lockKey, fnError, fnQueries) {
   const running = activeQuery(client);
   if (running === null || running === undefined) return;
+  // A query fn did not send (the application's, on the same client) is waited for.
+  if (!fnQueries.has(running)) return;
   const stillActive = () => activeQuery(client) === running;
   const target = cancelTarget(client);
   if (target && ((await sendCancel(client, target, stillActive)) || !stillActive())) {
@@ -720,8 +782,9 @@ async function withLockOn(client, lockKey, fn, options, state) {
   let fnFailed = false;
   let fnError;
   let result;
+  const fnQueries = new Set();
   try {
-    result = await fn(client);
+    result = await runFn(client, fn, fnQueries);
   } catch (err) {
     fnFailed = true;
     fnError = err;
@@ -730,7 +793,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
   // another connection, whose ConnectionClosedError says nothing of this one's holds.
   if (fnError instanceof ConnectionClosedError && isClosed(client)) throw fnError;
   if (fnFailed) {
-    await abandonFnQuery(client, lockKey, fnError);
+    await abandonFnQuery(client, lockKey, fnError, fnQueries);
     await settle(client);
   }
   if (isClosed(client)) {
