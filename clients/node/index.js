@@ -691,11 +691,12 @@ function wrapQuery(client) {
   };
 }
 
-// Runs fn(client) with its queries recorded in mine.
-async function runFn(client, fn, mine) {
+// Runs fn(client) in the call's context (ctx: client, mine, parent), its queries recorded in
+// ctx.mine.
+async function runFn(client, fn, ctx) {
   const unwrap = wrapQuery(client);
   try {
-    return await fnContext.run({ client, mine, parent: fnContext.getStore() }, () => fn(client));
+    return await fnContext.run(ctx, () => fn(client));
   } finally {
     unwrap();
   }
@@ -739,17 +740,68 @@ async function notReleased(client, lockKey, state, { cause, releaseError, fnFail
   return failure;
 }
 
+// The withLock calls in progress on each client, oldest first. Inside a transaction block
+// their savepoints and marks nest: a call may run inside another's fn (its context descends
+// from that call's), but not alongside it.
+const callsInProgress = new WeakMap();
+
+/**
+ * Rejects withLock, before anything is sent, inside a transaction block when another withLock
+ * call on the same client is in progress and this one does not run inside its fn: their
+ * savepoints would be released and rolled back out of order. Overlapping calls on one client
+ * are not supported there; nest them (call withLock from fn) or wait for one to end.
+ */
+class OverlappingCallError extends Error {
+  constructor(lockKey) {
+    super(`pglocks withLock(): ${showKey(lockKey)}: another withLock call on this client is in progress inside `
+      + 'the same transaction block, and this one does not run inside its function; overlapping calls on one '
+      + 'client are not supported there: nest them or wait for one to end');
+    this.name = 'OverlappingCallError';
+    this.code = 'PGLOCKS_OVERLAPPING_CALL';
+    this.key = lockKey;
+  }
+}
+
+function needNoOverlap(client, ctx) {
+  const calls = callsInProgress.get(client) || [];
+  const ancestors = new Set();
+  for (let c = ctx.parent; c; c = c.parent) ancestors.add(c);
+  for (const call of calls) {
+    if (call === ctx) return;
+    if (!ancestors.has(call)) throw new OverlappingCallError(ctx.lockKey);
+  }
+}
+
 // Runs fn under the lock on one client. Resolves to fn's result or rejects. state.owned: the
 // client was taken from a pool by withLock, which closes it rather than give it back holding
 // a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
   needClient(client, 'withLock');
+  const ctx = {
+    client, lockKey, mine: new Set(), parent: fnContext.getStore(),
+  };
+  let calls = callsInProgress.get(client);
+  if (calls === undefined) {
+    calls = [];
+    callsInProgress.set(client, calls);
+  }
+  calls.push(ctx);
+  try {
+    return await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+  } finally {
+    calls.splice(calls.indexOf(ctx), 1);
+    if (calls.length === 0 && callsInProgress.get(client) === calls) callsInProgress.delete(client);
+  }
+}
+
+async function withLockBody(client, lockKey, fn, options, state) {
   const shared = boolArg('shared', options.shared, false);
   const scope = scopeArg(options.scope);
   // Read before anything is sent: inside a transaction block, fn runs in a transaction
   // marked as withLock's, and (scope 'session') after a savepoint, so that an SQL error of fn
   // (which aborts the block) can be rolled back to it and the release run.
   const inBlock = (await currentStatus(client, lockKey, 'withLock')) !== 'I';
+  if (inBlock) needNoOverlap(client, state.ctx);
   const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
@@ -782,9 +834,9 @@ async function withLockOn(client, lockKey, fn, options, state) {
   let fnFailed = false;
   let fnError;
   let result;
-  const fnQueries = new Set();
+  const fnQueries = state.ctx.mine;
   try {
-    result = await runFn(client, fn, fnQueries);
+    result = await runFn(client, fn, state.ctx);
   } catch (err) {
     fnFailed = true;
     fnError = err;
@@ -1017,5 +1069,6 @@ module.exports = {
   TransactionChangedError,
   SavepointReleasedError,
   TransactionRolledBackError,
+  OverlappingCallError,
   UnsupportedClientError,
 };

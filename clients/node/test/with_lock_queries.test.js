@@ -40,3 +40,26 @@ test('fn failing while a query it sent runs: that query is still cancelled', asy
   assert.deepEqual(await held(a), []);
   assert.equal(Object.prototype.hasOwnProperty.call(a, 'query'), false);
 });
+
+test("two overlapping withLock calls on one client inside a block: the second is refused before anything is sent", async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  await a.query('CREATE TEMP TABLE wq_i (v text)');
+  const [first, second] = await Promise.allSettled([
+    pglocks.withLock(a, 'wq:a', async (c) => { await sleep(100); await c.query("INSERT INTO wq_i VALUES ('a')"); return 'a'; }),
+    pglocks.withLock(a, 'wq:b', async (c) => { await c.query("INSERT INTO wq_i VALUES ('b')"); throw new Error('b failed'); }),
+  ]);
+  assert.equal(first.value, 'a');
+  assert.ok(second.reason instanceof pglocks.OverlappingCallError, String(second.reason));
+  assert.equal(second.reason.code, 'PGLOCKS_OVERLAPPING_CALL');
+  assert.deepEqual((await a.query('SELECT v FROM wq_i ORDER BY v')).rows.map((r) => r.v), ['a']);
+  assert.deepEqual(await held(a), []);
+  // A call nested in fn, on the same client, still works, and so does the next call.
+  assert.equal(await pglocks.withLock(a, 'wq:outer', (c) => pglocks.withLock(c, 'wq:inner', async (d) => {
+    await sleep(20);
+    return (await held(d)).length;
+  })), 2);
+  assert.equal(await pglocks.withLock(a, 'wq:a', () => 'again'), 'again');
+  await a.query('ROLLBACK');
+  assert.deepEqual(await held(a), []);
+});
