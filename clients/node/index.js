@@ -811,10 +811,13 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (inBlock) {
     name = NAME_PREFIX + (++nameSeq);
     try {
-      // One round trip (the simple protocol runs both), the mark before the savepoint, so
-      // that a ROLLBACK TO it keeps the mark.
+      // One round trip (the simple protocol runs them all), the mark and the cursor before the
+      // savepoint, so that a ROLLBACK TO it keeps them. The cursor (of the same name) tells a
+      // mark that fn reset (RESET ALL) from one that went with the transaction or with a
+      // ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
       const set = firstResult(await runStatement(client, `SELECT pg_catalog.set_config('${MARKER}', `
         + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
+        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`
         + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
@@ -855,18 +858,22 @@ async function withLockBody(client, lockKey, fn, options, state) {
       'lost its connection while the function ran');
   }
 
-  // Inside a transaction block: still the transaction of the lock ('same'), another one or
-  // none ('changed': fn ended it), or an aborted block ('aborted').
+  // Inside a transaction block: still the transaction of the lock ('same'; its mark there,
+  // or reset by fn while its cursor is still open), another one or none ('changed': fn ended
+  // it, or rolled back to a savepoint taken before withLock), or an aborted block ('aborted').
   let where = 'same';
   let abortCode = null;
+  let cursorOpen = false;
   if (inBlock) {
     const restoreSql = restore === null ? 'NULL'
-      : `CASE WHEN v THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
+      : `CASE WHEN v OR c THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
     try {
-      const read = await runStatement(client, `SELECT v, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
-        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v) AS m`,
+      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
+        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v, `
+        + `EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) '${name}') AS c) AS m`,
       [], lockKey, 'withLock');
       where = read.rows[0][0] ? 'same' : 'changed';
+      cursorOpen = read.rows[0][1] === true;
     } catch (err) {
       if (!isServerError(err) || err.code !== '25P02') throw err;
       where = 'aborted';
@@ -875,6 +882,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
   }
 
   if (scope === 'transaction') {
+    if (cursorOpen) await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
     if (where === 'changed') {
       throw new TransactionChangedError(lockKey, {
         lockStillHeld: await heldNow(client, lockKey, shared), cause: fnFailed ? fnError : undefined,
@@ -909,7 +917,8 @@ async function withLockBody(client, lockKey, fn, options, state) {
     try {
       await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
         + `RELEASE SAVEPOINT ${name}`
-        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
+        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
+        + `${cursorOpen ? `; CLOSE ${name}` : ''}`, [], lockKey, 'withLock');
     } catch (err) {
       // The savepoint is gone though the transaction is the same: fn released a savepoint
       // taken before withLock, which released withLock's with it.
