@@ -245,3 +245,16 @@ export class TransactionRolledBackError extends Error {
   /** The error that came with it, if any. */
   readonly cause?: unknown;
 }
+
+/**
+ * withLock inside a transaction block, while another withLock call on the same client is in
+ * progress and this one does not run inside its fn: refused before the lock is taken, since
+ * their savepoints would be released and rolled back out of order. Nest the calls (call
+ * withLock from fn) or wait for one to end.
+ */
+export class OverlappingCallError extends Error {
+  constructor(key: LockKey);
+  readonly name: 'OverlappingCallError';
+  readonly code: 'PGLOCKS_OVERLAPPING_CALL';
+  readonly key: LockKey;
+}

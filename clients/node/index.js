@@ -322,11 +322,17 @@ function isClosed(client) {
 }
 
 // The query node-postgres is running on the connection (sent, not answered), through its
-// internal accessor (_getActiveQuery, else _activeQuery); undefined when this client has
-// neither (pg-native, another version), so that a caller can tell "none" from "cannot know".
+// internal accessor (_getActiveQuery; pg-native's _hasActiveQuery, since pg-native keeps
+// _activeQuery set after the query ended; else _activeQuery, unless its state says it
+// ended); undefined when this client has none of them (another version), so that a caller
+// can tell "none" from "cannot know".
 function activeQuery(client) {
   if (typeof client._getActiveQuery === 'function') return client._getActiveQuery() || null;
-  if ('_activeQuery' in client) return client._activeQuery || null;
+  if (typeof client._hasActiveQuery === 'function') return client._hasActiveQuery() ? client._activeQuery || null : null;
+  if ('_activeQuery' in client) {
+    const q = client._activeQuery;
+    return q && q.state !== 'end' && q.state !== 'error' ? q : null;
+  }
   return undefined;
 }
 

@@ -5,7 +5,7 @@ import pglocks = require('..');
 import {
   key, withLock, tryLock, acquire, release, releaseAll, withLockCommand, LockNotAcquiredError, LockNotReleasedError,
   ConnectionClosedError, UnsupportedClientError, TransactionAbortedError, TransactionChangedError,
-  SavepointReleasedError, TransactionRolledBackError,
+  SavepointReleasedError, TransactionRolledBackError, OverlappingCallError,
 } from '..';
 
 async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise<void> {
@@ -61,6 +61,9 @@ async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise
       const code: 'PGLOCKS_TRANSACTION_ROLLED_BACK' = err.code;
       const result: unknown = err.result;
       const cause: unknown = err.cause;
+    }
+    if (err instanceof OverlappingCallError) {
+      const code: 'PGLOCKS_OVERLAPPING_CALL' = err.code;
     }
     if (err instanceof ConnectionClosedError) {
       const code: 'PGLOCKS_CONNECTION_CLOSED' = err.code;
