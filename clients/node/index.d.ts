@@ -107,7 +107,9 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * connection goes back outside any transaction block (one fn left open is rolled back; fn's
  * success then rejects with TransactionRolledBackError), and is closed instead when it still
  * holds an advisory lock. fn that releases a savepoint taken before withLock rejects with
- * SavepointReleasedError. pg's pipeline mode is refused (UnsupportedClientError).
+ * SavepointReleasedError; a call overlapping another on the same client inside a block,
+ * without running inside its fn, rejects with OverlappingCallError. pg's pipeline mode is
+ * refused (UnsupportedClientError).
  */
 export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
   pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
@@ -199,7 +201,7 @@ export class TransactionAbortedError extends Error {
 /**
  * scope 'transaction': fn ended the transaction the hold belonged to (COMMIT, ROLLBACK, or
  * ROLLBACK TO a savepoint taken before withLock), so what it did afterwards was not under the
- * lock.
+ * lock. RESET ALL in fn is not taken for it.
  */
 export class TransactionChangedError extends Error {
   constructor(key: LockKey, options: { lockStillHeld: boolean; cause?: unknown });

@@ -1000,8 +1000,14 @@ async function giveBack(client, failed) {
  *
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
  * at the end: outside any transaction block (one fn left open is rolled back, and a
- * successful fn then rejects with code PGLOCKS_TRANSACTION_ROLLED_BACK), and closed instead
- * when its hold could not be released or its state is in doubt.
+ * successful fn then rejects with TransactionRolledBackError), and closed instead when its
+ * hold could not be released, its state is in doubt, or it still holds an advisory lock.
+ *
+ * Not supported, and refused where it can be told: fn releasing a savepoint taken before
+ * withLock (SavepointReleasedError), calls overlapping on one client inside a block without
+ * nesting (OverlappingCallError), a nested call on the same lock with another scope
+ * (LockNotReleasedError), node-postgres' pipeline mode (UnsupportedClientError), and the
+ * client used outside fn while withLock runs.
  */
 async function withLock(db, lockKey, fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('pglocks withLock(): the third argument must be a function');
