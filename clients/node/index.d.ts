@@ -11,16 +11,18 @@ export type LockKey = string | bigint | number | readonly [number, number];
 /** Milliseconds, or a PostgreSQL interval such as `'2s'` or `'1 minute'`. */
 export type Timeout = number | string;
 
-/** Anything that runs a query: a pg.Client, a client taken from a pg.Pool, or a pg.Pool. */
-export interface Queryable {
-  query(config: { text: string; values?: unknown[]; rowMode?: 'array' }): Promise<{ rows: any[] }>;
-}
-
 /**
- * One connection: a pg.Client or a client taken from a pg.Pool. A pg.Pool is not one (it
- * runs each query on whichever connection is free), and a lock belongs to one connection.
+ * One connection: a pg.Client or a client taken from a pg.Pool (what the calls check at run
+ * time: query, connect, end and on, besides node-postgres' connection or pg-native's native;
+ * anything else is refused with UnsupportedClientError). A pg.Pool is not one (it runs each
+ * query on whichever connection is free), and a lock belongs to one connection. A client in
+ * pipeline mode (pipeline: true) fits the type but is refused at run time.
  */
-export interface Connection extends Queryable {
+export interface Connection {
+  query(config: { text: string; values?: unknown[]; rowMode?: 'array' }): Promise<{ rows: any[] }>;
+  connect(...args: any[]): unknown;
+  end(...args: any[]): unknown;
+  on(event: any, listener: (...args: any[]) => void): unknown;
   readonly totalCount?: never;
   /**
    * The transaction status node-postgres reports from 8.21.0 on: 'I' idle, 'T' in a
@@ -39,7 +41,11 @@ export interface PooledConnection extends Connection {
 export interface PoolLike {
   readonly totalCount: number;
   connect(): Promise<PooledConnection>;
+  query(config: { text: string; values?: unknown[]; rowMode?: 'array' }): Promise<{ rows: any[] }>;
 }
+
+/** What withLockCommand runs its one statement on: a connection or a pool. */
+export type Queryable = Connection | PoolLike;
 
 export interface AcquireOptions {
   /** A shared lock: any number of sessions hold it together. Default false (exclusive). */
@@ -99,7 +105,11 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * query_timeout), a session the server ends, or a query of fn's that cannot be cancelled when
  * fn fails closes the connection and rejects with ConnectionClosedError. Given a pool, the
  * connection goes back outside any transaction block (one fn left open is rolled back; fn's
- * success then rejects with code 'PGLOCKS_TRANSACTION_ROLLED_BACK').
+ * success then rejects with TransactionRolledBackError), and is closed instead when it still
+ * holds an advisory lock. fn that releases a savepoint taken before withLock rejects with
+ * SavepointReleasedError; a call overlapping another on the same client inside a block,
+ * without running inside its fn, rejects with OverlappingCallError. pg's pipeline mode is
+ * refused (UnsupportedClientError).
  */
 export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
   pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
@@ -131,13 +141,18 @@ export class LockNotAcquiredError extends Error {
  * when it is given back), or the connection was closed, which ended the hold.
  */
 export class LockNotReleasedError extends Error {
-  constructor(key: LockKey, options: { lockStillHeld: boolean; cause?: unknown; releaseError?: unknown; fnFailed?: boolean });
+  constructor(key: LockKey, options: {
+    lockStillHeld: boolean; cause?: unknown; releaseError?: unknown; fnFailed?: boolean; fnRan?: boolean;
+  });
   readonly name: 'LockNotReleasedError';
   readonly code: 'PGLOCKS_NOT_RELEASED';
   readonly key: LockKey;
   /** true: this connection still holds the lock; false: the connection was closed. */
   readonly lockStillHeld: boolean;
-  /** fn's error when fn failed, else the release's error. */
+  /**
+   * fn's error when fn failed; the error of the statement before fn when fn did not run (the
+   * savepoint); else the release's error.
+   */
   readonly cause: unknown;
   /** Why the release did not run (25P02 in an aborted transaction block, say). */
   readonly releaseError: unknown;
@@ -186,7 +201,7 @@ export class TransactionAbortedError extends Error {
 /**
  * scope 'transaction': fn ended the transaction the hold belonged to (COMMIT, ROLLBACK, or
  * ROLLBACK TO a savepoint taken before withLock), so what it did afterwards was not under the
- * lock.
+ * lock. RESET ALL in fn is not taken for it.
  */
 export class TransactionChangedError extends Error {
   constructor(key: LockKey, options: { lockStillHeld: boolean; cause?: unknown });
@@ -197,4 +212,51 @@ export class TransactionChangedError extends Error {
   readonly lockStillHeld: boolean;
   /** fn's error, when fn failed. */
   readonly cause: unknown;
+}
+
+/**
+ * scope 'session' inside the caller's transaction block: fn released a savepoint taken before
+ * withLock (RELEASE SAVEPOINT), and withLock's own with it, which is not supported. The lock
+ * was released; withLock's attempt to end its savepoint (SQLSTATE 3B001) left the block
+ * aborted, and fn's work was not undone when fn failed: roll the transaction back.
+ */
+export class SavepointReleasedError extends Error {
+  constructor(key: LockKey, options: { cause?: unknown; savepointError?: unknown; fnFailed?: boolean });
+  readonly name: 'SavepointReleasedError';
+  readonly code: 'PGLOCKS_SAVEPOINT_RELEASED';
+  readonly key: LockKey;
+  /** Always false: the lock was released before withLock's savepoint was touched. */
+  readonly lockStillHeld: false;
+  /** fn's error when fn failed, else the server's 3B001. */
+  readonly cause: unknown;
+  /** The server's error (3B001, invalid_savepoint_specification). */
+  readonly savepointError: unknown;
+}
+
+/**
+ * withLock given a pool: fn returned with a transaction block open on the pool's connection,
+ * which was rolled back (fn's work in it undone) before the connection went back.
+ */
+export class TransactionRolledBackError extends Error {
+  constructor(key: LockKey, options?: { result?: unknown; cause?: unknown });
+  readonly name: 'TransactionRolledBackError';
+  readonly code: 'PGLOCKS_TRANSACTION_ROLLED_BACK';
+  readonly key: LockKey;
+  /** What fn resolved to. */
+  readonly result: unknown;
+  /** The error that came with it, if any. */
+  readonly cause?: unknown;
+}
+
+/**
+ * withLock inside a transaction block, while another withLock call on the same client is in
+ * progress and this one does not run inside its fn: refused before the lock is taken, since
+ * their savepoints would be released and rolled back out of order. Nest the calls (call
+ * withLock from fn) or wait for one to end.
+ */
+export class OverlappingCallError extends Error {
+  constructor(key: LockKey);
+  readonly name: 'OverlappingCallError';
+  readonly code: 'PGLOCKS_OVERLAPPING_CALL';
+  readonly key: LockKey;
 }

@@ -4,6 +4,7 @@
 // only thing computed here is key(name), the same number as the server's pglocks_key.
 'use strict';
 
+const { AsyncLocalStorage } = require('node:async_hooks');
 const crypto = require('node:crypto');
 const net = require('node:net');
 
@@ -49,12 +50,16 @@ class LockNotAcquiredError extends Error {
  * release's.
  */
 class LockNotReleasedError extends Error {
-  constructor(lockKey, { lockStillHeld, cause, releaseError, fnFailed }) {
+  constructor(lockKey, {
+    lockStillHeld, cause, releaseError, fnFailed, fnRan = true,
+  }) {
     const where = lockStillHeld
       ? 'this connection still holds it: release it (release/releaseAll after ROLLBACK) or end the connection'
       : 'the connection was closed, which ended the hold';
-    super(`pglocks withLock(): ${showKey(lockKey)} could not be released after the function `
-      + `${fnFailed ? 'failed' : 'returned'} (${releaseError && releaseError.message}); ${where}`, { cause });
+    const when = fnRan ? `after the function ${fnFailed ? 'failed' : 'returned'}`
+      : `after the statement before the function failed (${cause && cause.message}), so the function did not run`;
+    super(`pglocks withLock(): ${showKey(lockKey)} could not be released ${when} `
+      + `(${releaseError && releaseError.message}); ${where}`, { cause });
     this.name = 'LockNotReleasedError';
     this.code = 'PGLOCKS_NOT_RELEASED';
     this.key = lockKey;
@@ -114,6 +119,43 @@ class TransactionChangedError extends Error {
     this.code = 'PGLOCKS_TRANSACTION_CHANGED';
     this.key = lockKey;
     this.lockStillHeld = lockStillHeld;
+  }
+}
+
+/**
+ * Rejects withLock (scope 'session', inside the caller's transaction block) when fn released
+ * a savepoint taken before withLock (RELEASE SAVEPOINT), which released withLock's savepoint
+ * with it: the lock was released, but withLock could not undo fn's work (when fn failed) nor
+ * end its savepoint, and the attempt (SQLSTATE 3B001) left the transaction block aborted: roll
+ * it back. Unsupported: fn may release only savepoints it took itself.
+ */
+class SavepointReleasedError extends Error {
+  constructor(lockKey, { cause, savepointError, fnFailed }) {
+    super(`pglocks withLock(): the function released a savepoint taken before withLock, and withLock's own with it; `
+      + `${showKey(lockKey)} was released, but the transaction block is now aborted`
+      + `${fnFailed ? ' and what the function did was not undone' : ''}: roll it back`, { cause });
+    this.name = 'SavepointReleasedError';
+    this.code = 'PGLOCKS_SAVEPOINT_RELEASED';
+    this.key = lockKey;
+    this.lockStillHeld = false;
+    this.savepointError = savepointError;
+  }
+}
+
+/**
+ * Rejects withLock given a pool when fn returned with a transaction block open on the pool's
+ * connection: the block was rolled back (what fn did in it undone) before the connection went
+ * back. result is what fn resolved to; cause, when given, the error that came with it.
+ */
+class TransactionRolledBackError extends Error {
+  constructor(lockKey, { result, cause } = {}) {
+    super("pglocks withLock(): the function returned with a transaction block open on the pool's "
+      + 'connection; it was rolled back before the connection went back to the pool',
+    cause === undefined ? undefined : { cause });
+    this.name = 'TransactionRolledBackError';
+    this.code = 'PGLOCKS_TRANSACTION_ROLLED_BACK';
+    this.key = lockKey;
+    this.result = result;
   }
 }
 
@@ -215,6 +257,13 @@ function needClient(db, what) {
     throw new UnsupportedClientError(`pglocks ${what}(): the first argument must be a pg.Client or a client of a pg.Pool, `
       + `not ${describe(db)}`);
   }
+  // Pipeline mode sends a query before the one ahead has been answered: the transaction
+  // status, the active query and the order of the calls' statements are no longer what
+  // they read.
+  if (db.pipeline === true) {
+    throw new UnsupportedClientError(`pglocks ${what}(): node-postgres' pipeline mode (pipeline: true) is not supported; `
+      + 'use a client without it');
+  }
 }
 
 // The connection's transaction status as of its last statement: 'I' idle, 'T' in a
@@ -227,13 +276,31 @@ function transactionStatus(client, what) {
   return client.getTransactionStatus();
 }
 
+// The connection's transaction status now. Right after a failed statement node-postgres has
+// passed the error on before the server's ReadyForQuery, and still reports the status of the
+// statement before (a failed COMMIT reads 'T'): the status is read only once the connection
+// is ready, after an empty query when it is not. Anything but 'I', 'T' or 'E' is refused.
+async function currentStatus(client, lockKey, what) {
+  if (client.readyForQuery !== true && (await settle(client)) === null) {
+    throw new ConnectionClosedError(lockKey, what, new Error('the connection did not answer'),
+      'found the connection closed or not answering');
+  }
+  const status = transactionStatus(client, what);
+  if (status !== 'I' && status !== 'T' && status !== 'E') {
+    throw new Error(`pglocks ${what}(): the connection's transaction status is unknown (${status})`);
+  }
+  return status;
+}
+
+function notInBlockError(what) {
+  return new Error(`pglocks ${what}(): scope 'transaction' needs a transaction block on this client `
+    + '(BEGIN first); outside one the hold would end with the acquiring statement');
+}
+
 // A transaction-scope hold taken outside a transaction block ends with its own statement:
 // the caller would go on believing it holds the lock.
-function needTransactionBlock(client, what) {
-  if (transactionStatus(client, what) === 'I') {
-    throw new Error(`pglocks ${what}(): scope 'transaction' needs a transaction block on this client `
-      + "(BEGIN first); outside one the hold would end with the acquiring statement");
-  }
+async function needTransactionBlock(client, lockKey, what) {
+  if ((await currentStatus(client, lockKey, what)) === 'I') throw notInBlockError(what);
 }
 
 // An error the server sent (node-postgres' DatabaseError: a severity and an SQLSTATE): the
@@ -255,11 +322,17 @@ function isClosed(client) {
 }
 
 // The query node-postgres is running on the connection (sent, not answered), through its
-// internal accessor (_getActiveQuery, else _activeQuery); undefined when this client has
-// neither (pg-native, another version), so that a caller can tell "none" from "cannot know".
+// internal accessor (_getActiveQuery; pg-native's _hasActiveQuery, since pg-native keeps
+// _activeQuery set after the query ended; else _activeQuery, unless its state says it
+// ended); undefined when this client has none of them (another version), so that a caller
+// can tell "none" from "cannot know".
 function activeQuery(client) {
   if (typeof client._getActiveQuery === 'function') return client._getActiveQuery() || null;
-  if ('_activeQuery' in client) return client._activeQuery || null;
+  if (typeof client._hasActiveQuery === 'function') return client._hasActiveQuery() ? client._activeQuery || null : null;
+  if ('_activeQuery' in client) {
+    const q = client._activeQuery;
+    return q && q.state !== 'end' && q.state !== 'error' ? q : null;
+  }
   return undefined;
 }
 
@@ -384,6 +457,26 @@ async function runStatement(client, text, values, lockKey, what) {
   }
 }
 
+// The schema the pglocks extension is installed in, quoted, looked up once per connection:
+// every call names its functions with it, so that a search_path fn sets (schema-per-tenant
+// applications) does not keep withLock from releasing.
+const extensionSchemas = new WeakMap();
+
+async function extensionSchema(client, lockKey, what) {
+  let schema = extensionSchemas.get(client);
+  if (schema === undefined) {
+    const { rows } = await runStatement(client, 'SELECT pg_catalog.quote_ident(n.nspname) '
+      + 'FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace '
+      + "WHERE e.extname OPERATOR(pg_catalog.=) 'pglocks'", [], lockKey, what);
+    if (rows.length === 0) {
+      throw new Error(`pglocks ${what}(): the pglocks extension is not installed in this database (CREATE EXTENSION pglocks)`);
+    }
+    schema = rows[0][0];
+    extensionSchemas.set(client, schema);
+  }
+  return schema;
+}
+
 // The first statement's result of a query string that holds several (the simple protocol).
 function firstResult(result) {
   return Array.isArray(result) ? result[0] : result;
@@ -404,16 +497,63 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
   if (!waitArg && timeoutArg !== null) {
     throw new TypeError(`pglocks ${what}(): give either wait: false (try once) or a timeout, not both`);
   }
-  if (scopeName === 'transaction') needTransactionBlock(client, what);
-  const text = `SELECT pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
+  const values = [...k.values, sharedArg, waitArg, timeoutArg, scopeName];
+  const schema = await extensionSchema(client, lockKey, what);
+  const call = `${schema}.pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
     + `wait => $${n + 2}::boolean, timeout => $${n + 3}::interval, scope => $${n + 4}::text)`;
-  return lockStatement(client, text, [...k.values, sharedArg, waitArg, timeoutArg, scopeName], lockKey, what);
+  if (scopeName !== 'transaction') return lockStatement(client, `SELECT ${call}`, values, lockKey, what);
+  await needTransactionBlock(client, lockKey, what);
+  // The server has the last word: a setting set LOCAL by one statement is still there for
+  // the next only inside a transaction block (outside one, each statement is a transaction of
+  // its own), so the acquire runs only when the token it reads is the one just set.
+  const token = NAME_PREFIX + (++nameSeq);
+  await runStatement(client, `SELECT pg_catalog.set_config('${BLOCK_TOKEN}', '${token}', true)`, [], lockKey, what);
+  const got = await lockStatement(client, `SELECT CASE WHEN pg_catalog.current_setting('${BLOCK_TOKEN}', true) `
+    + `OPERATOR(pg_catalog.=) '${token}' THEN ${call} END`, values, lockKey, what);
+  if (got === null) throw notInBlockError(what);
+  return got;
 }
 
 async function releaseOn(client, lockKey, shared, what) {
   const k = keyArgs(lockKey);
-  const text = `SELECT pglocks_release(${k.sql.join(', ')}, shared => $${k.values.length + 1}::boolean)`;
+  const schema = await extensionSchema(client, lockKey, what);
+  const text = `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, shared => $${k.values.length + 1}::boolean)`;
   return lockStatement(client, text, [...k.values, shared], lockKey, what);
+}
+
+// A condition on pglocks_held()'s rows for the lock, with the value of its parameter $n.
+function heldFilter(lockKey, n) {
+  if (Array.isArray(lockKey)) {
+    return { sql: `lock_key IS NULL AND key OPERATOR(pg_catalog.=) $${n}::text`, value: `${lockKey[0]},${lockKey[1]}` };
+  }
+  const k = typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey);
+  return { sql: `lock_key OPERATOR(pg_catalog.=) $${n}::bigint`, value: k.toString() };
+}
+
+// withLock's release of its session hold. The server releases the newest hold of the lock
+// in that mode whatever its scope: when fn left a transaction-scope hold of the same lock
+// (a nested withLock or acquire with scope 'transaction'), that one may be released instead.
+// The transaction-scope holds are counted before (in the release's statement, whose FROM is
+// read before its select list) and, when there were some, after: one fewer means withLock's
+// session hold is still there, and the call rejects.
+async function releaseSessionHold(client, lockKey, shared) {
+  const k = keyArgs(lockKey);
+  const n = k.values.length;
+  const schema = await extensionSchema(client, lockKey, 'withLock');
+  const count = (sharedParam, keyParam) => `SELECT coalesce(pg_catalog.sum(holds), 0)::bigint FROM ${schema}.pglocks_held() `
+    + `WHERE ${heldFilter(lockKey, keyParam).sql} AND shared OPERATOR(pg_catalog.=) $${sharedParam}::boolean `
+    + "AND scope OPERATOR(pg_catalog.=) 'transaction'";
+  const keyValue = heldFilter(lockKey, 1).value;
+  const { rows } = await runStatement(client, `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, `
+    + `shared => $${n + 1}::boolean), b.n FROM (${count(n + 1, n + 2)}) AS b(n)`, [...k.values, shared, keyValue],
+  lockKey, 'withLock');
+  const before = BigInt(rows[0][1]);
+  if (before === 0n) return;
+  const after = BigInt((await runStatement(client, count(1, 2), [shared, keyValue], lockKey, 'withLock')).rows[0][0]);
+  if (after < before) {
+    throw new Error('the release freed a transaction-scope hold of the same lock taken inside the function '
+      + "(the newest hold), not withLock's session hold: a nested call on the same lock with another scope is not supported");
+  }
 }
 
 /**
@@ -446,7 +586,8 @@ async function release(client, lockKey, options = {}) {
 /** Releases every hold this session took through pglocks; resolves to how many. */
 async function releaseAll(client) {
   needClient(client, 'releaseAll');
-  return BigInt(await lockStatement(client, 'SELECT pglocks_release_all()', [], undefined, 'releaseAll'));
+  const schema = await extensionSchema(client, undefined, 'releaseAll');
+  return BigInt(await lockStatement(client, `SELECT ${schema}.pglocks_release_all()`, [], undefined, 'releaseAll'));
 }
 
 // Inside the caller's transaction block withLock marks the transaction as its own: a
@@ -455,6 +596,8 @@ async function releaseAll(client) {
 // unique in this process. Read when fn ends, it tells whether this is still the transaction
 // the lock was taken in; the same name is the savepoint of a session-scope call.
 const MARKER = 'pglocks_node.savepoints';
+// Set LOCAL just before a scope 'transaction' acquire, which runs only if it is still there.
+const BLOCK_TOKEN = 'pglocks_node.block';
 const NAME_PREFIX = `pglocks_${crypto.randomBytes(4).toString('hex')}_`;
 let nameSeq = 0;
 
@@ -479,8 +622,9 @@ async function heldNow(client, lockKey, shared) {
     values = [(typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey)).toString()];
   }
   try {
+    const schema = await extensionSchema(client, lockKey, 'withLock');
     const { rows } = await client.query({
-      text: `SELECT count(*) > 0 FROM pglocks_held() WHERE ${where} AND shared = $2`,
+      text: `SELECT pg_catalog.count(*) > 0 FROM ${schema}.pglocks_held() WHERE ${where} AND shared = $2`,
       values: [...values, shared],
       rowMode: 'array',
     });
@@ -504,6 +648,66 @@ function closeOnRelease(client, err) {
   };
 }
 
+// The queries fn sends on the client: withLock puts one wrapper of its own over the
+// client's query() for as long as any of its calls' fn runs, and a query sent from fn's
+// asynchronous context (fn, and whatever fn awaits or starts, followed by AsyncLocalStorage)
+// is recorded as that call's: the node-postgres Query object made (the active one when it
+// started at once, else the one added to the queue). A query the application sends on the
+// same client from elsewhere meanwhile is not fn's, and is never cancelled.
+const fnContext = new AsyncLocalStorage();
+const queryWrappers = new WeakMap();
+
+function wrapQuery(client) {
+  let entry = queryWrappers.get(client);
+  if (entry === undefined) {
+    const hadOwn = Object.prototype.hasOwnProperty.call(client, 'query');
+    const original = client.query;
+    const wrapper = function trackedQuery(...args) {
+      const queue = Array.isArray(client._queryQueue) ? client._queryQueue : null;
+      const queued = queue ? queue.length : 0;
+      const activeBefore = activeQuery(client);
+      const ret = original.apply(this, args);
+      const active = activeQuery(client);
+      let made = null;
+      if (active && active !== activeBefore) made = active;
+      else if (queue && queue.length > queued) made = queue[queue.length - 1];
+      if (made) {
+        for (let ctx = fnContext.getStore(); ctx; ctx = ctx.parent) {
+          if (ctx.client === client) ctx.mine.add(made);
+        }
+      }
+      return ret;
+    };
+    entry = {
+      users: 0,
+      unwrap() {
+        queryWrappers.delete(client);
+        if (client.query !== wrapper) return; // wrapped again by somebody else since: left as it is
+        if (hadOwn) client.query = original;
+        else delete client.query;
+      },
+    };
+    queryWrappers.set(client, entry);
+    client.query = wrapper;
+  }
+  entry.users += 1;
+  return () => {
+    entry.users -= 1;
+    if (entry.users === 0) entry.unwrap();
+  };
+}
+
+// Runs fn(client) in the call's context (ctx: client, mine, parent), its queries recorded in
+// ctx.mine.
+async function runFn(client, fn, ctx) {
+  const unwrap = wrapQuery(client);
+  try {
+    return await fnContext.run(ctx, () => fn(client));
+  } finally {
+    unwrap();
+  }
+}
+
 // fn failed while a query of its own still runs on the connection (its promise rejected on
 // the client side, by query_timeout, or fn threw without waiting for it): withLock cannot go
 // on behind it, so it cancels that query and waits until the connection is ready again. When
@@ -511,9 +715,11 @@ function closeOnRelease(client, err) {
 // connection is closed instead, which ends the holds, and withLock rejects with
 // ConnectionClosedError. Without node-postgres' active-query accessor (pg-native) nothing is
 // known to run, and the release waits behind whatever does.
-async function abandonFnQuery(client, lockKey, fnError) {
+async function abandonFnQuery(client, lockKey, fnError, fnQueries) {
   const running = activeQuery(client);
   if (running === null || running === undefined) return;
+  // A query fn did not send (the application's, on the same client) is waited for.
+  if (!fnQueries.has(running)) return;
   const stillActive = () => activeQuery(client) === running;
   const target = cancelTarget(client);
   if (target && ((await sendCancel(client, target, stillActive)) || !stillActive())) {
@@ -524,16 +730,84 @@ async function abandonFnQuery(client, lockKey, fnError) {
     'was abandoned while a query of the function ran that could not be cancelled');
 }
 
+// The hold withLock took could not be released: a refusal of the server (an aborted block
+// that no savepoint of withLock's covers) leaves it to the session. A connection withLock
+// took from a pool is closed, a pool client of the caller's is closed when given back.
+// Resolves to the error to reject with: the ConnectionClosedError when the release itself
+// lost the connection, else a LockNotReleasedError.
+async function notReleased(client, lockKey, state, { cause, releaseError, fnFailed, fnRan }) {
+  if (releaseError instanceof ConnectionClosedError) return releaseError;
+  if (state.owned) await closeConnection(client);
+  const lockStillHeld = !isClosed(client);
+  const failure = new LockNotReleasedError(lockKey, {
+    lockStillHeld, cause, releaseError, fnFailed, fnRan,
+  });
+  if (lockStillHeld) closeOnRelease(client, failure);
+  return failure;
+}
+
+// The withLock calls in progress on each client, oldest first. Inside a transaction block
+// their savepoints and marks nest: a call may run inside another's fn (its context descends
+// from that call's), but not alongside it.
+const callsInProgress = new WeakMap();
+
+/**
+ * Rejects withLock, before anything is sent, inside a transaction block when another withLock
+ * call on the same client is in progress and this one does not run inside its fn: their
+ * savepoints would be released and rolled back out of order. Overlapping calls on one client
+ * are not supported there; nest them (call withLock from fn) or wait for one to end.
+ */
+class OverlappingCallError extends Error {
+  constructor(lockKey) {
+    super(`pglocks withLock(): ${showKey(lockKey)}: another withLock call on this client is in progress inside `
+      + 'the same transaction block, and this one does not run inside its function; overlapping calls on one '
+      + 'client are not supported there: nest them or wait for one to end');
+    this.name = 'OverlappingCallError';
+    this.code = 'PGLOCKS_OVERLAPPING_CALL';
+    this.key = lockKey;
+  }
+}
+
+function needNoOverlap(client, ctx) {
+  const calls = callsInProgress.get(client) || [];
+  const ancestors = new Set();
+  for (let c = ctx.parent; c; c = c.parent) ancestors.add(c);
+  for (const call of calls) {
+    if (call === ctx) return;
+    if (!ancestors.has(call)) throw new OverlappingCallError(ctx.lockKey);
+  }
+}
+
 // Runs fn under the lock on one client. Resolves to fn's result or rejects. state.owned: the
 // client was taken from a pool by withLock, which closes it rather than give it back holding
 // a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
+  needClient(client, 'withLock');
+  const ctx = {
+    client, lockKey, mine: new Set(), parent: fnContext.getStore(),
+  };
+  let calls = callsInProgress.get(client);
+  if (calls === undefined) {
+    calls = [];
+    callsInProgress.set(client, calls);
+  }
+  calls.push(ctx);
+  try {
+    return await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+  } finally {
+    calls.splice(calls.indexOf(ctx), 1);
+    if (calls.length === 0 && callsInProgress.get(client) === calls) callsInProgress.delete(client);
+  }
+}
+
+async function withLockBody(client, lockKey, fn, options, state) {
   const shared = boolArg('shared', options.shared, false);
   const scope = scopeArg(options.scope);
   // Read before anything is sent: inside a transaction block, fn runs in a transaction
   // marked as withLock's, and (scope 'session') after a savepoint, so that an SQL error of fn
   // (which aborts the block) can be rolled back to it and the release run.
-  const inBlock = transactionStatus(client, 'withLock') !== 'I';
+  const inBlock = (await currentStatus(client, lockKey, 'withLock')) !== 'I';
+  if (inBlock) needNoOverlap(client, state.ctx);
   const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
@@ -543,15 +817,24 @@ async function withLockOn(client, lockKey, fn, options, state) {
   if (inBlock) {
     name = NAME_PREFIX + (++nameSeq);
     try {
-      // One round trip (the simple protocol runs both), the mark before the savepoint, so
-      // that a ROLLBACK TO it keeps the mark.
-      const set = firstResult(await runStatement(client, `SELECT set_config('${MARKER}', `
-        + `concat_ws(' ', nullif(current_setting('${MARKER}', true), ''), '${name}'), true)`
+      // One round trip (the simple protocol runs them all), the mark and the cursor before the
+      // savepoint, so that a ROLLBACK TO it keeps them. The cursor (of the same name) tells a
+      // mark that fn reset (RESET ALL) from one that went with the transaction or with a
+      // ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
+      const set = firstResult(await runStatement(client, `SELECT pg_catalog.set_config('${MARKER}', `
+        + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
+        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`
         + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
       if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
-        await releaseOn(client, lockKey, shared, 'withLock').catch(() => {});
+        try {
+          await releaseOn(client, lockKey, shared, 'withLock');
+        } catch (releaseError) {
+          throw await notReleased(client, lockKey, state, {
+            cause: err, releaseError, fnFailed: false, fnRan: false,
+          });
+        }
       }
       throw err;
     }
@@ -560,15 +843,18 @@ async function withLockOn(client, lockKey, fn, options, state) {
   let fnFailed = false;
   let fnError;
   let result;
+  const fnQueries = state.ctx.mine;
   try {
-    result = await fn(client);
+    result = await runFn(client, fn, state.ctx);
   } catch (err) {
     fnFailed = true;
     fnError = err;
   }
-  if (fnError instanceof ConnectionClosedError) throw fnError; // every hold went with the connection
+  // Every hold went with the connection, when the error is about this one: fn may have used
+  // another connection, whose ConnectionClosedError says nothing of this one's holds.
+  if (fnError instanceof ConnectionClosedError && isClosed(client)) throw fnError;
   if (fnFailed) {
-    await abandonFnQuery(client, lockKey, fnError);
+    await abandonFnQuery(client, lockKey, fnError, fnQueries);
     await settle(client);
   }
   if (isClosed(client)) {
@@ -578,18 +864,22 @@ async function withLockOn(client, lockKey, fn, options, state) {
       'lost its connection while the function ran');
   }
 
-  // Inside a transaction block: still the transaction of the lock ('same'), another one or
-  // none ('changed': fn ended it), or an aborted block ('aborted').
+  // Inside a transaction block: still the transaction of the lock ('same'; its mark there,
+  // or reset by fn while its cursor is still open), another one or none ('changed': fn ended
+  // it, or rolled back to a savepoint taken before withLock), or an aborted block ('aborted').
   let where = 'same';
   let abortCode = null;
+  let cursorOpen = false;
   if (inBlock) {
     const restoreSql = restore === null ? 'NULL'
-      : `CASE WHEN v THEN set_config('${MARKER}', ${restore}, true) END`;
+      : `CASE WHEN v OR c THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
     try {
-      const read = await runStatement(client, `SELECT v, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
-        + `(SELECT position(' ${name} ' in ' ' || coalesce(current_setting('${MARKER}', true), '') || ' ') > 0 AS v) AS m`,
+      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
+        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v, `
+        + `EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) '${name}') AS c) AS m`,
       [], lockKey, 'withLock');
       where = read.rows[0][0] ? 'same' : 'changed';
+      cursorOpen = read.rows[0][1] === true;
     } catch (err) {
       if (!isServerError(err) || err.code !== '25P02') throw err;
       where = 'aborted';
@@ -598,6 +888,7 @@ async function withLockOn(client, lockKey, fn, options, state) {
   }
 
   if (scope === 'transaction') {
+    if (cursorOpen) await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
     if (where === 'changed') {
       throw new TransactionChangedError(lockKey, {
         lockStillHeld: await heldNow(client, lockKey, shared), cause: fnFailed ? fnError : undefined,
@@ -610,30 +901,38 @@ async function withLockOn(client, lockKey, fn, options, state) {
 
   const ownSavepoint = inBlock && where !== 'changed';
   try {
-    if (ownSavepoint && (fnFailed || where === 'aborted')) {
-      // Fails (3B001) when fn began a transaction of its own after ending the caller's; the
-      // release below then says whether the block lets it run.
+    // In an aborted block only a ROLLBACK TO lets the release run; otherwise the lock is
+    // released first, while the block surely lets it, and the savepoint dealt with after.
+    if (ownSavepoint && where === 'aborted') {
+      // Fails (3B001) when fn began a transaction of its own after ending the caller's, or
+      // released a savepoint taken before withLock; the release below then says whether the
+      // block lets it run.
       await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').catch((err) => {
         if (err instanceof ConnectionClosedError) throw err;
       });
     }
-    await releaseOn(client, lockKey, shared, 'withLock');
+    await releaseSessionHold(client, lockKey, shared);
   } catch (err) {
-    // A refusal of the server (an aborted block that no savepoint of withLock's covers)
-    // leaves the hold to the session: a connection withLock took from a pool is closed, a
-    // pool client of the caller's is closed when given back.
-    if (state.owned) await closeConnection(client);
-    const lockStillHeld = !isClosed(client);
-    const failure = new LockNotReleasedError(lockKey, {
-      lockStillHeld, cause: fnFailed ? fnError : err, releaseError: err, fnFailed,
+    throw await notReleased(client, lockKey, state, {
+      cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
     });
-    if (lockStillHeld) closeOnRelease(client, failure);
-    throw failure;
   }
-  // The lock is released before the savepoint, which keeps fn's work in the transaction.
+  // The lock is released before the savepoint, which keeps fn's work in the transaction
+  // (undone first when fn failed).
   if (ownSavepoint) {
-    await runStatement(client, `RELEASE SAVEPOINT ${name}`
-      + `${restore === null ? '' : `; SELECT set_config('${MARKER}', ${restore}, true)`}`, [], lockKey, 'withLock');
+    try {
+      await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
+        + `RELEASE SAVEPOINT ${name}`
+        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
+        + `${cursorOpen ? `; CLOSE ${name}` : ''}`, [], lockKey, 'withLock');
+    } catch (err) {
+      // The savepoint is gone though the transaction is the same: fn released a savepoint
+      // taken before withLock, which released withLock's with it.
+      if (isServerError(err) && err.code === '3B001') {
+        throw new SavepointReleasedError(lockKey, { cause: fnFailed ? fnError : err, savepointError: err, fnFailed });
+      }
+      throw err;
+    }
   }
   if (fnFailed) throw fnError;
   if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: true });
@@ -658,6 +957,20 @@ async function giveBack(client, failed) {
     if (!err && transactionStatus(client, 'withLock') !== 'I') err = new Error('pglocks: the transaction block did not end');
   }
   if (!err && isClosed(client)) err = new Error('pglocks: the connection was closed');
+  if (!err) {
+    // The last check: no advisory lock of this session's (withLock's or any other, taken by
+    // fn or through another path) goes back to the pool with the connection.
+    try {
+      const { rows } = await client.query({
+        text: "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
+          + 'AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid())',
+        rowMode: 'array',
+      });
+      if (rows[0][0] !== false) err = new Error('pglocks: the connection still holds advisory locks');
+    } catch (e) {
+      err = e;
+    }
+  }
   if (err) await closeConnection(client);
   client.release(err || undefined);
   return rolledBack;
@@ -687,8 +1000,14 @@ async function giveBack(client, failed) {
  *
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
  * at the end: outside any transaction block (one fn left open is rolled back, and a
- * successful fn then rejects with code PGLOCKS_TRANSACTION_ROLLED_BACK), and closed instead
- * when its hold could not be released or its state is in doubt.
+ * successful fn then rejects with TransactionRolledBackError), and closed instead when its
+ * hold could not be released, its state is in doubt, or it still holds an advisory lock.
+ *
+ * Not supported, and refused where it can be told: fn releasing a savepoint taken before
+ * withLock (SavepointReleasedError), calls overlapping on one client inside a block without
+ * nesting (OverlappingCallError), a nested call on the same lock with another scope
+ * (LockNotReleasedError), node-postgres' pipeline mode (UnsupportedClientError), and the
+ * client used outside fn while withLock runs.
  */
 async function withLock(db, lockKey, fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('pglocks withLock(): the third argument must be a function');
@@ -707,12 +1026,7 @@ async function withLock(db, lockKey, fn, options = {}) {
       await giveBack(client, true);
       throw err;
     }
-    if (await giveBack(client, false)) {
-      const err = new Error('pglocks withLock(): the function returned with a transaction block open on the pool\'s '
-        + 'connection; it was rolled back before the connection went back to the pool');
-      err.code = 'PGLOCKS_TRANSACTION_ROLLED_BACK';
-      throw err;
-    }
+    if (await giveBack(client, false)) throw new TransactionRolledBackError(lockKey, { result });
     return result;
   }
   needClient(db, 'withLock');
@@ -774,5 +1088,8 @@ module.exports = {
   ConnectionClosedError,
   TransactionAbortedError,
   TransactionChangedError,
+  SavepointReleasedError,
+  TransactionRolledBackError,
+  OverlappingCallError,
   UnsupportedClientError,
 };

@@ -5,6 +5,7 @@ import pglocks = require('..');
 import {
   key, withLock, tryLock, acquire, release, releaseAll, withLockCommand, LockNotAcquiredError, LockNotReleasedError,
   ConnectionClosedError, UnsupportedClientError, TransactionAbortedError, TransactionChangedError,
+  SavepointReleasedError, TransactionRolledBackError, OverlappingCallError,
 } from '..';
 
 async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise<void> {
@@ -51,6 +52,19 @@ async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise
       const code: 'PGLOCKS_UNSUPPORTED_CLIENT' = err.code;
       const asTypeError: TypeError = err;
     }
+    if (err instanceof SavepointReleasedError) {
+      const code: 'PGLOCKS_SAVEPOINT_RELEASED' = err.code;
+      const still: false = err.lockStillHeld;
+      const sqlError: unknown = err.savepointError;
+    }
+    if (err instanceof TransactionRolledBackError) {
+      const code: 'PGLOCKS_TRANSACTION_ROLLED_BACK' = err.code;
+      const result: unknown = err.result;
+      const cause: unknown = err.cause;
+    }
+    if (err instanceof OverlappingCallError) {
+      const code: 'PGLOCKS_OVERLAPPING_CALL' = err.code;
+    }
     if (err instanceof ConnectionClosedError) {
       const code: 'PGLOCKS_CONNECTION_CLOSED' = err.code;
       const which: pglocks.LockKey | null = err.key;
@@ -69,6 +83,12 @@ async function uses(client: Client, pool: Pool, poolClient: PoolClient): Promise
   await withLock(pool, 'x', () => 0, { scope: 'transaction' });
   // @ts-expect-error a lock needs one connection, not a pool
   await tryLock(pool, 'x');
+  // @ts-expect-error anything with a query() is not a connection: the call would throw UnsupportedClientError
+  await acquire({ query: async () => ({ rows: [] }) }, 'x');
+  // @ts-expect-error nor for withLock
+  await withLock({ query: async () => ({ rows: [] }) }, 'x', () => 0);
+  // @ts-expect-error nor for withLockCommand
+  await withLockCommand({ query: async () => ({ rows: [] }) }, 'x', 'SELECT 1');
   // @ts-expect-error key() takes a name
   key(42);
   void [n, s, ident, fromPool, got, released, count, ran];

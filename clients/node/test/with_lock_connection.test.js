@@ -129,6 +129,9 @@ test("withLock on a pool never gives a connection back inside fn's transaction b
     return 'forgot to commit';
   }).then(() => assert.fail('resolved'), (e) => e);
   assert.equal(err.code, 'PGLOCKS_TRANSACTION_ROLLED_BACK');
+  assert.ok(err instanceof pglocks.TransactionRolledBackError);
+  assert.equal(err.result, 'forgot to commit');
+  assert.equal(err.key, k);
   // fn that throws with its block open: its error, the block rolled back.
   await assert.rejects(pglocks.withLock(p, k, async (c) => {
     await c.query('BEGIN');
