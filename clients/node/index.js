@@ -4,7 +4,6 @@
 // only thing computed here is key(name), the same number as the server's pglocks_key.
 'use strict';
 
-const { AsyncLocalStorage } = require('node:async_hooks');
 const crypto = require('node:crypto');
 const net = require('node:net');
 
@@ -648,78 +647,18 @@ function closeOnRelease(client, err) {
   };
 }
 
-// The queries fn sends on the client: withLock puts one wrapper of its own over the
-// client's query() for as long as any of its calls' fn runs, and a query sent from fn's
-// asynchronous context (fn, and whatever fn awaits or starts, followed by AsyncLocalStorage)
-// is recorded as that call's: the node-postgres Query object made (the active one when it
-// started at once, else the one added to the queue). A query the application sends on the
-// same client from elsewhere meanwhile is not fn's, and is never cancelled.
-const fnContext = new AsyncLocalStorage();
-const queryWrappers = new WeakMap();
-
-function wrapQuery(client) {
-  let entry = queryWrappers.get(client);
-  if (entry === undefined) {
-    const hadOwn = Object.prototype.hasOwnProperty.call(client, 'query');
-    const original = client.query;
-    const wrapper = function trackedQuery(...args) {
-      const queue = Array.isArray(client._queryQueue) ? client._queryQueue : null;
-      const queued = queue ? queue.length : 0;
-      const activeBefore = activeQuery(client);
-      const ret = original.apply(this, args);
-      const active = activeQuery(client);
-      let made = null;
-      if (active && active !== activeBefore) made = active;
-      else if (queue && queue.length > queued) made = queue[queue.length - 1];
-      if (made) {
-        for (let ctx = fnContext.getStore(); ctx; ctx = ctx.parent) {
-          if (ctx.client === client) ctx.mine.add(made);
-        }
-      }
-      return ret;
-    };
-    entry = {
-      users: 0,
-      unwrap() {
-        queryWrappers.delete(client);
-        if (client.query !== wrapper) return; // wrapped again by somebody else since: left as it is
-        if (hadOwn) client.query = original;
-        else delete client.query;
-      },
-    };
-    queryWrappers.set(client, entry);
-    client.query = wrapper;
-  }
-  entry.users += 1;
-  return () => {
-    entry.users -= 1;
-    if (entry.users === 0) entry.unwrap();
-  };
-}
-
-// Runs fn(client) in the call's context (ctx: client, mine, parent), its queries recorded in
-// ctx.mine.
-async function runFn(client, fn, ctx) {
-  const unwrap = wrapQuery(client);
-  try {
-    return await fnContext.run(ctx, () => fn(client));
-  } finally {
-    unwrap();
-  }
-}
-
-// fn failed while a query of its own still runs on the connection (its promise rejected on
-// the client side, by query_timeout, or fn threw without waiting for it): withLock cannot go
-// on behind it, so it cancels that query and waits until the connection is ready again. When
+// fn failed while a query still runs on the connection (its promise rejected on the client
+// side, by query_timeout, or fn threw without waiting for it): withLock cannot go on behind
+// it, so it cancels that query and waits until the connection is ready again. The query is
+// taken to be fn's: the client is fn's while withLock runs, and a query the application sends
+// on it from outside fn meanwhile (unsupported) is cancelled as well. When
 // the query cannot be cancelled (no cancel target: TLS, a stream of the application's), the
 // connection is closed instead, which ends the holds, and withLock rejects with
 // ConnectionClosedError. Without node-postgres' active-query accessor (pg-native) nothing is
 // known to run, and the release waits behind whatever does.
-async function abandonFnQuery(client, lockKey, fnError, fnQueries) {
+async function abandonFnQuery(client, lockKey, fnError) {
   const running = activeQuery(client);
   if (running === null || running === undefined) return;
-  // A query fn did not send (the application's, on the same client) is waited for.
-  if (!fnQueries.has(running)) return;
   const stillActive = () => activeQuery(client) === running;
   const target = cancelTarget(client);
   if (target && ((await sendCancel(client, target, stillActive)) || !stillActive())) {
@@ -746,35 +685,51 @@ async function notReleased(client, lockKey, state, { cause, releaseError, fnFail
   return failure;
 }
 
-// The withLock calls in progress on each client, oldest first. Inside a transaction block
-// their savepoints and marks nest: a call may run inside another's fn (its context descends
-// from that call's), but not alongside it.
+// The withLock calls in progress on each client, in the order they started: a stack, since
+// inside a transaction block their savepoints and marks nest. A call whose fn runs ('fn') may
+// have calls nested in fn above it; one that has not entered fn yet or is ending may not.
 const callsInProgress = new WeakMap();
 
 /**
- * Rejects withLock, before anything is sent, inside a transaction block when another withLock
- * call on the same client is in progress and this one does not run inside its fn: their
- * savepoints would be released and rolled back out of order. Overlapping calls on one client
- * are not supported there; nest them (call withLock from fn) or wait for one to end.
+ * Rejects withLock inside a transaction block when its call overlaps another withLock call
+ * on the same client without being nested in its fn: before anything is sent, when a call
+ * that started earlier has not entered its fn yet or is ending; or, when a call's fn ends
+ * while a call that started after it (outside fn, or not awaited by fn) is still in
+ * progress, once those have ended and this call has released its lock and ended its
+ * savepoint in order (cause: fn's error, result: what fn resolved to). Overlapping calls on
+ * one client are not supported there; nest them (await withLock in fn) or wait for one to end.
  */
 class OverlappingCallError extends Error {
-  constructor(lockKey) {
+  constructor(lockKey, { cause, result } = {}) {
     super(`pglocks withLock(): ${showKey(lockKey)}: another withLock call on this client is in progress inside `
-      + 'the same transaction block, and this one does not run inside its function; overlapping calls on one '
-      + 'client are not supported there: nest them or wait for one to end');
+      + 'the same transaction block, and this one does not nest with it; overlapping calls on one '
+      + 'client are not supported there: nest them (await withLock inside the function) or wait for one to end',
+    cause === undefined ? undefined : { cause });
     this.name = 'OverlappingCallError';
     this.code = 'PGLOCKS_OVERLAPPING_CALL';
     this.key = lockKey;
+    this.result = result;
   }
 }
 
 function needNoOverlap(client, ctx) {
   const calls = callsInProgress.get(client) || [];
-  const ancestors = new Set();
-  for (let c = ctx.parent; c; c = c.parent) ancestors.add(c);
   for (const call of calls) {
     if (call === ctx) return;
-    if (!ancestors.has(call)) throw new OverlappingCallError(ctx.lockKey);
+    if (call.state !== 'fn') throw new OverlappingCallError(ctx.lockKey);
+  }
+}
+
+// Waits until every call that started on the client after ctx has ended; true when there
+// was one (ctx was not the innermost call when its fn ended).
+async function waitForInnerCalls(client, ctx) {
+  let waited = false;
+  for (;;) {
+    const calls = callsInProgress.get(client) || [];
+    const i = calls.indexOf(ctx);
+    if (i < 0 || i === calls.length - 1) return waited;
+    waited = true;
+    await calls[calls.length - 1].done;
   }
 }
 
@@ -783,21 +738,30 @@ function needNoOverlap(client, ctx) {
 // a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
   needClient(client, 'withLock');
-  const ctx = {
-    client, lockKey, mine: new Set(), parent: fnContext.getStore(),
-  };
+  const ctx = { lockKey, state: 'starting', overlapped: false };
+  ctx.done = new Promise((resolve) => { ctx.finish = resolve; });
   let calls = callsInProgress.get(client);
   if (calls === undefined) {
     calls = [];
     callsInProgress.set(client, calls);
   }
   calls.push(ctx);
+  let result;
   try {
-    return await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+    result = await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+  } catch (err) {
+    // fn's own error (or none) after a call that overlapped: the overlap is what is reported.
+    if (ctx.overlapped && (!ctx.fnFailed || err === ctx.fnError)) {
+      throw new OverlappingCallError(lockKey, { cause: err });
+    }
+    throw err;
   } finally {
     calls.splice(calls.indexOf(ctx), 1);
     if (calls.length === 0 && callsInProgress.get(client) === calls) callsInProgress.delete(client);
+    ctx.finish();
   }
+  if (ctx.overlapped) throw new OverlappingCallError(lockKey, { result });
+  return result;
 }
 
 async function withLockBody(client, lockKey, fn, options, state) {
@@ -843,18 +807,24 @@ async function withLockBody(client, lockKey, fn, options, state) {
   let fnFailed = false;
   let fnError;
   let result;
-  const fnQueries = state.ctx.mine;
+  state.ctx.state = 'fn';
   try {
-    result = await runFn(client, fn, state.ctx);
+    result = await fn(client);
   } catch (err) {
     fnFailed = true;
     fnError = err;
   }
+  state.ctx.state = 'ending';
+  state.ctx.fnFailed = fnFailed;
+  state.ctx.fnError = fnError;
+  // Inside a block, a call that started after this one and is still in progress has its
+  // savepoint above this one's: it ends first.
+  if (inBlock && (await waitForInnerCalls(client, state.ctx))) state.ctx.overlapped = true;
   // Every hold went with the connection, when the error is about this one: fn may have used
   // another connection, whose ConnectionClosedError says nothing of this one's holds.
   if (fnError instanceof ConnectionClosedError && isClosed(client)) throw fnError;
   if (fnFailed) {
-    await abandonFnQuery(client, lockKey, fnError, fnQueries);
+    await abandonFnQuery(client, lockKey, fnError);
     await settle(client);
   }
   if (isClosed(client)) {
