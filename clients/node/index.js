@@ -840,14 +840,28 @@ async function withLockBody(client, lockKey, fn, options, state) {
   let where = 'same';
   let abortCode = null;
   let cursorOpen = false;
+  let txHoldsNow = 0n;
   if (inBlock) {
     const restoreSql = restore === null ? 'NULL'
       : `CASE WHEN v OR c THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
     try {
-      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
+      // Scope 'session': the transaction-scope holds of the same lock and mode this session
+      // has (fn's, when it failed, are rolled back before the release, see below).
+      let txHolds = 'NULL';
+      let values = [];
+      if (scope === 'session') {
+        const schema = await extensionSchema(client, lockKey, 'withLock');
+        const filter = heldFilter(lockKey, 2);
+        txHolds = `(SELECT coalesce(pg_catalog.sum(holds), 0)::bigint FROM ${schema}.pglocks_held() `
+          + `WHERE ${filter.sql} AND shared OPERATOR(pg_catalog.=) $1::boolean `
+          + "AND scope OPERATOR(pg_catalog.=) 'transaction')";
+        values = [shared, filter.value];
+      }
+      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'}, ${txHolds} FROM `
         + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v, `
         + `EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) '${name}') AS c) AS m`,
-      [], lockKey, 'withLock');
+      values, lockKey, 'withLock');
+      txHoldsNow = read.rows[0][3] === null ? 0n : BigInt(read.rows[0][3]);
       where = read.rows[0][0] ? 'same' : 'changed';
       cursorOpen = read.rows[0][1] === true;
     } catch (err) {
@@ -870,19 +884,40 @@ async function withLockBody(client, lockKey, fn, options, state) {
   }
 
   const ownSavepoint = inBlock && where !== 'changed';
+  // fn's work is rolled back to the savepoint before the release when the block is aborted
+  // (only a ROLLBACK TO lets the release run), and when fn failed while this session has
+  // transaction-scope holds of the same lock and mode: the server releases the newest hold,
+  // which may be one fn took; the ROLLBACK TO undoes fn's. Otherwise the lock is released
+  // first, while the block surely lets it, and the savepoint dealt with after.
+  const rollbackFirst = ownSavepoint && (where === 'aborted' || (fnFailed && txHoldsNow > 0n));
+  let rolledBackTo = false;
+  // RELEASE SAVEPOINT (after ROLLBACK TO when fn failed and that has not run yet), the mark
+  // set back and the cursor closed: one statement, after the release.
+  const endSavepoint = () => `${fnFailed && !rolledBackTo ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
+    + `RELEASE SAVEPOINT ${name}`
+    + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
+    + `${cursorOpen ? `; CLOSE ${name}` : ''}`;
   try {
-    // In an aborted block only a ROLLBACK TO lets the release run; otherwise the lock is
-    // released first, while the block surely lets it, and the savepoint dealt with after.
-    if (ownSavepoint && where === 'aborted') {
+    if (rollbackFirst) {
       // Fails (3B001) when fn began a transaction of its own after ending the caller's, or
       // released a savepoint taken before withLock; the release below then says whether the
       // block lets it run.
-      await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').catch((err) => {
+      await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').then(() => {
+        rolledBackTo = true;
+        // The cursor, declared before the savepoint, is still open.
+        cursorOpen = true;
+      }, (err) => {
         if (err instanceof ConnectionClosedError) throw err;
       });
     }
     await releaseSessionHold(client, lockKey, shared);
   } catch (err) {
+    // Refused: the savepoint is still ended (fn's work undone when it failed) and the cursor
+    // closed, when the block lets them.
+    if (ownSavepoint && !(err instanceof ConnectionClosedError) && !isClosed(client)
+      && transactionStatus(client, 'withLock') === 'T') {
+      await runStatement(client, endSavepoint(), [], lockKey, 'withLock').catch(() => {});
+    }
     throw await notReleased(client, lockKey, state, {
       cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
     });
@@ -891,10 +926,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // (undone first when fn failed).
   if (ownSavepoint) {
     try {
-      await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
-        + `RELEASE SAVEPOINT ${name}`
-        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
-        + `${cursorOpen ? `; CLOSE ${name}` : ''}`, [], lockKey, 'withLock');
+      await runStatement(client, endSavepoint(), [], lockKey, 'withLock');
     } catch (err) {
       // The savepoint is gone though the transaction is the same: fn released a savepoint
       // taken before withLock, which released withLock's with it.
