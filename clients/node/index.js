@@ -476,9 +476,10 @@ async function extensionSchema(client, lockKey, what) {
   return schema;
 }
 
-// The first statement's result of a query string that holds several (the simple protocol).
-function firstResult(result) {
-  return Array.isArray(result) ? result[0] : result;
+// The result of the i-th statement of a query string that holds several (the simple
+// protocol); a client that answers with one result only gives that one.
+function nthResult(result, i) {
+  return Array.isArray(result) ? result[i] : result;
 }
 
 async function lockStatement(client, text, values, lockKey, what) {
@@ -781,18 +782,23 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (inBlock) {
     name = NAME_PREFIX + (++nameSeq);
     try {
-      // One round trip (the simple protocol runs them all), the mark and the cursor before the
-      // savepoint, so that a ROLLBACK TO it keeps them. The cursor (of the same name) tells a
-      // mark that fn reset (RESET ALL) from one that went with the transaction or with a
-      // ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
-      const set = firstResult(await runStatement(client, `SELECT pg_catalog.set_config('${MARKER}', `
+      // One round trip (the simple protocol runs them all): with scope 'session' the savepoint
+      // first, so that when the mark or the cursor fails, a ROLLBACK TO it lets the release run;
+      // a ROLLBACK TO it later takes the mark and the cursor with it. The cursor (of the same
+      // name) tells a mark that fn reset (RESET ALL) from one that went with the transaction or
+      // with a ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
+      const results = await runStatement(client, `${scope === 'session' ? `SAVEPOINT ${name}; ` : ''}`
+        + `SELECT pg_catalog.set_config('${MARKER}', `
         + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
-        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`
-        + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
+        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`, [], lockKey, 'withLock');
+      const set = nthResult(results, scope === 'session' ? 1 : 0);
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
       if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
         try {
+          // Fails (3B001) when the savepoint itself was not taken: the release then fails too.
+          await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`, [], lockKey, 'withLock')
+            .catch((e) => { if (e instanceof ConnectionClosedError) throw e; });
           await releaseOn(client, lockKey, shared, 'withLock');
         } catch (releaseError) {
           throw await notReleased(client, lockKey, state, {
@@ -892,11 +898,14 @@ async function withLockBody(client, lockKey, fn, options, state) {
   const rollbackFirst = ownSavepoint && (where === 'aborted' || (fnFailed && txHoldsNow > 0n));
   let rolledBackTo = false;
   // RELEASE SAVEPOINT (after ROLLBACK TO when fn failed and that has not run yet), the mark
-  // set back and the cursor closed: one statement, after the release.
-  const endSavepoint = () => `${fnFailed && !rolledBackTo ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
-    + `RELEASE SAVEPOINT ${name}`
-    + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
-    + `${cursorOpen ? `; CLOSE ${name}` : ''}`;
+  // set back and the cursor closed (a ROLLBACK TO the savepoint takes both with it): one
+  // statement, after the release.
+  const endSavepoint = () => {
+    const rollback = fnFailed && !rolledBackTo;
+    return `${rollback ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}RELEASE SAVEPOINT ${name}`
+      + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
+      + `${cursorOpen && !rollback ? `; CLOSE ${name}` : ''}`;
+  };
   try {
     if (rollbackFirst) {
       // Fails (3B001) when fn began a transaction of its own after ending the caller's, or
@@ -904,8 +913,8 @@ async function withLockBody(client, lockKey, fn, options, state) {
       // block lets it run.
       await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').then(() => {
         rolledBackTo = true;
-        // The cursor, declared before the savepoint, is still open.
-        cursorOpen = true;
+        // The cursor, declared after the savepoint, went with it.
+        cursorOpen = false;
       }, (err) => {
         if (err instanceof ConnectionClosedError) throw err;
       });

@@ -125,3 +125,23 @@ test('fn leaving the block aborted: the cursor of the call is closed after the r
   assert.deepEqual(await held(a), []);
   await a.query('COMMIT');
 });
+
+test('the statement that sets the mark failing (a cursor of the same name): fn does not run, the lock is released and the block goes on', async () => {
+  const a = await connect();
+  const b = await connect();
+  await a.query('BEGIN');
+  // The next call's name: the token of a scope 'transaction' acquire is the name before it.
+  await pglocks.acquire(a, 'wsp:probe', { scope: 'transaction' });
+  const token = (await a.query("SELECT current_setting('pglocks_node.block') AS t")).rows[0].t;
+  const m = /^(pglocks_[0-9a-f]{8}_)(\d+)$/.exec(token);
+  await a.query(`DECLARE ${m[1]}${Number(m[2]) + 1} CURSOR FOR SELECT 1`);
+  let ran = false;
+  const err = await pglocks.withLock(a, 'wsp:markfails', async () => { ran = true; }).then(() => null, (e) => e);
+  assert.equal(ran, false);
+  assert.equal(err && err.code, '42P03', String(err));
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.equal(await freeFor(b, pglocks.key('wsp:markfails')), true);
+  assert.deepEqual((await held(a)).map((h) => h[0]), ['wsp:probe']);
+  assert.equal(await markOf(a), '');
+  await a.query('ROLLBACK');
+});
