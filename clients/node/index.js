@@ -611,21 +611,13 @@ function markerLiteral(marker, name) {
 // Whether this session holds the lock (any scope) according to pglocks_held(); false when
 // that cannot be asked (an aborted block).
 async function heldNow(client, lockKey, shared) {
-  const pair = Array.isArray(lockKey);
-  let where;
-  let values;
-  if (pair) {
-    where = 'lock_key IS NULL AND key = $1';
-    values = [`${lockKey[0]},${lockKey[1]}`];
-  } else {
-    where = 'lock_key = $1::bigint';
-    values = [(typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey)).toString()];
-  }
+  const filter = heldFilter(lockKey, 1);
   try {
     const schema = await extensionSchema(client, lockKey, 'withLock');
     const { rows } = await client.query({
-      text: `SELECT pg_catalog.count(*) > 0 FROM ${schema}.pglocks_held() WHERE ${where} AND shared = $2`,
-      values: [...values, shared],
+      text: `SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM ${schema}.pglocks_held() WHERE ${filter.sql} `
+        + 'AND shared OPERATOR(pg_catalog.=) $2::boolean',
+      values: [filter.value, shared],
       rowMode: 'array',
     });
     return rows[0][0] === true;
@@ -864,7 +856,8 @@ async function withLockBody(client, lockKey, fn, options, state) {
         values = [shared, filter.value];
       }
       const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'}, ${txHolds} FROM `
-        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v, `
+        + `(SELECT pg_catalog.strpos(pg_catalog.concat(' ', pg_catalog.current_setting('${MARKER}', true), ' '), ' ${name} ') `
+        + 'OPERATOR(pg_catalog.>) 0 AS v, '
         + `EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) '${name}') AS c) AS m`,
       values, lockKey, 'withLock');
       txHoldsNow = read.rows[0][3] === null ? 0n : BigInt(read.rows[0][3]);
@@ -878,7 +871,15 @@ async function withLockBody(client, lockKey, fn, options, state) {
   }
 
   if (scope === 'transaction') {
-    if (cursorOpen) await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
+    if (cursorOpen) {
+      try {
+        await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
+      } catch (err) {
+        // fn's error stays the one to reject with; the CLOSE's goes with it.
+        if (!fnFailed) throw err;
+        attachCloseError(fnError, err);
+      }
+    }
     if (where === 'changed') {
       throw new TransactionChangedError(lockKey, {
         lockStillHeld: await heldNow(client, lockKey, shared), cause: fnFailed ? fnError : undefined,
@@ -948,6 +949,19 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (fnFailed) throw fnError;
   if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: true });
   return result;
+}
+
+// Puts the error of withLock's CLOSE of its cursor on fn's error (closeError), when that is
+// an object that takes it.
+function attachCloseError(fnError, closeError) {
+  if (fnError === null || (typeof fnError !== 'object' && typeof fnError !== 'function')) return;
+  try {
+    Object.defineProperty(fnError, 'closeError', {
+      value: closeError, configurable: true, writable: true, enumerable: false,
+    });
+  } catch (e) {
+    // A frozen or sealed error keeps what it has.
+  }
 }
 
 // Gives a client withLock took from a pool back to it: never inside a transaction block fn

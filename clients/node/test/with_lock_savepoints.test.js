@@ -145,3 +145,28 @@ test('the statement that sets the mark failing (a cursor of the same name): fn d
   assert.equal(await markOf(a), '');
   await a.query('ROLLBACK');
 });
+
+test("scope 'transaction': when closing the cursor fails after fn failed, fn's error is the one rejected with, the CLOSE's attached", async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  const failure = new Error('fn failed');
+  const query = a.query;
+  // The CLOSE of withLock's cursor names another cursor: the server refuses it (34000).
+  a.query = function closeOther(config, ...rest) {
+    if (config && typeof config.text === 'string' && config.text.startsWith('CLOSE ')) {
+      return query.call(this, { ...config, text: 'CLOSE wsp_no_such_cursor' }, ...rest);
+    }
+    return query.call(this, config, ...rest);
+  };
+  let err;
+  try {
+    err = await pglocks.withLock(a, 'wsp:close', async () => { throw failure; }, { scope: 'transaction' })
+      .then(() => null, (e) => e);
+  } finally {
+    a.query = query;
+  }
+  assert.equal(err, failure);
+  assert.equal(err.closeError && err.closeError.code, '34000');
+  await a.query('ROLLBACK');
+  assert.deepEqual(await held(a), []);
+});
