@@ -106,7 +106,7 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * fn fails closes the connection and rejects with ConnectionClosedError. Given a pool, the
  * connection goes back outside any transaction block (one fn left open is rolled back; fn's
  * success then rejects with TransactionRolledBackError), and is closed instead when it still
- * holds an advisory lock. fn that releases a savepoint taken before withLock rejects with
+ * holds a lock taken through pglocks (other advisory locks are released). fn that releases a savepoint taken before withLock rejects with
  * SavepointReleasedError; a call overlapping another on the same client inside a block,
  * without being nested (awaited) in its fn, rejects with OverlappingCallError. The client is
  * fn's while withLock runs: using it from outside fn meanwhile is not supported (a query

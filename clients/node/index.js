@@ -983,15 +983,20 @@ async function giveBack(client, failed) {
   }
   if (!err && isClosed(client)) err = new Error('pglocks: the connection was closed');
   if (!err) {
-    // The last check: no advisory lock of this session's (withLock's or any other, taken by
-    // fn or through another path) goes back to the pool with the connection.
+    // The last check: no advisory lock of this session's goes back to the pool with the
+    // connection. A hold pglocks knows of (withLock's or one fn took through pglocks), read
+    // from pglocks_held(), closes the connection; then every advisory lock of the session
+    // (one fn took with pg_advisory_lock, say) is released with pg_advisory_unlock_all(). Both
+    // read this session's own lock table only: nothing of the lock manager's shared state is
+    // scanned (pg_locks would take every partition lock), and the application holds nothing
+    // on a connection withLock took from the pool itself.
     try {
-      const { rows } = await client.query({
-        text: "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
-          + 'AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid())',
+      const schema = await extensionSchema(client, undefined, 'withLock');
+      const results = await client.query({
+        text: `SELECT EXISTS (SELECT FROM ${schema}.pglocks_held()); SELECT pg_catalog.pg_advisory_unlock_all()`,
         rowMode: 'array',
       });
-      if (rows[0][0] !== false) err = new Error('pglocks: the connection still holds advisory locks');
+      if (nthResult(results, 0).rows[0][0] !== false) err = new Error('pglocks: the connection still holds locks taken through pglocks');
     } catch (e) {
       err = e;
     }
@@ -1026,7 +1031,7 @@ async function giveBack(client, failed) {
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
  * at the end: outside any transaction block (one fn left open is rolled back, and a
  * successful fn then rejects with TransactionRolledBackError), and closed instead when its
- * hold could not be released, its state is in doubt, or it still holds an advisory lock.
+ * hold could not be released, its state is in doubt, or it still holds a lock taken through pglocks (every other advisory lock of the session is released).
  *
  * Not supported, and refused where it can be told: fn releasing a savepoint taken before
  * withLock (SavepointReleasedError), calls overlapping on one client inside a block without
