@@ -106,10 +106,12 @@ export function releaseAll(client: Connection): Promise<bigint>;
  * fn fails closes the connection and rejects with ConnectionClosedError. Given a pool, the
  * connection goes back outside any transaction block (one fn left open is rolled back; fn's
  * success then rejects with TransactionRolledBackError), and is closed instead when it still
- * holds an advisory lock. fn that releases a savepoint taken before withLock rejects with
+ * holds a lock taken through pglocks (other advisory locks are released). fn that releases a savepoint taken before withLock rejects with
  * SavepointReleasedError; a call overlapping another on the same client inside a block,
- * without running inside its fn, rejects with OverlappingCallError. pg's pipeline mode is
- * refused (UnsupportedClientError).
+ * without being nested (awaited) in its fn, rejects with OverlappingCallError. The client is
+ * fn's while withLock runs: using it from outside fn meanwhile is not supported (a query
+ * running when fn fails is cancelled as fn's). pg's pipeline mode is refused
+ * (UnsupportedClientError).
  */
 export function withLock<C extends PooledConnection = PooledConnection, T = unknown>(
   pool: PoolLike, key: LockKey, fn: (client: C) => T | PromiseLike<T>,
@@ -249,14 +251,17 @@ export class TransactionRolledBackError extends Error {
 }
 
 /**
- * withLock inside a transaction block, while another withLock call on the same client is in
- * progress and this one does not run inside its fn: refused before the lock is taken, since
- * their savepoints would be released and rolled back out of order. Nest the calls (call
- * withLock from fn) or wait for one to end.
+ * withLock inside a transaction block overlapping another withLock call on the same client
+ * without nesting in its fn: refused before the lock is taken when a call that started
+ * earlier has not entered its fn yet or is ending; or, when fn ends while a call that started
+ * later is still in progress, after waiting for it and releasing the lock and the savepoint
+ * in order (result: what fn resolved to; cause: fn's error). Nest the calls (await withLock
+ * in fn) or wait for one to end.
  */
 export class OverlappingCallError extends Error {
-  constructor(key: LockKey);
+  constructor(key: LockKey, options?: { cause?: unknown; result?: unknown });
   readonly name: 'OverlappingCallError';
   readonly code: 'PGLOCKS_OVERLAPPING_CALL';
   readonly key: LockKey;
+  readonly result: unknown;
 }

@@ -4,7 +4,6 @@
 // only thing computed here is key(name), the same number as the server's pglocks_key.
 'use strict';
 
-const { AsyncLocalStorage } = require('node:async_hooks');
 const crypto = require('node:crypto');
 const net = require('node:net');
 
@@ -477,9 +476,10 @@ async function extensionSchema(client, lockKey, what) {
   return schema;
 }
 
-// The first statement's result of a query string that holds several (the simple protocol).
-function firstResult(result) {
-  return Array.isArray(result) ? result[0] : result;
+// The result of the i-th statement of a query string that holds several (the simple
+// protocol); a client that answers with one result only gives that one.
+function nthResult(result, i) {
+  return Array.isArray(result) ? result[i] : result;
 }
 
 async function lockStatement(client, text, values, lockKey, what) {
@@ -611,21 +611,13 @@ function markerLiteral(marker, name) {
 // Whether this session holds the lock (any scope) according to pglocks_held(); false when
 // that cannot be asked (an aborted block).
 async function heldNow(client, lockKey, shared) {
-  const pair = Array.isArray(lockKey);
-  let where;
-  let values;
-  if (pair) {
-    where = 'lock_key IS NULL AND key = $1';
-    values = [`${lockKey[0]},${lockKey[1]}`];
-  } else {
-    where = 'lock_key = $1::bigint';
-    values = [(typeof lockKey === 'string' ? key(lockKey) : BigInt(lockKey)).toString()];
-  }
+  const filter = heldFilter(lockKey, 1);
   try {
     const schema = await extensionSchema(client, lockKey, 'withLock');
     const { rows } = await client.query({
-      text: `SELECT pg_catalog.count(*) > 0 FROM ${schema}.pglocks_held() WHERE ${where} AND shared = $2`,
-      values: [...values, shared],
+      text: `SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM ${schema}.pglocks_held() WHERE ${filter.sql} `
+        + 'AND shared OPERATOR(pg_catalog.=) $2::boolean',
+      values: [filter.value, shared],
       rowMode: 'array',
     });
     return rows[0][0] === true;
@@ -648,78 +640,18 @@ function closeOnRelease(client, err) {
   };
 }
 
-// The queries fn sends on the client: withLock puts one wrapper of its own over the
-// client's query() for as long as any of its calls' fn runs, and a query sent from fn's
-// asynchronous context (fn, and whatever fn awaits or starts, followed by AsyncLocalStorage)
-// is recorded as that call's: the node-postgres Query object made (the active one when it
-// started at once, else the one added to the queue). A query the application sends on the
-// same client from elsewhere meanwhile is not fn's, and is never cancelled.
-const fnContext = new AsyncLocalStorage();
-const queryWrappers = new WeakMap();
-
-function wrapQuery(client) {
-  let entry = queryWrappers.get(client);
-  if (entry === undefined) {
-    const hadOwn = Object.prototype.hasOwnProperty.call(client, 'query');
-    const original = client.query;
-    const wrapper = function trackedQuery(...args) {
-      const queue = Array.isArray(client._queryQueue) ? client._queryQueue : null;
-      const queued = queue ? queue.length : 0;
-      const activeBefore = activeQuery(client);
-      const ret = original.apply(this, args);
-      const active = activeQuery(client);
-      let made = null;
-      if (active && active !== activeBefore) made = active;
-      else if (queue && queue.length > queued) made = queue[queue.length - 1];
-      if (made) {
-        for (let ctx = fnContext.getStore(); ctx; ctx = ctx.parent) {
-          if (ctx.client === client) ctx.mine.add(made);
-        }
-      }
-      return ret;
-    };
-    entry = {
-      users: 0,
-      unwrap() {
-        queryWrappers.delete(client);
-        if (client.query !== wrapper) return; // wrapped again by somebody else since: left as it is
-        if (hadOwn) client.query = original;
-        else delete client.query;
-      },
-    };
-    queryWrappers.set(client, entry);
-    client.query = wrapper;
-  }
-  entry.users += 1;
-  return () => {
-    entry.users -= 1;
-    if (entry.users === 0) entry.unwrap();
-  };
-}
-
-// Runs fn(client) in the call's context (ctx: client, mine, parent), its queries recorded in
-// ctx.mine.
-async function runFn(client, fn, ctx) {
-  const unwrap = wrapQuery(client);
-  try {
-    return await fnContext.run(ctx, () => fn(client));
-  } finally {
-    unwrap();
-  }
-}
-
-// fn failed while a query of its own still runs on the connection (its promise rejected on
-// the client side, by query_timeout, or fn threw without waiting for it): withLock cannot go
-// on behind it, so it cancels that query and waits until the connection is ready again. When
+// fn failed while a query still runs on the connection (its promise rejected on the client
+// side, by query_timeout, or fn threw without waiting for it): withLock cannot go on behind
+// it, so it cancels that query and waits until the connection is ready again. The query is
+// taken to be fn's: the client is fn's while withLock runs, and a query the application sends
+// on it from outside fn meanwhile (unsupported) is cancelled as well. When
 // the query cannot be cancelled (no cancel target: TLS, a stream of the application's), the
 // connection is closed instead, which ends the holds, and withLock rejects with
 // ConnectionClosedError. Without node-postgres' active-query accessor (pg-native) nothing is
 // known to run, and the release waits behind whatever does.
-async function abandonFnQuery(client, lockKey, fnError, fnQueries) {
+async function abandonFnQuery(client, lockKey, fnError) {
   const running = activeQuery(client);
   if (running === null || running === undefined) return;
-  // A query fn did not send (the application's, on the same client) is waited for.
-  if (!fnQueries.has(running)) return;
   const stillActive = () => activeQuery(client) === running;
   const target = cancelTarget(client);
   if (target && ((await sendCancel(client, target, stillActive)) || !stillActive())) {
@@ -746,35 +678,51 @@ async function notReleased(client, lockKey, state, { cause, releaseError, fnFail
   return failure;
 }
 
-// The withLock calls in progress on each client, oldest first. Inside a transaction block
-// their savepoints and marks nest: a call may run inside another's fn (its context descends
-// from that call's), but not alongside it.
+// The withLock calls in progress on each client, in the order they started: a stack, since
+// inside a transaction block their savepoints and marks nest. A call whose fn runs ('fn') may
+// have calls nested in fn above it; one that has not entered fn yet or is ending may not.
 const callsInProgress = new WeakMap();
 
 /**
- * Rejects withLock, before anything is sent, inside a transaction block when another withLock
- * call on the same client is in progress and this one does not run inside its fn: their
- * savepoints would be released and rolled back out of order. Overlapping calls on one client
- * are not supported there; nest them (call withLock from fn) or wait for one to end.
+ * Rejects withLock inside a transaction block when its call overlaps another withLock call
+ * on the same client without being nested in its fn: before anything is sent, when a call
+ * that started earlier has not entered its fn yet or is ending; or, when a call's fn ends
+ * while a call that started after it (outside fn, or not awaited by fn) is still in
+ * progress, once those have ended and this call has released its lock and ended its
+ * savepoint in order (cause: fn's error, result: what fn resolved to). Overlapping calls on
+ * one client are not supported there; nest them (await withLock in fn) or wait for one to end.
  */
 class OverlappingCallError extends Error {
-  constructor(lockKey) {
+  constructor(lockKey, { cause, result } = {}) {
     super(`pglocks withLock(): ${showKey(lockKey)}: another withLock call on this client is in progress inside `
-      + 'the same transaction block, and this one does not run inside its function; overlapping calls on one '
-      + 'client are not supported there: nest them or wait for one to end');
+      + 'the same transaction block, and this one does not nest with it; overlapping calls on one '
+      + 'client are not supported there: nest them (await withLock inside the function) or wait for one to end',
+    cause === undefined ? undefined : { cause });
     this.name = 'OverlappingCallError';
     this.code = 'PGLOCKS_OVERLAPPING_CALL';
     this.key = lockKey;
+    this.result = result;
   }
 }
 
 function needNoOverlap(client, ctx) {
   const calls = callsInProgress.get(client) || [];
-  const ancestors = new Set();
-  for (let c = ctx.parent; c; c = c.parent) ancestors.add(c);
   for (const call of calls) {
     if (call === ctx) return;
-    if (!ancestors.has(call)) throw new OverlappingCallError(ctx.lockKey);
+    if (call.state !== 'fn') throw new OverlappingCallError(ctx.lockKey);
+  }
+}
+
+// Waits until every call that started on the client after ctx has ended; true when there
+// was one (ctx was not the innermost call when its fn ended).
+async function waitForInnerCalls(client, ctx) {
+  let waited = false;
+  for (;;) {
+    const calls = callsInProgress.get(client) || [];
+    const i = calls.indexOf(ctx);
+    if (i < 0 || i === calls.length - 1) return waited;
+    waited = true;
+    await calls[calls.length - 1].done;
   }
 }
 
@@ -783,21 +731,30 @@ function needNoOverlap(client, ctx) {
 // a lock.
 async function withLockOn(client, lockKey, fn, options, state) {
   needClient(client, 'withLock');
-  const ctx = {
-    client, lockKey, mine: new Set(), parent: fnContext.getStore(),
-  };
+  const ctx = { lockKey, state: 'starting', overlapped: false };
+  ctx.done = new Promise((resolve) => { ctx.finish = resolve; });
   let calls = callsInProgress.get(client);
   if (calls === undefined) {
     calls = [];
     callsInProgress.set(client, calls);
   }
   calls.push(ctx);
+  let result;
   try {
-    return await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+    result = await withLockBody(client, lockKey, fn, options, { ...state, ctx });
+  } catch (err) {
+    // fn's own error (or none) after a call that overlapped: the overlap is what is reported.
+    if (ctx.overlapped && (!ctx.fnFailed || err === ctx.fnError)) {
+      throw new OverlappingCallError(lockKey, { cause: err });
+    }
+    throw err;
   } finally {
     calls.splice(calls.indexOf(ctx), 1);
     if (calls.length === 0 && callsInProgress.get(client) === calls) callsInProgress.delete(client);
+    ctx.finish();
   }
+  if (ctx.overlapped) throw new OverlappingCallError(lockKey, { result });
+  return result;
 }
 
 async function withLockBody(client, lockKey, fn, options, state) {
@@ -817,18 +774,23 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (inBlock) {
     name = NAME_PREFIX + (++nameSeq);
     try {
-      // One round trip (the simple protocol runs them all), the mark and the cursor before the
-      // savepoint, so that a ROLLBACK TO it keeps them. The cursor (of the same name) tells a
-      // mark that fn reset (RESET ALL) from one that went with the transaction or with a
-      // ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
-      const set = firstResult(await runStatement(client, `SELECT pg_catalog.set_config('${MARKER}', `
+      // One round trip (the simple protocol runs them all): with scope 'session' the savepoint
+      // first, so that when the mark or the cursor fails, a ROLLBACK TO it lets the release run;
+      // a ROLLBACK TO it later takes the mark and the cursor with it. The cursor (of the same
+      // name) tells a mark that fn reset (RESET ALL) from one that went with the transaction or
+      // with a ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
+      const results = await runStatement(client, `${scope === 'session' ? `SAVEPOINT ${name}; ` : ''}`
+        + `SELECT pg_catalog.set_config('${MARKER}', `
         + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
-        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`
-        + `${scope === 'session' ? `; SAVEPOINT ${name}` : ''}`, [], lockKey, 'withLock'));
+        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`, [], lockKey, 'withLock');
+      const set = nthResult(results, scope === 'session' ? 1 : 0);
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
       if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
         try {
+          // Fails (3B001) when the savepoint itself was not taken: the release then fails too.
+          await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`, [], lockKey, 'withLock')
+            .catch((e) => { if (e instanceof ConnectionClosedError) throw e; });
           await releaseOn(client, lockKey, shared, 'withLock');
         } catch (releaseError) {
           throw await notReleased(client, lockKey, state, {
@@ -843,18 +805,24 @@ async function withLockBody(client, lockKey, fn, options, state) {
   let fnFailed = false;
   let fnError;
   let result;
-  const fnQueries = state.ctx.mine;
+  state.ctx.state = 'fn';
   try {
-    result = await runFn(client, fn, state.ctx);
+    result = await fn(client);
   } catch (err) {
     fnFailed = true;
     fnError = err;
   }
+  state.ctx.state = 'ending';
+  state.ctx.fnFailed = fnFailed;
+  state.ctx.fnError = fnError;
+  // Inside a block, a call that started after this one and is still in progress has its
+  // savepoint above this one's: it ends first.
+  if (inBlock && (await waitForInnerCalls(client, state.ctx))) state.ctx.overlapped = true;
   // Every hold went with the connection, when the error is about this one: fn may have used
   // another connection, whose ConnectionClosedError says nothing of this one's holds.
   if (fnError instanceof ConnectionClosedError && isClosed(client)) throw fnError;
   if (fnFailed) {
-    await abandonFnQuery(client, lockKey, fnError, fnQueries);
+    await abandonFnQuery(client, lockKey, fnError);
     await settle(client);
   }
   if (isClosed(client)) {
@@ -870,14 +838,29 @@ async function withLockBody(client, lockKey, fn, options, state) {
   let where = 'same';
   let abortCode = null;
   let cursorOpen = false;
+  let txHoldsNow = 0n;
   if (inBlock) {
     const restoreSql = restore === null ? 'NULL'
       : `CASE WHEN v OR c THEN pg_catalog.set_config('${MARKER}', ${restore}, true) END`;
     try {
-      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'} FROM `
-        + `(SELECT pg_catalog.strpos(' ' || coalesce(pg_catalog.current_setting('${MARKER}', true), '') || ' ', ' ${name} ') > 0 AS v, `
+      // Scope 'session': the transaction-scope holds of the same lock and mode this session
+      // has (fn's, when it failed, are rolled back before the release, see below).
+      let txHolds = 'NULL';
+      let values = [];
+      if (scope === 'session') {
+        const schema = await extensionSchema(client, lockKey, 'withLock');
+        const filter = heldFilter(lockKey, 2);
+        txHolds = `(SELECT coalesce(pg_catalog.sum(holds), 0)::bigint FROM ${schema}.pglocks_held() `
+          + `WHERE ${filter.sql} AND shared OPERATOR(pg_catalog.=) $1::boolean `
+          + "AND scope OPERATOR(pg_catalog.=) 'transaction')";
+        values = [shared, filter.value];
+      }
+      const read = await runStatement(client, `SELECT v OR c, c, ${scope === 'transaction' ? restoreSql : 'NULL'}, ${txHolds} FROM `
+        + `(SELECT pg_catalog.strpos(pg_catalog.concat(' ', pg_catalog.current_setting('${MARKER}', true), ' '), ' ${name} ') `
+        + 'OPERATOR(pg_catalog.>) 0 AS v, '
         + `EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) '${name}') AS c) AS m`,
-      [], lockKey, 'withLock');
+      values, lockKey, 'withLock');
+      txHoldsNow = read.rows[0][3] === null ? 0n : BigInt(read.rows[0][3]);
       where = read.rows[0][0] ? 'same' : 'changed';
       cursorOpen = read.rows[0][1] === true;
     } catch (err) {
@@ -888,7 +871,15 @@ async function withLockBody(client, lockKey, fn, options, state) {
   }
 
   if (scope === 'transaction') {
-    if (cursorOpen) await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
+    if (cursorOpen) {
+      try {
+        await runStatement(client, `CLOSE ${name}`, [], lockKey, 'withLock');
+      } catch (err) {
+        // fn's error stays the one to reject with; the CLOSE's goes with it.
+        if (!fnFailed) throw err;
+        attachCloseError(fnError, err);
+      }
+    }
     if (where === 'changed') {
       throw new TransactionChangedError(lockKey, {
         lockStillHeld: await heldNow(client, lockKey, shared), cause: fnFailed ? fnError : undefined,
@@ -900,19 +891,43 @@ async function withLockBody(client, lockKey, fn, options, state) {
   }
 
   const ownSavepoint = inBlock && where !== 'changed';
+  // fn's work is rolled back to the savepoint before the release when the block is aborted
+  // (only a ROLLBACK TO lets the release run), and when fn failed while this session has
+  // transaction-scope holds of the same lock and mode: the server releases the newest hold,
+  // which may be one fn took; the ROLLBACK TO undoes fn's. Otherwise the lock is released
+  // first, while the block surely lets it, and the savepoint dealt with after.
+  const rollbackFirst = ownSavepoint && (where === 'aborted' || (fnFailed && txHoldsNow > 0n));
+  let rolledBackTo = false;
+  // RELEASE SAVEPOINT (after ROLLBACK TO when fn failed and that has not run yet), the mark
+  // set back and the cursor closed (a ROLLBACK TO the savepoint takes both with it): one
+  // statement, after the release.
+  const endSavepoint = () => {
+    const rollback = fnFailed && !rolledBackTo;
+    return `${rollback ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}RELEASE SAVEPOINT ${name}`
+      + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
+      + `${cursorOpen && !rollback ? `; CLOSE ${name}` : ''}`;
+  };
   try {
-    // In an aborted block only a ROLLBACK TO lets the release run; otherwise the lock is
-    // released first, while the block surely lets it, and the savepoint dealt with after.
-    if (ownSavepoint && where === 'aborted') {
+    if (rollbackFirst) {
       // Fails (3B001) when fn began a transaction of its own after ending the caller's, or
       // released a savepoint taken before withLock; the release below then says whether the
       // block lets it run.
-      await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').catch((err) => {
+      await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}`, [], lockKey, 'withLock').then(() => {
+        rolledBackTo = true;
+        // The cursor, declared after the savepoint, went with it.
+        cursorOpen = false;
+      }, (err) => {
         if (err instanceof ConnectionClosedError) throw err;
       });
     }
     await releaseSessionHold(client, lockKey, shared);
   } catch (err) {
+    // Refused: the savepoint is still ended (fn's work undone when it failed) and the cursor
+    // closed, when the block lets them.
+    if (ownSavepoint && !(err instanceof ConnectionClosedError) && !isClosed(client)
+      && transactionStatus(client, 'withLock') === 'T') {
+      await runStatement(client, endSavepoint(), [], lockKey, 'withLock').catch(() => {});
+    }
     throw await notReleased(client, lockKey, state, {
       cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
     });
@@ -921,10 +936,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // (undone first when fn failed).
   if (ownSavepoint) {
     try {
-      await runStatement(client, `${fnFailed && where !== 'aborted' ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}`
-        + `RELEASE SAVEPOINT ${name}`
-        + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
-        + `${cursorOpen ? `; CLOSE ${name}` : ''}`, [], lockKey, 'withLock');
+      await runStatement(client, endSavepoint(), [], lockKey, 'withLock');
     } catch (err) {
       // The savepoint is gone though the transaction is the same: fn released a savepoint
       // taken before withLock, which released withLock's with it.
@@ -937,6 +949,19 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (fnFailed) throw fnError;
   if (where === 'aborted') throw new TransactionAbortedError(lockKey, abortCode, { rolledBack: true });
   return result;
+}
+
+// Puts the error of withLock's CLOSE of its cursor on fn's error (closeError), when that is
+// an object that takes it.
+function attachCloseError(fnError, closeError) {
+  if (fnError === null || (typeof fnError !== 'object' && typeof fnError !== 'function')) return;
+  try {
+    Object.defineProperty(fnError, 'closeError', {
+      value: closeError, configurable: true, writable: true, enumerable: false,
+    });
+  } catch (e) {
+    // A frozen or sealed error keeps what it has.
+  }
 }
 
 // Gives a client withLock took from a pool back to it: never inside a transaction block fn
@@ -958,15 +983,20 @@ async function giveBack(client, failed) {
   }
   if (!err && isClosed(client)) err = new Error('pglocks: the connection was closed');
   if (!err) {
-    // The last check: no advisory lock of this session's (withLock's or any other, taken by
-    // fn or through another path) goes back to the pool with the connection.
+    // The last check: no advisory lock of this session's goes back to the pool with the
+    // connection. A hold pglocks knows of (withLock's or one fn took through pglocks), read
+    // from pglocks_held(), closes the connection; then every advisory lock of the session
+    // (one fn took with pg_advisory_lock, say) is released with pg_advisory_unlock_all(). Both
+    // read this session's own lock table only: nothing of the lock manager's shared state is
+    // scanned (pg_locks would take every partition lock), and the application holds nothing
+    // on a connection withLock took from the pool itself.
     try {
-      const { rows } = await client.query({
-        text: "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
-          + 'AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid())',
+      const schema = await extensionSchema(client, undefined, 'withLock');
+      const results = await client.query({
+        text: `SELECT EXISTS (SELECT FROM ${schema}.pglocks_held()); SELECT pg_catalog.pg_advisory_unlock_all()`,
         rowMode: 'array',
       });
-      if (rows[0][0] !== false) err = new Error('pglocks: the connection still holds advisory locks');
+      if (nthResult(results, 0).rows[0][0] !== false) err = new Error('pglocks: the connection still holds locks taken through pglocks');
     } catch (e) {
       err = e;
     }
@@ -1001,7 +1031,7 @@ async function giveBack(client, failed) {
  * Given a pg.Pool, it takes a client from the pool for the lock and fn, and gives it back
  * at the end: outside any transaction block (one fn left open is rolled back, and a
  * successful fn then rejects with TransactionRolledBackError), and closed instead when its
- * hold could not be released, its state is in doubt, or it still holds an advisory lock.
+ * hold could not be released, its state is in doubt, or it still holds a lock taken through pglocks (every other advisory lock of the session is released).
  *
  * Not supported, and refused where it can be told: fn releasing a savepoint taken before
  * withLock (SavepointReleasedError), calls overlapping on one client inside a block without

@@ -48,3 +48,24 @@ test("fn doing SET LOCAL search_path inside the caller's block: both scopes rele
   await a.query('ROLLBACK');
   assert.deepEqual(await held(a), []);
 });
+
+test("scope 'transaction', fn ending the transaction and taking the lock again with an = operator of its own on the search_path: lockStillHeld is true", async () => {
+  const a = await connect();
+  await a.query('CREATE SCHEMA IF NOT EXISTS sp_ops');
+  await a.query("CREATE OR REPLACE FUNCTION sp_ops.never(bigint, bigint) RETURNS boolean LANGUAGE sql AS 'SELECT false'");
+  await a.query(`DO $$ BEGIN
+    CREATE OPERATOR sp_ops.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = sp_ops.never);
+  EXCEPTION WHEN duplicate_function THEN NULL; END $$`);
+  await a.query('BEGIN');
+  const err = await pglocks.withLock(a, 'sp:ops', async (c) => {
+    await c.query('SET search_path TO sp_ops, pg_catalog, public');
+    await c.query('COMMIT');
+    await c.query('BEGIN');
+    await pglocks.acquire(c, 'sp:ops', { scope: 'transaction' });
+  }, { scope: 'transaction' }).then(() => null, (e) => e);
+  assert.ok(err instanceof pglocks.TransactionChangedError, String(err));
+  assert.equal(err.lockStillHeld, true);
+  await a.query('ROLLBACK');
+  await a.query('RESET search_path');
+  assert.deepEqual(await held(a), []);
+});

@@ -58,19 +58,46 @@ test("with a pool, another connection's ConnectionClosedError in fn gives the co
   await pglocks.release(holder, 'wgb:other2');
 });
 
-test('a pool connection that still holds an advisory lock after withLock is closed, not given back', async () => {
+test('a pool connection on which fn kept an advisory lock of its own goes back with every advisory lock released, and the check reads no pg_locks', async () => {
   const b = await connect();
   const p = pool({ max: 1 });
   let pid;
+  const sent = [];
   // fn takes a lock of its own and keeps it: the connection must not go back with it.
   const got = await pglocks.withLock(p, 'wgb:kept-outer', async (c) => {
     pid = c.processID;
-    await c.query("SELECT pg_advisory_lock(4242)");
+    await c.query('SELECT pg_advisory_lock(4242)');
+    const query = c.query;
+    c.query = function recorded(config, ...rest) {
+      sent.push(typeof config === 'string' ? config : config.text);
+      return query.call(this, config, ...rest);
+    };
+    return 'done';
+  });
+  assert.equal(got, 'done');
+  assert.equal(await freeFor(b, 4242n), true);
+  assert.equal(sent.some((t) => /pg_locks/.test(t)), false, sent.join('\n'));
+  const c = await p.connect();
+  try {
+    assert.equal(c.processID, pid, 'given back, not closed');
+    delete c.query;
+  } finally {
+    c.release();
+  }
+});
+
+test('a pool connection that still holds a lock taken through pglocks after withLock is closed, not given back', async () => {
+  const b = await connect();
+  const p = pool({ max: 1 });
+  let pid;
+  const got = await pglocks.withLock(p, 'wgb:kept-pglocks', async (c) => {
+    pid = c.processID;
+    await pglocks.acquire(c, 'wgb:kept-inner');
     return 'done';
   });
   assert.equal(got, 'done');
   assert.equal(p.totalCount, 0);
-  assert.equal(await freeFor(b, 4242n), true);
+  assert.equal(await freeFor(b, pglocks.key('wgb:kept-inner')), true);
   const c = await p.connect();
   try {
     assert.notEqual(c.processID, pid);

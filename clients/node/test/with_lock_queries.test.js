@@ -1,7 +1,7 @@
 'use strict';
 
-// When fn fails, withLock cancels only a query fn sent through the client while it ran: a
-// query the application sent on the same client meanwhile is waited for, not cancelled.
+// When fn fails while a query runs on the client, withLock cancels it: the client is fn's
+// while withLock runs. Overlapping calls on one client inside a block are refused.
 
 const assert = require('node:assert/strict');
 const { test, after } = require('node:test');
@@ -12,18 +12,21 @@ after(closeAll);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test("fn failing while the application's own query runs on the client: that query is not cancelled", async () => {
+test("the client's query() is left as it is while fn runs, and a query sent through a reference bound before is cancelled when fn fails", async () => {
   const a = await connect();
-  const job = pglocks.withLock(a, 'wq:other', async () => {
-    await sleep(100);
-    throw new Error('validation failed');
-  });
-  await sleep(30);
-  const report = a.query('SELECT pg_sleep(0.5) AS report').then(() => 'ok', (e) => e);
-  await assert.rejects(job, /validation failed/);
-  assert.equal(await report, 'ok');
+  const boundQuery = a.query.bind(a);
+  let own;
+  let slow;
+  const started = Date.now();
+  await assert.rejects(pglocks.withLock(a, 'wq:bound', async () => {
+    own = Object.prototype.hasOwnProperty.call(a, 'query');
+    slow = boundQuery({ text: 'SELECT pg_sleep(30)', query_timeout: 200 }).then(() => 'ok', (e) => e);
+    await slow;
+    throw new Error('timed out');
+  }), /timed out/);
+  assert.equal(own, false, 'no wrapper over query() while fn runs');
+  assert.ok(Date.now() - started < 10000, 'the query was cancelled, not waited for');
   assert.deepEqual(await held(a), []);
-  assert.equal(Object.prototype.hasOwnProperty.call(a, 'query'), false, 'the client keeps its own query()');
 });
 
 test('fn failing while a query it sent runs: that query is still cancelled', async () => {
@@ -38,7 +41,6 @@ test('fn failing while a query it sent runs: that query is still cancelled', asy
   assert.equal((await slow).code, '57014');
   assert.ok(Date.now() - started < 10000);
   assert.deepEqual(await held(a), []);
-  assert.equal(Object.prototype.hasOwnProperty.call(a, 'query'), false);
 });
 
 test("two overlapping withLock calls on one client inside a block: the second is refused before anything is sent", async () => {
@@ -62,4 +64,31 @@ test("two overlapping withLock calls on one client inside a block: the second is
   assert.equal(await pglocks.withLock(a, 'wq:a', () => 'again'), 'again');
   await a.query('ROLLBACK');
   assert.deepEqual(await held(a), []);
+});
+
+test('inside a block, a call whose fn ends while a later call not nested in it runs waits for it, ends in order and is refused with OverlappingCallError', async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  await a.query('CREATE TEMP TABLE wq_o (v text)');
+  const first = pglocks.withLock(a, 'wq:first', async (c) => {
+    await sleep(60);
+    await c.query("INSERT INTO wq_o VALUES ('first')");
+    return 'first';
+  });
+  await sleep(20);
+  // Started outside the first call's fn while that fn runs: not refused at start.
+  const second = pglocks.withLock(a, 'wq:second', async (c) => {
+    await sleep(200);
+    await c.query("INSERT INTO wq_o VALUES ('second')");
+    return 'second';
+  });
+  const [r1, r2] = await Promise.allSettled([first, second]);
+  assert.ok(r1.reason instanceof pglocks.OverlappingCallError, String(r1.reason));
+  assert.equal(r1.reason.result, 'first');
+  assert.equal(r2.value, 'second');
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual((await a.query('SELECT v FROM wq_o ORDER BY v')).rows.map((r) => r.v), ['first', 'second']);
+  assert.deepEqual(await held(a), []);
+  assert.deepEqual((await a.query('SELECT name FROM pg_cursors')).rows, []);
+  await a.query('ROLLBACK');
 });
