@@ -314,10 +314,11 @@ def _acquire_steps(
     block: bool,
     recount: bool = False,
 ) -> Steps[bool]:
-    """The acquire. With ``recount`` (asyncio, whose cancellation cancels the statement in the
-    server), a session-scope acquire counts this session's holds of the lock first: a cancel
-    that lands after the grant, before the statement ends, fails the statement with the
-    lock held, and the count afterwards finds that hold and gives it back."""
+    """The acquire. With ``recount`` (sync and asyncio alike), a session-scope acquire counts
+    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), or a
+    ``lock_timeout`` (55P03), that lands after the grant, before the statement ends, fails
+    the statement with the lock held, and the count afterwards finds that hold and gives it
+    back (or, should that fail, the connection is closed)."""
     _transaction_scope_check(a, scope)
     before = a.status()
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
@@ -359,7 +360,7 @@ def _acquire_steps(
                     yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
-        if holds_before is not None and sqlstate(exc) == "57014":
+        if holds_before is not None and sqlstate(exc) in ("57014", "55P03"):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc
@@ -573,7 +574,7 @@ def _no_session_lock_on_a_session(conn: Any, scope: str) -> None:
 def _acquire(a: SyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
     hold = _Hold()
     try:
-        return _run(a, _acquire_steps(a, k, shared, wait, secs, scope, hold, block)), hold
+        return _run(a, _acquire_steps(a, k, shared, wait, secs, scope, hold, block, recount=True)), hold
     except BaseException as exc:
         _run(a, _abandon_steps(a, k, shared, scope, hold, exc))
         raise
