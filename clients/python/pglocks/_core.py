@@ -100,6 +100,38 @@ class ReleaseFailed(PglocksError):
         self.block_error = block_error
 
 
+class HoldMismatch(ReleaseFailed):
+    """The end of a lock block found the holds of its lock not as the block left them: the
+    release (``pglocks_release`` frees the newest hold of the lock, whatever its scope) freed
+    a hold of the other scope (``freed_scope``: a session-scope block freed a
+    transaction-scope hold taken in the block, or the reverse), or, for a transaction-scope
+    block, its own hold was gone (rolled back to a savepoint taken before the block) and
+    nothing was released (``freed_scope`` None). Mixing scopes on one lock inside a block is
+    unsupported. A session-scope block's connection is closed (its session hold would stay
+    held otherwise): ``connection_closed``."""
+
+    def __init__(self, k: Key, scope: str, freed_scope: Optional[str]) -> None:
+        super().__init__(k, False, None)
+        self.scope = scope
+        self.freed_scope = freed_scope
+        self._describe()
+
+    def _describe(self) -> None:
+        k, scope = self.key, self.scope
+        if self.freed_scope is not None:
+            what = (
+                f"the release freed a {self.freed_scope}-scope hold instead of the block's {scope}-scope "
+                f"hold (the newest hold of the lock was of the other scope)"
+            )
+        else:
+            what = "the block's hold was gone (rolled back to a savepoint taken before the block); nothing was released"
+        closed = "; the connection is closed, which ends the session and its locks" if self.connection_closed else ""
+        after = f" (after the block raised {self.block_error!r})" if self.block_error is not None else ""
+        self.args = (
+            f"lock {k!r} (scope={scope!r}): {what}{after}{closed}; mixing scopes on one lock inside a block is unsupported",
+        )
+
+
 # --- statements --------------------------------------------------------------------------
 
 
@@ -160,16 +192,23 @@ _TX_XID = "pg_catalog.txid_current_if_assigned()"
 
 
 def transaction_acquire_sql(k: Key, shared: bool, wait: bool, secs: Optional[float]) -> Tuple[str, List[Any]]:
-    """A transaction-scope acquire that returns, when granted, the transaction's identity
-    ('start,xid'), and NULL when not granted."""
+    """A transaction-scope acquire that returns, when granted, the transaction's identity and
+    this session's transaction-scope holds of the lock after the grant ('start,xid,holds'),
+    and NULL when not granted."""
     sql, params = acquire_sql(k, shared, wait, secs, "transaction")
     sql = sql[len("SELECT ") :]
-    return f"SELECT CASE WHEN {sql} THEN {_TX_START}::text || ',' || coalesce({_TX_XID}::text, '') END", params
+    where, where_params = _held_where(k, shared, "transaction")
+    holds = f"(SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where})"
+    return (
+        f"SELECT CASE WHEN {sql} THEN {_TX_START}::text || ',' || coalesce({_TX_XID}::text, '')"
+        f" || ',' || {holds}::text END",
+        params + where_params,
+    )
 
 
-def _parse_tx(value: str) -> Tuple[int, Optional[int]]:
-    start, _, xid = str(value).partition(",")
-    return int(start), (int(xid) if xid else None)
+def _parse_tx(value: str) -> Tuple[Tuple[int, Optional[int]], int]:
+    start, xid, holds = str(value).split(",")
+    return (int(start), (int(xid) if xid else None)), int(holds)
 
 
 def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
@@ -185,26 +224,55 @@ def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
     return f"{cond} AND h.shared = %s::boolean AND h.scope = %s::text", params + [bool(shared), scope]
 
 
+def _key_where(k: Key, shared: bool) -> Tuple[str, List[Any]]:
+    """:func:`_held_where` without the scope: the rows of both scopes."""
+    where, params = _held_where(k, shared, "session")
+    return where[: where.rindex(" AND h.scope")], params[:-1]
+
+
+def checked_release_sql(k: Key, shared: bool, scope: str, tx: Optional[Tuple[int, Optional[int]]] = None, min_tx_holds: int = 0) -> Tuple[str, List[Any]]:
+    """The release at the end of a block, with this session's holds of the lock and mode
+    counted per scope before and after it in the same statement: one text,
+    'session before,transaction before,released (1/0),session after,transaction after'.
+    The release runs only if there is a hold of the block's scope (for a transaction-scope
+    block: in the transaction that took the lock, at least ``min_tx_holds`` of them, the
+    count right after the block's acquire), else ``released`` is empty; for a
+    transaction-scope block, session before is empty when the transaction is another."""
+    ks, key_params = _key_sql(k)
+    where, where_params = _key_where(k, shared)
+    counts = (
+        "coalesce(sum(h.holds) FILTER (WHERE h.scope = 'session'), 0)::bigint AS {0}s,"
+        " coalesce(sum(h.holds) FILTER (WHERE h.scope = 'transaction'), 0)::bigint AS {0}t"
+        " FROM pglocks_held() h WHERE "
+    )
+    params: List[Any] = list(where_params)
+    if scope == "transaction":
+        assert tx is not None
+        start, xid = tx
+        same_tx = f"{_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
+        before = f"SELECT CASE WHEN {same_tx} THEN 1 END AS same_tx, " + counts.format("b_")
+        params = [start, xid, xid] + params
+        guard = "b.same_tx IS NOT NULL AND b.b_t > 0 AND b.b_t >= %s::bigint"
+        guard_params: List[Any] = [min_tx_holds]
+    else:
+        before = "SELECT 1 AS same_tx, " + counts.format("b_")
+        guard, guard_params = "b.b_s > 0", []
+    sql = (
+        f"SELECT concat(CASE WHEN b.same_tx IS NOT NULL THEN b.b_s END, ',', b.b_t, ',',"
+        f" x.released::integer, ',', x.a_s, ',', x.a_t)"
+        f" FROM ({before}{where}) b CROSS JOIN LATERAL (SELECT r.released, a.a_s, a.a_t FROM"
+        f" (SELECT CASE WHEN {guard} THEN pglocks_release({ks}, shared => %s::boolean) END AS released OFFSET 0) r"
+        f" CROSS JOIN LATERAL (SELECT {counts.format('a_')}{where}"
+        f" AND r.released IS NOT DISTINCT FROM r.released) a) x"
+    )
+    params += guard_params + key_params + [bool(shared)] + where_params
+    return sql, params
+
+
 def held_count_sql(k: Key, shared: bool) -> Tuple[str, List[Any]]:
     """How many session-scope holds of the lock this session has."""
     where, params = _held_where(k, shared, "session")
     return f"SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where}", params
-
-
-def transaction_release_sql(k: Key, shared: bool, tx: Tuple[int, Optional[int]]) -> Tuple[str, List[Any]]:
-    """Releases the block's transaction-scope hold only if the transaction is still the one
-    that took it (checked in the same statement): NULL when it is not, false when this
-    transaction holds no transaction-scope hold of the lock any more, else true."""
-    ks, key_params = _key_sql(k)
-    where, where_params = _held_where(k, shared, "transaction")
-    start, xid = tx
-    sql = (
-        f"SELECT CASE WHEN {_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
-        f" THEN CASE WHEN EXISTS (SELECT 1 FROM pglocks_held() h WHERE {where})"
-        f" THEN pglocks_release({ks}, shared => %s::boolean) ELSE false END END"
-    )
-    params: List[Any] = [start, xid, xid] + where_params + key_params + [bool(shared)]
-    return sql, params
 
 
 def with_lock_sql(
@@ -301,6 +369,7 @@ class _Hold:
         self.savepoint: Optional[str] = None  # set before the acquire, inside the caller's transaction
         # scope='transaction': the identity of the transaction that took the lock
         self.tx: Optional[Tuple[int, Optional[int]]] = None
+        self.tx_holds = 0  # and its transaction-scope holds of the lock right after the grant
 
 
 def _acquire_steps(
@@ -368,7 +437,7 @@ def _acquire_steps(
     if scope == "transaction":
         got = value is not None
         if got:
-            hold.tx = _parse_tx(value)
+            hold.tx, hold.tx_holds = _parse_tx(value)
     else:
         got = bool(value)
     hold.granted = got
@@ -459,16 +528,24 @@ def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) 
         elif how == "lost":
             yield ("rollback_aborted",)
         status = a.status()
+    if scope == "transaction" and (status != INTRANS or hold.tx is None):
+        return TransactionChanged(k)  # the transaction ended in the block, and the hold with it
+    sql, params = checked_release_sql(k, shared, scope, hold.tx, hold.tx_holds)
+    row = str((yield ("scalar", sql, params))).split(",")
+    s_before, t_before, released, s_after, t_after = (int(v) if v else None for v in row)
     if scope == "transaction":
-        if status != INTRANS or hold.tx is None:
-            return TransactionChanged(k)  # the transaction ended in the block, and the hold with it
-        sql, params = transaction_release_sql(k, shared, hold.tx)
-        if (yield ("scalar", sql, params)) is None:
+        if s_before is None:
             return TransactionChanged(k)  # another transaction: its holds are not the block's
-        return problem
-    sql, params = release_sql(k, shared)
-    yield ("scalar", sql, params)
-    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
+        if released is None and t_before:
+            # Fewer transaction-scope holds than right after the block's acquire: the block's
+            # (rolled back with a savepoint taken before the block); the ones left are not its.
+            raise HoldMismatch(k, scope, None)
+    if released is not None:
+        own, other = (s_before, t_before) if scope == "session" else (t_before, s_before)
+        own_after, other_after = (s_after, t_after) if scope == "session" else (t_after, s_after)
+        if own is None or not (own_after == own - 1 and other_after == other):
+            raise HoldMismatch(k, scope, "transaction" if scope == "session" else "session")
+    if scope == "session" and status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
         yield ("commit",)
     return problem
 
@@ -494,6 +571,11 @@ def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: Opti
             closed_text = " (the connection was closed)" if closed else ""
             _note(exc, f"pglocks: releasing {k!r} failed too{closed_text}: {release_error!r}")
             return
+        if isinstance(release_error, HoldMismatch):
+            release_error.connection_closed = closed
+            release_error.block_error = exc
+            release_error._describe()
+            raise release_error
         raise ReleaseFailed(k, closed, exc) from release_error
     if problem is not None:
         if exc is None:

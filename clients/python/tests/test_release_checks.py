@@ -59,3 +59,70 @@ def test_acquire_cancelled_after_the_grant_inside_a_transaction(connect, probe, 
     cur.execute("RESET statement_timeout")
     assert holds(conn) == []
     assert probe.free("granted-then-cancelled")
+
+
+def test_session_block_does_not_free_a_transaction_hold_of_its_body(connect, probe):
+    import psycopg
+
+    conn = psycopg.connect("")
+    try:
+        with pytest.raises(pglocks.HoldMismatch) as info:
+            with conn.transaction():
+                with pglocks.lock(conn, "mixed"):
+                    assert pglocks.acquire(conn, "mixed", scope="transaction")
+        assert info.value.freed_scope == "transaction"
+        assert info.value.connection_closed is True
+        assert isinstance(info.value, pglocks.ReleaseFailed)
+        assert "transaction-scope hold" in str(info.value)
+        assert conn.closed
+        assert probe.free("mixed")
+    finally:
+        conn.close()
+
+
+def test_transaction_block_does_not_free_a_session_hold_of_its_body(connect, probe):
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    with pytest.raises(pglocks.HoldMismatch) as info:
+        with pglocks.lock(conn, "mixed", scope="transaction"):
+            assert pglocks.acquire(conn, "mixed")  # a session hold meant to outlive the block
+    assert info.value.freed_scope == "session"
+    assert info.value.connection_closed is False
+    conn.rollback()
+    assert holds(conn) == []
+
+
+def test_inner_transaction_block_rolled_back_past_does_not_free_the_outer_hold(probe):
+    import psycopg
+
+    conn = psycopg.connect("")
+    try:
+        with conn.transaction():
+            with pglocks.lock(conn, "k", scope="transaction"):
+                conn.execute("SAVEPOINT s")
+                with pytest.raises(pglocks.HoldMismatch) as info:
+                    with pglocks.lock(conn, "k", scope="transaction"):
+                        conn.execute("ROLLBACK TO SAVEPOINT s")  # ends the inner hold
+                assert info.value.freed_scope is None
+                # the outer block still holds the lock
+                assert holds(conn) == [("k", False, "transaction", 1)]
+                assert not probe.free("k")
+        assert probe.free("k")
+    finally:
+        conn.close()
+
+
+def test_same_scope_nesting_still_releases_one_hold_each(connect, probe):
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    with pglocks.lock(conn, "n", scope="transaction"):
+        with pglocks.lock(conn, "n", scope="transaction"):
+            assert holds(conn) == [("n", False, "transaction", 2)]
+        assert holds(conn) == [("n", False, "transaction", 1)]
+        with pglocks.lock(conn, "n"):
+            pass  # the newest hold is the block's own: fine
+        assert holds(conn) == [("n", False, "transaction", 1)]
+    assert holds(conn) == []
+    conn.commit()
