@@ -119,6 +119,11 @@ class SyncAdapter:
             _quiet(self.raw.cancel)
         _quiet(self.raw.close)
 
+    def gone(self) -> bool:
+        """True when the connection is still open but no longer the block's (a SQLAlchemy
+        Connection closed in the block gave it back to the pool): it must not be used."""
+        return False
+
     def finish(self) -> None:
         """The end of a lock block: gives back what the adapter took for it."""
 
@@ -208,6 +213,19 @@ class SQLAlchemyAdapter(SyncAdapter):
         self.pinned = pinned
         self.owner = owner  # the Session whose block checked conn out, or None
         super().__init__(_sa_dbapi(conn))
+        # The pool's record of the DBAPI connection: invalidated (closed, replaced at the
+        # pool's next checkout) should the Connection give it back with the lock held.
+        self.record = getattr(conn.connection, "_connection_record", None)
+
+    def gone(self) -> bool:
+        if raw_closed(self.raw):
+            return False  # closed: the database session has ended, and its locks with it
+        if self.conn.closed or getattr(self.conn, "invalidated", False):
+            return True
+        try:
+            return _sa_dbapi(self.conn) is not self.raw
+        except Exception:
+            return True
 
     def rollback_aborted(self) -> None:
         # SQLAlchemy refuses statements in a transaction that failed until its block ends;
@@ -254,6 +272,14 @@ class SQLAlchemyAdapter(SyncAdapter):
             self.raw.commit()  # a transaction SQLAlchemy does not know about
 
     def discard(self) -> None:
+        if self.gone():
+            # The DBAPI connection is the pool's now (perhaps another checkout's): never run
+            # a statement on it; invalidate its record, which closes it.
+            record = self.record
+            if record is not None and getattr(record, "dbapi_connection", None) is self.raw:
+                _quiet(record.invalidate)
+            _quiet(self.raw.close)
+            return
         if not self.conn.closed and not getattr(self.conn, "invalidated", False):
             if raw_status(self.raw) == ACTIVE:
                 _quiet(self.raw.cancel)
@@ -334,10 +360,16 @@ def _session_block_adapter(session: Any) -> SQLAlchemyAdapter:
         session.info.pop(_SESSION_KEY, None)  # closed by an outer block's failed release
         session.bind = entry[2]
     bind = session.get_bind()
-    if hasattr(bind, "exec_driver_sql") or _session_connection_in_use(session):
-        # The caller's Connection, never given back to the pool by the Session; or the
-        # connection of the Session's transaction under way.
+    if hasattr(bind, "exec_driver_sql"):
+        # The caller's Connection, never given back to the pool by the Session.
         return SQLAlchemyAdapter(session.connection(), pinned=True)
+    if _session_connection_in_use(session):
+        raise ValueError(
+            "a session-scope lock block on a SQLAlchemy Session whose transaction already has a "
+            "connection: a commit or rollback in the block would give that connection back to "
+            "the pool with the lock held; commit or roll back before the block, bind the Session "
+            "to a Connection, or use scope='transaction'"
+        )
     conn = bind.connect()
     session.info[_SESSION_KEY] = [conn, 1, session.bind]
     session.bind = conn
@@ -409,6 +441,9 @@ class AsyncAdapter:
 
     def autocommit(self) -> bool:
         return bool(self.raw.autocommit)
+
+    def gone(self) -> bool:
+        return False
 
     def closed(self) -> bool:
         return raw_closed(self.raw)

@@ -512,6 +512,13 @@ def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) 
     release that failed."""
     if a.closed():
         return None  # closed in the block: the session has ended, and its locks with it
+    if a.gone():
+        if scope == "transaction":
+            return TransactionChanged(k)  # given back to the pool, its transaction rolled back
+        raise RuntimeError(
+            "pglocks: the block's SQLAlchemy Connection was closed in the block, its DBAPI "
+            "connection given back to the pool with the lock held; it is invalidated, not used"
+        )
     status = a.status()
     if status in (ACTIVE, UNKNOWN):
         # A statement interrupted mid-flight: the connection cannot take another one.
