@@ -427,6 +427,8 @@ def _acquire_steps(
                     yield ("rollback_aborted",)  # the failed transaction was only the acquire's
                 elif hold.savepoint is not None:
                     yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
+                    yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+                    hold.savepoint = None
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
         if holds_before is not None and sqlstate(exc) in ("57014", "55P03"):
@@ -441,6 +443,11 @@ def _acquire_steps(
     else:
         got = bool(value)
     hold.granted = got
+    if hold.savepoint is not None and (not block or not got):
+        # Nothing to roll back to later (a function's acquire, a block without the lock):
+        # the savepoint is released at once, so that acquires in a loop nest nothing.
+        yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+        hold.savepoint = None
     if scope == "session" and ours:
         yield ("commit",)
     return got
@@ -506,6 +513,26 @@ def _release_steps(a: Any, k: Key, shared: bool) -> Steps[bool]:
 
 
 def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) -> Steps[Optional[PglocksError]]:
+    """:func:`_block_release_inner_steps`, then the block's savepoint released, so that blocks
+    in a loop do not nest subtransactions. The body may have destroyed it (rolled back or
+    released a savepoint taken before the block, ended the transaction): a savepoint of
+    this step's own, rolled back to, keeps that failure from aborting the transaction."""
+    problem = yield from _block_release_inner_steps(a, k, shared, scope, hold)
+    if hold.savepoint is not None and not a.closed() and a.status() == INTRANS:
+        name, hold.savepoint = hold.savepoint, None
+        guard = name + "_end"
+        yield ("execute", "SAVEPOINT " + guard)
+        try:
+            yield ("execute", "RELEASE SAVEPOINT " + name)  # and the guard, taken after it
+        except Exception:
+            if a.closed():
+                raise
+            yield ("execute", "ROLLBACK TO SAVEPOINT " + guard)
+            yield ("execute", "RELEASE SAVEPOINT " + guard)
+    return problem
+
+
+def _block_release_inner_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) -> Steps[Optional[PglocksError]]:
     """The release at the end of a lock block. An aborted transaction is rolled back first
     (see :func:`_recover_steps`). Returns what to raise if the block itself raised nothing
     (:class:`BlockAborted`, :class:`TransactionChanged`), or None; raises the error of a

@@ -126,3 +126,73 @@ def test_same_scope_nesting_still_releases_one_hold_each(connect, probe):
         assert holds(conn) == [("n", False, "transaction", 1)]
     assert holds(conn) == []
     conn.commit()
+
+
+def _savepoint_depth(conn):
+    """How deep the current subtransaction is: a write gives each level its own xid."""
+    cur = conn.cursor()
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS pglocks_sp (i int)")
+    cur.execute("INSERT INTO pglocks_sp VALUES (1)")
+    cur.execute(
+        "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'"
+    )
+    return cur.fetchone()[0]
+
+
+@pytest.mark.parametrize("scope", ["session", "transaction"])
+def test_blocks_in_a_loop_leave_no_savepoints(connect, scope):
+    conn = connect(autocommit=False)
+    base = _savepoint_depth(conn)
+    for i in range(20):
+        with pglocks.lock(conn, f"loop:{i}", scope=scope):
+            conn.cursor().execute("INSERT INTO pglocks_sp VALUES (2)")
+    for i in range(5):
+        pglocks.acquire(conn, f"fn:{i}")
+    with pglocks.lock(conn, "nested"):
+        with pglocks.lock(conn, "nested", wait=False) as got:
+            assert got
+    assert _savepoint_depth(conn) == base
+    conn.rollback()
+    for i in range(5):
+        pglocks.release(conn, f"fn:{i}")
+
+
+def test_body_that_destroyed_the_savepoint_keeps_the_transaction(connect, probe):
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS pglocks_sp (i int)")
+    cur.execute("SAVEPOINT outer_sp")
+    with pglocks.lock(conn, "destroyed"):
+        cur.execute("RELEASE SAVEPOINT outer_sp")  # and the block's, taken after it
+        cur.execute("INSERT INTO pglocks_sp VALUES (3)")
+    assert probe.free("destroyed")
+    cur.execute("SELECT count(*) FROM pglocks_sp WHERE i = 3")  # the transaction goes on
+    assert cur.fetchone()[0] == 1
+    conn.rollback()
+
+
+def test_aacquire_in_a_transaction_leaves_no_savepoint():
+    import asyncio
+
+    import psycopg
+
+    depth = (
+        "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'"
+    )
+
+    async def main():
+        ac = await psycopg.AsyncConnection.connect("")
+        try:
+            async with ac.transaction():
+                await ac.execute("CREATE TEMP TABLE pglocks_asp (i int)")
+                base = await (await ac.execute(depth)).fetchone()
+                for i in range(3):
+                    assert await pglocks.aacquire(ac, f"a{i}")
+                await ac.execute("INSERT INTO pglocks_asp VALUES (1)")
+                assert await (await ac.execute(depth)).fetchone() == base
+                for i in range(3):
+                    assert await pglocks.arelease(ac, f"a{i}")
+        finally:
+            await ac.close()
+
+    asyncio.run(main())
