@@ -7,6 +7,8 @@ transaction status of the underlying session (psycopg and psycopg2 number them a
 from __future__ import annotations
 
 import asyncio
+import re
+import weakref
 from typing import Any, List, Mapping, Optional, Sequence
 
 # libpq's PGTransactionStatusType, as both psycopg (pq.TransactionStatus) and psycopg2
@@ -58,6 +60,40 @@ def _scalar(cur: Any, sql: str, params: Sequence[Any]) -> Any:
     return first(cur.fetchone())
 
 
+# The schema of the extension, looked up once per connection (the DBAPI connection, held
+# weakly): every pglocks_* call is qualified with it, so that a block's SET search_path
+# cannot break the release.
+_SCHEMA_SQL = (
+    "SELECT (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pglocks')"
+)
+_schemas: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_CALL = re.compile(r"(?<![\w.\"])(pglocks_[a-z_]+\()")
+
+
+def _cached_schema(raw: Any) -> Optional[str]:
+    try:
+        return _schemas.get(raw)
+    except TypeError:
+        return None
+
+
+def _remember_schema(raw: Any, schema: Any) -> None:
+    if schema is None:
+        return  # not installed: the unqualified call fails, and says so
+    try:
+        _schemas[raw] = str(schema)
+    except TypeError:
+        pass
+
+
+def qualify(sql: str, schema: Optional[str]) -> str:
+    """``sql`` with each call of a pglocks_* function qualified with the extension's schema."""
+    if schema is None:
+        return sql
+    return _CALL.sub(lambda m: f"{schema}.{m.group(1)}", sql)
+
+
 def _quiet(fn: Any) -> None:
     """Calls fn(), ignoring its errors: for the last resort of closing a connection."""
     try:
@@ -81,6 +117,16 @@ class SyncAdapter:
         self.raw = raw
 
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        """Runs one statement, its pglocks_* calls qualified with the extension's schema."""
+        if "pglocks_" in sql:
+            schema = _cached_schema(self.raw)
+            if schema is None:
+                schema = self.run_scalar(_SCHEMA_SQL, ())
+                _remember_schema(self.raw, schema)
+            sql = qualify(sql, schema)
+        return self.run_scalar(sql, params)
+
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         cur = self.raw.cursor()
         try:
             return _scalar(cur, sql, params)
@@ -148,11 +194,11 @@ class DjangoAdapter(SyncAdapter):
     def _attached(self) -> bool:
         return self.wrapper.connection is self.raw
 
-    def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         if self.wrapper.needs_rollback or not self._attached():
             # Django refuses statements in an atomic block marked for rollback, and a
             # connection it let go of is no longer its own: straight to the DBAPI connection.
-            return super().scalar(sql, params)
+            return super().run_scalar(sql, params)
         # Through Django's cursor, so execute wrappers and query logging see the statement.
         with self.wrapper.cursor() as cur:
             return _scalar(cur, sql, params)
@@ -253,12 +299,12 @@ class SQLAlchemyAdapter(SyncAdapter):
             return False
         return True
 
-    def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         if self._usable():
             return self.conn.exec_driver_sql(sql, tuple(params)).scalar()
-        # SQLAlchemy's transaction is rolled back underneath it, or the connection went
-        # back to the pool: use the DBAPI connection directly.
-        return super().scalar(sql, params)
+        # SQLAlchemy's transaction is rolled back underneath it: use the DBAPI connection
+        # directly.
+        return super().run_scalar(sql, params)
 
     def commit(self) -> None:
         if self.underneath:
@@ -428,6 +474,15 @@ class AsyncAdapter:
         return self.raw
 
     async def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        if "pglocks_" in sql:
+            schema = _cached_schema(self.raw)
+            if schema is None:
+                schema = await self.run_scalar(_SCHEMA_SQL, ())
+                _remember_schema(self.raw, schema)
+            sql = qualify(sql, schema)
+        return await self.run_scalar(sql, params)
+
+    async def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         async with self.raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
             return first(await cur.fetchone())

@@ -6,6 +6,7 @@ import pytest
 import pglocks
 from pglocks._conn import SyncAdapter
 from conftest import holds
+from test_lock import wait_until_free
 
 
 def _slow_after_grant(monkeypatch):
@@ -75,7 +76,7 @@ def test_session_block_does_not_free_a_transaction_hold_of_its_body(connect, pro
         assert isinstance(info.value, pglocks.ReleaseFailed)
         assert "transaction-scope hold" in str(info.value)
         assert conn.closed
-        assert probe.free("mixed")
+        assert wait_until_free(probe, "mixed")
     finally:
         conn.close()
 
@@ -192,6 +193,40 @@ def test_aacquire_in_a_transaction_leaves_no_savepoint():
                 assert await (await ac.execute(depth)).fetchone() == base
                 for i in range(3):
                     assert await pglocks.arelease(ac, f"a{i}")
+        finally:
+            await ac.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("scope", ["session", "transaction"])
+def test_block_that_changes_search_path_still_releases(connect, probe, scope):
+    conn = connect(autocommit=scope == "session")
+    cur = conn.cursor()
+    if scope == "transaction":
+        cur.execute("SELECT 1")
+    with pglocks.lock(conn, "search-path", scope=scope):
+        cur.execute("SET search_path = pg_catalog")  # the extension's schema is not on it
+    assert probe.free("search-path")
+    cur.execute("SET search_path = pg_catalog")
+    assert pglocks.acquire(conn, "search-path")
+    assert pglocks.release(conn, "search-path")
+    if scope == "transaction":
+        conn.rollback()
+    cur.execute("RESET search_path")
+
+
+def test_async_block_that_changes_search_path_still_releases(probe):
+    import asyncio
+
+    import psycopg
+
+    async def main():
+        ac = await psycopg.AsyncConnection.connect("", autocommit=True)
+        try:
+            async with pglocks.alock(ac, "search-path"):
+                await ac.execute("SET search_path = pg_catalog")
+            assert probe.free("search-path")
         finally:
             await ac.close()
 

@@ -7,6 +7,7 @@ from sqlalchemy import Column, Integer, String, text
 from sqlalchemy.orm import Session, declarative_base
 
 import pglocks
+from test_lock import wait_until_free
 
 Base = declarative_base()
 
@@ -308,7 +309,7 @@ def test_connection_closed_in_the_block_is_invalidated_not_used(probe):
             with pglocks.lock(c, "sa:closed"):
                 c.close()  # back to the pool, the lock held
         assert info.value.connection_closed is True
-        assert probe.free("sa:closed")
+        assert wait_until_free(probe, "sa:closed")
         with e.connect() as other:  # the pool replaced the invalidated connection
             assert sa_holds(other) == []
     finally:
@@ -329,6 +330,6 @@ def test_connection_closed_in_the_block_no_release_on_another_checkout(probe):
                 other.exec_driver_sql("SELECT 1")  # its transaction
         # pglocks sent nothing on other's connection: it was invalidated (closed) instead
         assert other.connection.dbapi_connection is None or other.connection.dbapi_connection.closed
-        assert probe.free("sa:closed")
+        assert wait_until_free(probe, "sa:closed")
     finally:
         e.dispose()
