@@ -605,12 +605,24 @@ def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: Opti
             closed_text = " (the connection was closed)" if closed else ""
             _note(exc, f"pglocks: releasing {k!r} failed too{closed_text}: {release_error!r}")
             return
+        failure: ReleaseFailed
         if isinstance(release_error, HoldMismatch):
             release_error.connection_closed = closed
             release_error.block_error = exc
             release_error._describe()
-            raise release_error
-        raise ReleaseFailed(k, closed, exc) from release_error
+            failure = release_error
+        else:
+            failure = ReleaseFailed(k, closed, exc)
+            failure.__cause__ = release_error
+        if exc is not None and closed:
+            # The block raised, and the connection is closed: nothing of the session can be
+            # held any more. The block's own error goes on (what the caller catches), the
+            # release's failure as a note and as its __context__.
+            _note(exc, f"pglocks: {failure}")
+            if exc.__context__ is None:
+                exc.__context__ = failure
+            return
+        raise failure
     if problem is not None:
         if exc is None:
             raise problem
