@@ -20,9 +20,20 @@ def _module(obj: object) -> str:
     return type(obj).__module__ or ""
 
 
+def unwrap(conn: Any) -> Any:
+    """Django's ``django.db.connection`` is a ConnectionProxy of the current thread's
+    ``connections[alias]``: that connection (looked up now, in the calling thread)."""
+    if _module(conn).startswith("django.utils.connection"):
+        d = getattr(conn, "__dict__", {})
+        if "_connections" in d and "_alias" in d:
+            return d["_connections"][d["_alias"]]
+    return conn
+
+
 def kind(conn: object) -> str:
     """What ``conn`` is: 'sqlalchemy', 'django', 'psycopg-async' or 'dbapi' (a psycopg or
     psycopg2 connection); TypeError for anything else."""
+    conn = unwrap(conn)
     mod = _module(conn)
     if mod.startswith("sqlalchemy."):
         return "sqlalchemy"
@@ -431,6 +442,7 @@ def sync_adapter(conn: Any, block_scope: Optional[str] = None) -> SyncAdapter:
     for the functions acquire() and release(), and for with_lock())."""
     if isinstance(conn, SyncAdapter):
         return conn
+    conn = unwrap(conn)
     k = kind(conn)
     if k == "sqlalchemy":
         if hasattr(conn, "exec_driver_sql"):

@@ -89,7 +89,9 @@ class ReleaseFailed(PglocksError):
     """The release at the end of a lock block failed (the error of the driver is
     ``__cause__``). ``connection_closed`` is True when the connection is closed (lost, or
     closed by pglocks so that the server ends the session and its locks rather than leave
-    the lock held); ``block_error`` is the exception the block raised, or None."""
+    the lock held); ``block_error`` is the exception the block raised, or None. When the
+    block raised an Exception and the connection is closed, the block's error is raised
+    instead, with this as its ``__context__`` and a note."""
 
     def __init__(self, key: Key, connection_closed: bool, block_error: Optional[BaseException]) -> None:
         closed = "; the connection is closed, which ends the session and its locks" if connection_closed else ""

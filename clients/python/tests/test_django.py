@@ -375,6 +375,20 @@ def test_one_object_entered_twice():
     assert django_holds() == []
 
 
+def test_lock_on_django_db_connection_proxy(probe):
+    # django.db.connection is a ConnectionProxy of connections["default"]
+    from django.db import connection
+
+    with pglocks.lock(connection, "proxy") as acquired:
+        assert acquired
+        assert django_holds() == [("proxy", False, 1)]
+        assert not probe.free("proxy")
+    assert probe.free("proxy")
+    assert pglocks.acquire(connection, "proxy")
+    assert pglocks.release(connection, "proxy")
+    assert pglocks.with_lock(connection, "proxy", "SELECT 1") is True
+
+
 def test_one_object_used_in_with_by_two_threads(probe):
     # A module-level advisory_lock(...) object entered by two threads at once: each thread's
     # exit releases its own entry, on its own thread's connection.
