@@ -16,6 +16,7 @@ AsyncConnection. Django users: ``pglocks.django.advisory_lock``, django-pglocks'
 from ._core import (
     BlockAborted,
     ExtensionNotInstalled,
+    HoldMismatch,
     LockNotAcquired,
     PglocksError,
     ReleaseFailed,
@@ -36,6 +37,7 @@ __version__ = "1.2.0"
 __all__ = [
     "BlockAborted",
     "ExtensionNotInstalled",
+    "HoldMismatch",
     "Key",
     "LockNotAcquired",
     "PglocksError",

@@ -7,6 +7,8 @@ transaction status of the underlying session (psycopg and psycopg2 number them a
 from __future__ import annotations
 
 import asyncio
+import re
+import weakref
 from typing import Any, List, Mapping, Optional, Sequence
 
 # libpq's PGTransactionStatusType, as both psycopg (pq.TransactionStatus) and psycopg2
@@ -18,9 +20,20 @@ def _module(obj: object) -> str:
     return type(obj).__module__ or ""
 
 
+def unwrap(conn: Any) -> Any:
+    """Django's ``django.db.connection`` is a ConnectionProxy of the current thread's
+    ``connections[alias]``: that connection (looked up now, in the calling thread)."""
+    if _module(conn).startswith("django.utils.connection"):
+        d = getattr(conn, "__dict__", {})
+        if "_connections" in d and "_alias" in d:
+            return d["_connections"][d["_alias"]]
+    return conn
+
+
 def kind(conn: object) -> str:
     """What ``conn`` is: 'sqlalchemy', 'django', 'psycopg-async' or 'dbapi' (a psycopg or
     psycopg2 connection); TypeError for anything else."""
+    conn = unwrap(conn)
     mod = _module(conn)
     if mod.startswith("sqlalchemy."):
         return "sqlalchemy"
@@ -58,6 +71,40 @@ def _scalar(cur: Any, sql: str, params: Sequence[Any]) -> Any:
     return first(cur.fetchone())
 
 
+# The schema of the extension, looked up once per connection (the DBAPI connection, held
+# weakly): every pglocks_* call is qualified with it, so that a block's SET search_path
+# cannot break the release.
+_SCHEMA_SQL = (
+    "SELECT (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pglocks')"
+)
+_schemas: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_CALL = re.compile(r"(?<![\w.\"])(pglocks_[a-z_]+\()")
+
+
+def _cached_schema(raw: Any) -> Optional[str]:
+    try:
+        return _schemas.get(raw)
+    except TypeError:
+        return None
+
+
+def _remember_schema(raw: Any, schema: Any) -> None:
+    if schema is None:
+        return  # not installed: the unqualified call fails, and says so
+    try:
+        _schemas[raw] = str(schema)
+    except TypeError:
+        pass
+
+
+def qualify(sql: str, schema: Optional[str]) -> str:
+    """``sql`` with each call of a pglocks_* function qualified with the extension's schema."""
+    if schema is None:
+        return sql
+    return _CALL.sub(lambda m: f"{schema}.{m.group(1)}", sql)
+
+
 def _quiet(fn: Any) -> None:
     """Calls fn(), ignoring its errors: for the last resort of closing a connection."""
     try:
@@ -81,6 +128,16 @@ class SyncAdapter:
         self.raw = raw
 
     def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        """Runs one statement, its pglocks_* calls qualified with the extension's schema."""
+        if "pglocks_" in sql:
+            schema = _cached_schema(self.raw)
+            if schema is None:
+                schema = self.run_scalar(_SCHEMA_SQL, ())
+                _remember_schema(self.raw, schema)
+            sql = qualify(sql, schema)
+        return self.run_scalar(sql, params)
+
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         cur = self.raw.cursor()
         try:
             return _scalar(cur, sql, params)
@@ -119,6 +176,11 @@ class SyncAdapter:
             _quiet(self.raw.cancel)
         _quiet(self.raw.close)
 
+    def gone(self) -> bool:
+        """True when the connection is still open but no longer the block's (a SQLAlchemy
+        Connection closed in the block gave it back to the pool): it must not be used."""
+        return False
+
     def finish(self) -> None:
         """The end of a lock block: gives back what the adapter took for it."""
 
@@ -143,11 +205,11 @@ class DjangoAdapter(SyncAdapter):
     def _attached(self) -> bool:
         return self.wrapper.connection is self.raw
 
-    def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         if self.wrapper.needs_rollback or not self._attached():
             # Django refuses statements in an atomic block marked for rollback, and a
             # connection it let go of is no longer its own: straight to the DBAPI connection.
-            return super().scalar(sql, params)
+            return super().run_scalar(sql, params)
         # Through Django's cursor, so execute wrappers and query logging see the statement.
         with self.wrapper.cursor() as cur:
             return _scalar(cur, sql, params)
@@ -208,6 +270,19 @@ class SQLAlchemyAdapter(SyncAdapter):
         self.pinned = pinned
         self.owner = owner  # the Session whose block checked conn out, or None
         super().__init__(_sa_dbapi(conn))
+        # The pool's record of the DBAPI connection: invalidated (closed, replaced at the
+        # pool's next checkout) should the Connection give it back with the lock held.
+        self.record = getattr(conn.connection, "_connection_record", None)
+
+    def gone(self) -> bool:
+        if raw_closed(self.raw):
+            return False  # closed: the database session has ended, and its locks with it
+        if self.conn.closed or getattr(self.conn, "invalidated", False):
+            return True
+        try:
+            return _sa_dbapi(self.conn) is not self.raw
+        except Exception:
+            return True
 
     def rollback_aborted(self) -> None:
         # SQLAlchemy refuses statements in a transaction that failed until its block ends;
@@ -235,12 +310,12 @@ class SQLAlchemyAdapter(SyncAdapter):
             return False
         return True
 
-    def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+    def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         if self._usable():
             return self.conn.exec_driver_sql(sql, tuple(params)).scalar()
-        # SQLAlchemy's transaction is rolled back underneath it, or the connection went
-        # back to the pool: use the DBAPI connection directly.
-        return super().scalar(sql, params)
+        # SQLAlchemy's transaction is rolled back underneath it: use the DBAPI connection
+        # directly.
+        return super().run_scalar(sql, params)
 
     def commit(self) -> None:
         if self.underneath:
@@ -254,6 +329,14 @@ class SQLAlchemyAdapter(SyncAdapter):
             self.raw.commit()  # a transaction SQLAlchemy does not know about
 
     def discard(self) -> None:
+        if self.gone():
+            # The DBAPI connection is the pool's now (perhaps another checkout's): never run
+            # a statement on it; invalidate its record, which closes it.
+            record = self.record
+            if record is not None and getattr(record, "dbapi_connection", None) is self.raw:
+                _quiet(record.invalidate)
+            _quiet(self.raw.close)
+            return
         if not self.conn.closed and not getattr(self.conn, "invalidated", False):
             if raw_status(self.raw) == ACTIVE:
                 _quiet(self.raw.cancel)
@@ -334,10 +417,16 @@ def _session_block_adapter(session: Any) -> SQLAlchemyAdapter:
         session.info.pop(_SESSION_KEY, None)  # closed by an outer block's failed release
         session.bind = entry[2]
     bind = session.get_bind()
-    if hasattr(bind, "exec_driver_sql") or _session_connection_in_use(session):
-        # The caller's Connection, never given back to the pool by the Session; or the
-        # connection of the Session's transaction under way.
+    if hasattr(bind, "exec_driver_sql"):
+        # The caller's Connection, never given back to the pool by the Session.
         return SQLAlchemyAdapter(session.connection(), pinned=True)
+    if _session_connection_in_use(session):
+        raise ValueError(
+            "a session-scope lock block on a SQLAlchemy Session whose transaction already has a "
+            "connection: a commit or rollback in the block would give that connection back to "
+            "the pool with the lock held; commit or roll back before the block, bind the Session "
+            "to a Connection, or use scope='transaction'"
+        )
     conn = bind.connect()
     session.info[_SESSION_KEY] = [conn, 1, session.bind]
     session.bind = conn
@@ -353,6 +442,7 @@ def sync_adapter(conn: Any, block_scope: Optional[str] = None) -> SyncAdapter:
     for the functions acquire() and release(), and for with_lock())."""
     if isinstance(conn, SyncAdapter):
         return conn
+    conn = unwrap(conn)
     k = kind(conn)
     if k == "sqlalchemy":
         if hasattr(conn, "exec_driver_sql"):
@@ -396,6 +486,15 @@ class AsyncAdapter:
         return self.raw
 
     async def scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        if "pglocks_" in sql:
+            schema = _cached_schema(self.raw)
+            if schema is None:
+                schema = await self.run_scalar(_SCHEMA_SQL, ())
+                _remember_schema(self.raw, schema)
+            sql = qualify(sql, schema)
+        return await self.run_scalar(sql, params)
+
+    async def run_scalar(self, sql: str, params: Sequence[Any]) -> Any:
         async with self.raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
             return first(await cur.fetchone())
@@ -409,6 +508,9 @@ class AsyncAdapter:
 
     def autocommit(self) -> bool:
         return bool(self.raw.autocommit)
+
+    def gone(self) -> bool:
+        return False
 
     def closed(self) -> bool:
         return raw_closed(self.raw)

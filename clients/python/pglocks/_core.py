@@ -89,7 +89,9 @@ class ReleaseFailed(PglocksError):
     """The release at the end of a lock block failed (the error of the driver is
     ``__cause__``). ``connection_closed`` is True when the connection is closed (lost, or
     closed by pglocks so that the server ends the session and its locks rather than leave
-    the lock held); ``block_error`` is the exception the block raised, or None."""
+    the lock held); ``block_error`` is the exception the block raised, or None. When the
+    block raised an Exception and the connection is closed, the block's error is raised
+    instead, with this as its ``__context__`` and a note."""
 
     def __init__(self, key: Key, connection_closed: bool, block_error: Optional[BaseException]) -> None:
         closed = "; the connection is closed, which ends the session and its locks" if connection_closed else ""
@@ -98,6 +100,38 @@ class ReleaseFailed(PglocksError):
         self.key = key
         self.connection_closed = connection_closed
         self.block_error = block_error
+
+
+class HoldMismatch(ReleaseFailed):
+    """The end of a lock block found the holds of its lock not as the block left them: the
+    release (``pglocks_release`` frees the newest hold of the lock, whatever its scope) freed
+    a hold of the other scope (``freed_scope``: a session-scope block freed a
+    transaction-scope hold taken in the block, or the reverse), or, for a transaction-scope
+    block, its own hold was gone (rolled back to a savepoint taken before the block) and
+    nothing was released (``freed_scope`` None). Mixing scopes on one lock inside a block is
+    unsupported. A session-scope block's connection is closed (its session hold would stay
+    held otherwise): ``connection_closed``."""
+
+    def __init__(self, k: Key, scope: str, freed_scope: Optional[str]) -> None:
+        super().__init__(k, False, None)
+        self.scope = scope
+        self.freed_scope = freed_scope
+        self._describe()
+
+    def _describe(self) -> None:
+        k, scope = self.key, self.scope
+        if self.freed_scope is not None:
+            what = (
+                f"the release freed a {self.freed_scope}-scope hold instead of the block's {scope}-scope "
+                f"hold (the newest hold of the lock was of the other scope)"
+            )
+        else:
+            what = "the block's hold was gone (rolled back to a savepoint taken before the block); nothing was released"
+        closed = "; the connection is closed, which ends the session and its locks" if self.connection_closed else ""
+        after = f" (after the block raised {self.block_error!r})" if self.block_error is not None else ""
+        self.args = (
+            f"lock {k!r} (scope={scope!r}): {what}{after}{closed}; mixing scopes on one lock inside a block is unsupported",
+        )
 
 
 # --- statements --------------------------------------------------------------------------
@@ -160,16 +194,23 @@ _TX_XID = "pg_catalog.txid_current_if_assigned()"
 
 
 def transaction_acquire_sql(k: Key, shared: bool, wait: bool, secs: Optional[float]) -> Tuple[str, List[Any]]:
-    """A transaction-scope acquire that returns, when granted, the transaction's identity
-    ('start,xid'), and NULL when not granted."""
+    """A transaction-scope acquire that returns, when granted, the transaction's identity and
+    this session's transaction-scope holds of the lock after the grant ('start,xid,holds'),
+    and NULL when not granted."""
     sql, params = acquire_sql(k, shared, wait, secs, "transaction")
     sql = sql[len("SELECT ") :]
-    return f"SELECT CASE WHEN {sql} THEN {_TX_START}::text || ',' || coalesce({_TX_XID}::text, '') END", params
+    where, where_params = _held_where(k, shared, "transaction")
+    holds = f"(SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where})"
+    return (
+        f"SELECT CASE WHEN {sql} THEN {_TX_START}::text || ',' || coalesce({_TX_XID}::text, '')"
+        f" || ',' || {holds}::text END",
+        params + where_params,
+    )
 
 
-def _parse_tx(value: str) -> Tuple[int, Optional[int]]:
-    start, _, xid = str(value).partition(",")
-    return int(start), (int(xid) if xid else None)
+def _parse_tx(value: str) -> Tuple[Tuple[int, Optional[int]], int]:
+    start, xid, holds = str(value).split(",")
+    return (int(start), (int(xid) if xid else None)), int(holds)
 
 
 def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
@@ -185,26 +226,55 @@ def _held_where(k: Key, shared: bool, scope: str) -> Tuple[str, List[Any]]:
     return f"{cond} AND h.shared = %s::boolean AND h.scope = %s::text", params + [bool(shared), scope]
 
 
+def _key_where(k: Key, shared: bool) -> Tuple[str, List[Any]]:
+    """:func:`_held_where` without the scope: the rows of both scopes."""
+    where, params = _held_where(k, shared, "session")
+    return where[: where.rindex(" AND h.scope")], params[:-1]
+
+
+def checked_release_sql(k: Key, shared: bool, scope: str, tx: Optional[Tuple[int, Optional[int]]] = None, min_tx_holds: int = 0) -> Tuple[str, List[Any]]:
+    """The release at the end of a block, with this session's holds of the lock and mode
+    counted per scope before and after it in the same statement: one text,
+    'session before,transaction before,released (1/0),session after,transaction after'.
+    The release runs only if there is a hold of the block's scope (for a transaction-scope
+    block: in the transaction that took the lock, at least ``min_tx_holds`` of them, the
+    count right after the block's acquire), else ``released`` is empty; for a
+    transaction-scope block, session before is empty when the transaction is another."""
+    ks, key_params = _key_sql(k)
+    where, where_params = _key_where(k, shared)
+    counts = (
+        "coalesce(sum(h.holds) FILTER (WHERE h.scope = 'session'), 0)::bigint AS {0}s,"
+        " coalesce(sum(h.holds) FILTER (WHERE h.scope = 'transaction'), 0)::bigint AS {0}t"
+        " FROM pglocks_held() h WHERE "
+    )
+    params: List[Any] = list(where_params)
+    if scope == "transaction":
+        assert tx is not None
+        start, xid = tx
+        same_tx = f"{_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
+        before = f"SELECT CASE WHEN {same_tx} THEN 1 END AS same_tx, " + counts.format("b_")
+        params = [start, xid, xid] + params
+        guard = "b.same_tx IS NOT NULL AND b.b_t > 0 AND b.b_t >= %s::bigint"
+        guard_params: List[Any] = [min_tx_holds]
+    else:
+        before = "SELECT 1 AS same_tx, " + counts.format("b_")
+        guard, guard_params = "b.b_s > 0", []
+    sql = (
+        f"SELECT concat(CASE WHEN b.same_tx IS NOT NULL THEN b.b_s END, ',', b.b_t, ',',"
+        f" x.released::integer, ',', x.a_s, ',', x.a_t)"
+        f" FROM ({before}{where}) b CROSS JOIN LATERAL (SELECT r.released, a.a_s, a.a_t FROM"
+        f" (SELECT CASE WHEN {guard} THEN pglocks_release({ks}, shared => %s::boolean) END AS released OFFSET 0) r"
+        f" CROSS JOIN LATERAL (SELECT {counts.format('a_')}{where}"
+        f" AND r.released IS NOT DISTINCT FROM r.released) a) x"
+    )
+    params += guard_params + key_params + [bool(shared)] + where_params
+    return sql, params
+
+
 def held_count_sql(k: Key, shared: bool) -> Tuple[str, List[Any]]:
     """How many session-scope holds of the lock this session has."""
     where, params = _held_where(k, shared, "session")
     return f"SELECT coalesce(sum(h.holds), 0)::bigint FROM pglocks_held() h WHERE {where}", params
-
-
-def transaction_release_sql(k: Key, shared: bool, tx: Tuple[int, Optional[int]]) -> Tuple[str, List[Any]]:
-    """Releases the block's transaction-scope hold only if the transaction is still the one
-    that took it (checked in the same statement): NULL when it is not, false when this
-    transaction holds no transaction-scope hold of the lock any more, else true."""
-    ks, key_params = _key_sql(k)
-    where, where_params = _held_where(k, shared, "transaction")
-    start, xid = tx
-    sql = (
-        f"SELECT CASE WHEN {_TX_START} = %s::bigint AND (%s::bigint IS NULL OR {_TX_XID} = %s::bigint)"
-        f" THEN CASE WHEN EXISTS (SELECT 1 FROM pglocks_held() h WHERE {where})"
-        f" THEN pglocks_release({ks}, shared => %s::boolean) ELSE false END END"
-    )
-    params: List[Any] = [start, xid, xid] + where_params + key_params + [bool(shared)]
-    return sql, params
 
 
 def with_lock_sql(
@@ -301,6 +371,7 @@ class _Hold:
         self.savepoint: Optional[str] = None  # set before the acquire, inside the caller's transaction
         # scope='transaction': the identity of the transaction that took the lock
         self.tx: Optional[Tuple[int, Optional[int]]] = None
+        self.tx_holds = 0  # and its transaction-scope holds of the lock right after the grant
 
 
 def _acquire_steps(
@@ -314,10 +385,11 @@ def _acquire_steps(
     block: bool,
     recount: bool = False,
 ) -> Steps[bool]:
-    """The acquire. With ``recount`` (asyncio, whose cancellation cancels the statement in the
-    server), a session-scope acquire counts this session's holds of the lock first: a cancel
-    that lands after the grant, before the statement ends, fails the statement with the
-    lock held, and the count afterwards finds that hold and gives it back."""
+    """The acquire. With ``recount`` (sync and asyncio alike), a session-scope acquire counts
+    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), or a
+    ``lock_timeout`` (55P03), that lands after the grant, before the statement ends, fails
+    the statement with the lock held, and the count afterwards finds that hold and gives it
+    back (or, should that fail, the connection is closed)."""
     _transaction_scope_check(a, scope)
     before = a.status()
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
@@ -357,9 +429,11 @@ def _acquire_steps(
                     yield ("rollback_aborted",)  # the failed transaction was only the acquire's
                 elif hold.savepoint is not None:
                     yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
+                    yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+                    hold.savepoint = None
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
-        if holds_before is not None and sqlstate(exc) == "57014":
+        if holds_before is not None and sqlstate(exc) in ("57014", "55P03"):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc
@@ -367,10 +441,15 @@ def _acquire_steps(
     if scope == "transaction":
         got = value is not None
         if got:
-            hold.tx = _parse_tx(value)
+            hold.tx, hold.tx_holds = _parse_tx(value)
     else:
         got = bool(value)
     hold.granted = got
+    if hold.savepoint is not None and (not block or not got):
+        # Nothing to roll back to later (a function's acquire, a block without the lock):
+        # the savepoint is released at once, so that acquires in a loop nest nothing.
+        yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+        hold.savepoint = None
     if scope == "session" and ours:
         yield ("commit",)
     return got
@@ -436,12 +515,39 @@ def _release_steps(a: Any, k: Key, shared: bool) -> Steps[bool]:
 
 
 def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) -> Steps[Optional[PglocksError]]:
+    """:func:`_block_release_inner_steps`, then the block's savepoint released, so that blocks
+    in a loop do not nest subtransactions. The body may have destroyed it (rolled back or
+    released a savepoint taken before the block, ended the transaction): a savepoint of
+    this step's own, rolled back to, keeps that failure from aborting the transaction."""
+    problem = yield from _block_release_inner_steps(a, k, shared, scope, hold)
+    if hold.savepoint is not None and not a.closed() and a.status() == INTRANS:
+        name, hold.savepoint = hold.savepoint, None
+        guard = name + "_end"
+        yield ("execute", "SAVEPOINT " + guard)
+        try:
+            yield ("execute", "RELEASE SAVEPOINT " + name)  # and the guard, taken after it
+        except Exception:
+            if a.closed():
+                raise
+            yield ("execute", "ROLLBACK TO SAVEPOINT " + guard)
+            yield ("execute", "RELEASE SAVEPOINT " + guard)
+    return problem
+
+
+def _block_release_inner_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) -> Steps[Optional[PglocksError]]:
     """The release at the end of a lock block. An aborted transaction is rolled back first
     (see :func:`_recover_steps`). Returns what to raise if the block itself raised nothing
     (:class:`BlockAborted`, :class:`TransactionChanged`), or None; raises the error of a
     release that failed."""
     if a.closed():
         return None  # closed in the block: the session has ended, and its locks with it
+    if a.gone():
+        if scope == "transaction":
+            return TransactionChanged(k)  # given back to the pool, its transaction rolled back
+        raise RuntimeError(
+            "pglocks: the block's SQLAlchemy Connection was closed in the block, its DBAPI "
+            "connection given back to the pool with the lock held; it is invalidated, not used"
+        )
     status = a.status()
     if status in (ACTIVE, UNKNOWN):
         # A statement interrupted mid-flight: the connection cannot take another one.
@@ -458,16 +564,24 @@ def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) 
         elif how == "lost":
             yield ("rollback_aborted",)
         status = a.status()
+    if scope == "transaction" and (status != INTRANS or hold.tx is None):
+        return TransactionChanged(k)  # the transaction ended in the block, and the hold with it
+    sql, params = checked_release_sql(k, shared, scope, hold.tx, hold.tx_holds)
+    row = str((yield ("scalar", sql, params))).split(",")
+    s_before, t_before, released, s_after, t_after = (int(v) if v else None for v in row)
     if scope == "transaction":
-        if status != INTRANS or hold.tx is None:
-            return TransactionChanged(k)  # the transaction ended in the block, and the hold with it
-        sql, params = transaction_release_sql(k, shared, hold.tx)
-        if (yield ("scalar", sql, params)) is None:
+        if s_before is None:
             return TransactionChanged(k)  # another transaction: its holds are not the block's
-        return problem
-    sql, params = release_sql(k, shared)
-    yield ("scalar", sql, params)
-    if status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
+        if released is None and t_before:
+            # Fewer transaction-scope holds than right after the block's acquire: the block's
+            # (rolled back with a savepoint taken before the block); the ones left are not its.
+            raise HoldMismatch(k, scope, None)
+    if released is not None:
+        own, other = (s_before, t_before) if scope == "session" else (t_before, s_before)
+        own_after, other_after = (s_after, t_after) if scope == "session" else (t_after, s_after)
+        if own is None or not (own_after == own - 1 and other_after == other):
+            raise HoldMismatch(k, scope, "transaction" if scope == "session" else "session")
+    if scope == "session" and status == IDLE and not a.autocommit() and (a.underneath or not a.pinned):
         yield ("commit",)
     return problem
 
@@ -493,7 +607,24 @@ def _exit_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold, exc: Opti
             closed_text = " (the connection was closed)" if closed else ""
             _note(exc, f"pglocks: releasing {k!r} failed too{closed_text}: {release_error!r}")
             return
-        raise ReleaseFailed(k, closed, exc) from release_error
+        failure: ReleaseFailed
+        if isinstance(release_error, HoldMismatch):
+            release_error.connection_closed = closed
+            release_error.block_error = exc
+            release_error._describe()
+            failure = release_error
+        else:
+            failure = ReleaseFailed(k, closed, exc)
+            failure.__cause__ = release_error
+        if exc is not None and closed:
+            # The block raised, and the connection is closed: nothing of the session can be
+            # held any more. The block's own error goes on (what the caller catches), the
+            # release's failure as a note and as its __context__.
+            _note(exc, f"pglocks: {failure}")
+            if exc.__context__ is None:
+                exc.__context__ = failure
+            return
+        raise failure
     if problem is not None:
         if exc is None:
             raise problem
@@ -573,7 +704,7 @@ def _no_session_lock_on_a_session(conn: Any, scope: str) -> None:
 def _acquire(a: SyncAdapter, k: Key, shared: bool, wait: bool, secs: Optional[float], scope: str, block: bool) -> Tuple[bool, _Hold]:
     hold = _Hold()
     try:
-        return _run(a, _acquire_steps(a, k, shared, wait, secs, scope, hold, block)), hold
+        return _run(a, _acquire_steps(a, k, shared, wait, secs, scope, hold, block, recount=True)), hold
     except BaseException as exc:
         _run(a, _abandon_steps(a, k, shared, scope, hold, exc))
         raise

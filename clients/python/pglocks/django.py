@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from contextlib import ContextDecorator
 from types import TracebackType
 from typing import Any, Callable, List, Optional, Type, TypeVar
@@ -97,7 +98,18 @@ class AdvisoryLock(ContextDecorator):
         self.using = using
         self.timeout = timeout
         self.string_keys = string_keys
-        self._entered: List[lock] = []  # one per entry, for nested entries of one object
+        # One entry per entry into the block, for nested entries of one object; per thread,
+        # since a shared object (a module's advisory_lock(...)) may be entered by several
+        # threads at once, each on its own thread's connection.
+        self._local = threading.local()
+
+    @property
+    def _entered(self) -> List[lock]:
+        entered: Optional[List[lock]] = getattr(self._local, "entered", None)
+        if entered is None:
+            entered = []
+            self._local.entered = entered
+        return entered
 
     def __call__(self, func: F) -> F:
         # A coroutine function would return its coroutine at once, the lock released before
@@ -114,7 +126,7 @@ class AdvisoryLock(ContextDecorator):
     def _recreate_cm(self) -> "AdvisoryLock":
         # Each call of a decorated function gets an object of its own (threads, recursion).
         fresh = copy.copy(self)
-        fresh._entered = []
+        fresh._local = threading.local()
         return fresh
 
     def __enter__(self) -> bool:

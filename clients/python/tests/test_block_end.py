@@ -12,6 +12,7 @@ import pytest
 import pglocks
 from pglocks._conn import IDLE, INTRANS
 from conftest import DRIVERS, holds, tx_status
+from test_lock import wait_until_free
 
 
 def pid_of(conn):
@@ -230,19 +231,43 @@ def test_connection_lost_in_the_block_raises_release_failed(connect, probe, driv
     assert probe.free("lost")
 
 
-def test_release_failed_carries_the_block_error(connect, probe, driver):
+def test_block_error_wins_over_a_release_failed_on_a_closed_connection(connect, probe, driver):
+    # The connection is closed: nothing can be held; the block's own error is what the
+    # caller catches, the ReleaseFailed its __context__ and a note.
     conn = connect()
     pid = pid_of(conn)
     body = RuntimeError("body")
-    with pytest.raises(pglocks.ReleaseFailed) as info:
+    with pytest.raises(RuntimeError) as info:
         with pglocks.lock(conn, "lost-body"):
             probe.one("SELECT pg_terminate_backend(%s)", (pid,))
             assert wait_until_gone(probe, pid)
             raise body
-    assert info.value.block_error is body
-    assert info.value.connection_closed is True
-    assert isinstance(info.value.__cause__, driver.OperationalError)
+    assert info.value is body
+    failed = body.__context__
+    assert isinstance(failed, pglocks.ReleaseFailed)
+    assert failed.block_error is body
+    assert failed.connection_closed is True
+    assert isinstance(failed.__cause__, driver.OperationalError)
+    assert any("releasing lock 'lost-body' failed" in n for n in body.__notes__)
     assert advisory_locks_of(probe, pid) == 0
+
+
+def test_block_error_wins_when_the_block_left_a_statement_running(probe):
+    # A stream abandoned by the block's error leaves the connection mid-statement: it is
+    # closed (which ends the session and its locks), and the block's error goes on.
+    conn = DRIVERS["psycopg"].connect("", autocommit=True)
+    try:
+        with pytest.raises(ValueError, match="bad row") as info:
+            with pglocks.lock(conn, "mid-flight"):
+                rows = conn.cursor().stream("SELECT generate_series(1, 1000000)")  # kept open
+                for row in rows:
+                    if row[0] == 10:
+                        raise ValueError("bad row")
+        assert isinstance(info.value.__context__, pglocks.ReleaseFailed)
+        assert conn.closed
+        assert wait_until_free(probe, "mid-flight")
+    finally:
+        conn.close()
 
 
 def test_release_impossible_closes_the_connection_and_raises(probe):
@@ -252,15 +277,21 @@ def test_release_impossible_closes_the_connection_and_raises(probe):
     conn = DRIVERS["psycopg"].connect("", autocommit=True)
     pid = pid_of(conn)
     try:
-        with pytest.raises(pglocks.ReleaseFailed) as info:
+        with pytest.raises(psycopg.errors.DivisionByZero) as info:
             with conn.transaction():
                 with pglocks.lock(conn, "stuck-release"):
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN")
                     conn.execute("SELECT 1/0")
-        assert isinstance(info.value.block_error, psycopg.errors.DivisionByZero)
-        assert info.value.connection_closed is True and conn.closed
-        assert info.value.__cause__ is not None
+        # the block's error goes on (the connection closed, nothing can be held), the
+        # release's failure in its context chain
+        failed = info.value.__context__
+        while failed is not None and not isinstance(failed, pglocks.ReleaseFailed):
+            failed = failed.__context__
+        assert failed is not None
+        assert isinstance(failed.block_error, psycopg.errors.DivisionByZero)
+        assert failed.connection_closed is True and conn.closed
+        assert failed.__cause__ is not None
         assert wait_until_gone(probe, pid)
         assert advisory_locks_of(probe, pid) == 0
         assert probe.free("stuck-release")

@@ -375,6 +375,67 @@ def test_one_object_entered_twice():
     assert django_holds() == []
 
 
+def test_lock_on_django_db_connection_proxy(probe):
+    # django.db.connection is a ConnectionProxy of connections["default"]
+    from django.db import connection
+
+    with pglocks.lock(connection, "proxy") as acquired:
+        assert acquired
+        assert django_holds() == [("proxy", False, 1)]
+        assert not probe.free("proxy")
+    assert probe.free("proxy")
+    assert pglocks.acquire(connection, "proxy")
+    assert pglocks.release(connection, "proxy")
+    assert pglocks.with_lock(connection, "proxy", "SELECT 1") is True
+
+
+def test_one_object_used_in_with_by_two_threads(probe):
+    # A module-level advisory_lock(...) object entered by two threads at once: each thread's
+    # exit releases its own entry, on its own thread's connection.
+    from django.db import connections
+
+    from pglocks.django import advisory_lock as real_advisory_lock
+
+    job = real_advisory_lock("shared-object", shared=True)
+    a_in, a_out = threading.Event(), threading.Event()
+    seen, errors = [], []
+
+    def thread_a():
+        try:
+            with job:
+                a_in.set()
+                assert b_in.wait(10)
+            a_out.set()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    b_in = threading.Event()
+
+    def thread_b():
+        try:
+            assert a_in.wait(10)
+            with job:
+                b_in.set()
+                assert a_out.wait(10)
+                seen.append(django_holds())  # still held by B, after A left
+            seen.append(django_holds())
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert seen == [[("shared-object", True, 1)], []]
+    assert probe.free("shared-object")
+
+
 @pytest.mark.parametrize(
     "lock_id",
     [1.5, None, True, b"bytes", (1, 2, 3), (1,), ("a", "b"), (1, 1 << 31), (-(1 << 31) - 1, 0), 1 << 63, [1, "x"], {1: 2}],

@@ -7,6 +7,7 @@ from sqlalchemy import Column, Integer, String, text
 from sqlalchemy.orm import Session, declarative_base
 
 import pglocks
+from test_lock import wait_until_free
 
 Base = declarative_base()
 
@@ -267,13 +268,68 @@ def test_session_block_work_left_for_a_commit_after_the_block(engine, probe):
     assert probe.free("sa:later")
 
 
-def test_session_already_in_a_transaction_uses_its_connection(engine, probe):
+def test_session_already_in_a_transaction_is_refused(engine, probe):
+    # A commit in the block would give the Session's connection back to the pool, the
+    # lock still held on it: refused before anything is taken.
     with Session(engine) as session:
-        pid = session_backend(session)  # the Session's transaction has its connection
-        with pglocks.lock(session, "sa:in-tx"):
-            assert session_backend(session) == pid
-            assert sa_holds(session) == [("sa:in-tx", 1)]
-            assert not probe.free("sa:in-tx")
+        session_backend(session)  # the Session's transaction has its connection
+        with pytest.raises(ValueError, match="already has a connection"):
+            with pglocks.lock(session, "sa:in-tx"):
+                pytest.fail("the block must not run")
         assert probe.free("sa:in-tx")
         assert sa_holds(session) == []
         session.rollback()
+
+
+def test_session_block_on_a_session_whose_transaction_has_a_connection_is_refused(probe):
+    e = sqlalchemy.create_engine("postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), pool_size=1, max_overflow=0)
+    try:
+        with Session(e) as session:
+            session.execute(text("SELECT 1"))  # the transaction has its connection
+            with pytest.raises(ValueError, match="already has a connection"):
+                with pglocks.lock(session, "sa:in-use"):
+                    session.commit()  # would give the connection back with the lock
+            assert probe.free("sa:in-use")
+            # transaction scope is fine: the hold ends with the transaction
+            with pglocks.lock(session, "sa:in-use", scope="transaction"):
+                assert not probe.free("sa:in-use")
+            session.commit()
+        assert probe.free("sa:in-use")
+    finally:
+        e.dispose()
+
+
+def test_connection_closed_in_the_block_is_invalidated_not_used(probe):
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), pool_size=1, max_overflow=0, future=True
+    )
+    try:
+        c = e.connect()
+        with pytest.raises(pglocks.ReleaseFailed) as info:
+            with pglocks.lock(c, "sa:closed"):
+                c.close()  # back to the pool, the lock held
+        assert info.value.connection_closed is True
+        assert wait_until_free(probe, "sa:closed")
+        with e.connect() as other:  # the pool replaced the invalidated connection
+            assert sa_holds(other) == []
+    finally:
+        e.dispose()
+
+
+def test_connection_closed_in_the_block_no_release_on_another_checkout(probe):
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), pool_size=1, max_overflow=0, future=True
+    )
+    try:
+        c = e.connect()
+        other = None
+        with pytest.raises(pglocks.ReleaseFailed):
+            with pglocks.lock(c, "sa:closed"):
+                c.close()
+                other = e.connect()  # the same DBAPI connection, with the lock
+                other.exec_driver_sql("SELECT 1")  # its transaction
+        # pglocks sent nothing on other's connection: it was invalidated (closed) instead
+        assert other.connection.dbapi_connection is None or other.connection.dbapi_connection.closed
+        assert wait_until_free(probe, "sa:closed")
+    finally:
+        e.dispose()
