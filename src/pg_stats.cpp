@@ -130,6 +130,9 @@ struct StatsShared {
     // enter, so the table never holds more than pglocks.max_stats.
     pg_atomic_uint32 count;
     pg_atomic_uint32 next_serial;
+    // 1 once the table has been full since the last reset (or the server's start): from
+    // then on evictions start a little before it is full again (early_mark()).
+    pg_atomic_uint32 churning;
     StatsPartition part[kPartitions];
 };
 
@@ -188,6 +191,7 @@ void shmem_startup() {
         g_shared->stats_reset = GetCurrentTimestamp();
         pg_atomic_init_u32(&g_shared->count, 0);
         pg_atomic_init_u32(&g_shared->next_serial, 1);
+        pg_atomic_init_u32(&g_shared->churning, 0);
         for (StatsPartition& part : g_shared->part) {
             dlist_init(&part.entries);
             part.count = 0;
@@ -314,30 +318,73 @@ int evict(Candidate* notes) {
     return removed;
 }
 
+// Evicts one batch and counts it; the caller holds the maintenance lock and no partition
+// lock. Returns how many entries it removed; `no_memory` is set when the notes of eviction
+// could not be allocated (an allocation that cannot fail: without memory nothing is evicted).
+int evict_batch(bool* no_memory) {
+    auto* notes = static_cast<Candidate*>(
+        MemoryContextAllocExtended(TopMemoryContext, sizeof(Candidate) * g_max_stats,
+                                   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+    *no_memory = notes == nullptr;
+    if (notes == nullptr) return 0;
+    const int removed = evict(notes);
+    pfree(notes);
+    if (removed > 0) {
+        SpinLockAcquire(&g_shared->mutex);
+        g_shared->dealloc += 1;
+        SpinLockRelease(&g_shared->mutex);
+    }
+    return removed;
+}
+
+// The count at which a table that has been full since the last reset starts its next
+// eviction: half a batch before it is full. Room made then is made by a backend that finds
+// no eviction running (it does not wait for the maintenance lock), while other backends go
+// on taking the half batch still free; once the table is full again, a backend that needs
+// a row waits for the eviction that makes room, as before. Without this, every backend that
+// takes a new key while one evicts would sleep on the maintenance lock until the eviction
+// ends, and with keys seen once (a million random keys) that is every few hundred calls.
+uint32 early_mark() {
+    int batch = static_cast<int>(g_max_stats * kEvictShare);
+    if (batch < kEvictMin) batch = kEvictMin;
+    return static_cast<uint32>(g_max_stats - (batch + 1) / 2);
+}
+
 // Room for a new entry: reserved in the count, by an eviction when the table is full. Only
 // the backend that evicts allocates the notes of eviction, under the maintenance lock (an
 // allocation that cannot fail: without memory there is no room, and the outcome is reported
 // in the server log instead of counted: counting never fails an acquire).
 bool make_room() {
-    if (reserve_room()) return true;
+    const uint32 before = pg_atomic_fetch_add_u32(&g_shared->count, 1);
+    if (before < static_cast<uint32>(g_max_stats)) {
+        // Room reserved. Past the early mark of a table that has filled before, an eviction
+        // now, by whoever finds none running.
+        if (before + 1 >= early_mark() && pg_atomic_read_u32(&g_shared->churning) != 0 &&
+            LWLockConditionalAcquire(maintenance_lock(), LW_EXCLUSIVE)) {
+            bool no_memory = false;
+            // Another backend may have evicted meanwhile, or a reset emptied the table.
+            if (pg_atomic_read_u32(&g_shared->count) >= early_mark() &&
+                pg_atomic_read_u32(&g_shared->churning) != 0) {
+                const int removed = evict_batch(&no_memory);
+                if (removed > 0) pg_atomic_fetch_sub_u32(&g_shared->count, removed);
+            }
+            LWLockRelease(maintenance_lock());
+            if (no_memory) elog(LOG, "pglocks_stats: no memory to evict rows");
+        }
+        return true;
+    }
+    pg_atomic_fetch_sub_u32(&g_shared->count, 1);
     LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
     // Another backend may have evicted while this one waited for the lock.
     bool room = reserve_room();
     bool no_memory = false;
     if (!room) {
-        auto* notes = static_cast<Candidate*>(
-            MemoryContextAllocExtended(TopMemoryContext, sizeof(Candidate) * g_max_stats,
-                                       MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
-        const int removed = notes != nullptr ? evict(notes) : 0;
-        if (notes != nullptr) pfree(notes);
-        no_memory = notes == nullptr;
+        pg_atomic_write_u32(&g_shared->churning, 1);
+        const int removed = evict_batch(&no_memory);
         if (removed > 0) {
             // One of the freed places is this backend's reservation.
             if (removed > 1) pg_atomic_fetch_sub_u32(&g_shared->count, removed - 1);
             room = true;
-            SpinLockAcquire(&g_shared->mutex);
-            g_shared->dealloc += 1;
-            SpinLockRelease(&g_shared->mutex);
         }
     }
     LWLockRelease(maintenance_lock());
@@ -664,6 +711,7 @@ PGLOCKS_FUNCTION(pglocks_stats_reset) {
     g_shared->dealloc = 0;
     g_shared->stats_reset = now;
     SpinLockRelease(&g_shared->mutex);
+    pg_atomic_write_u32(&g_shared->churning, 0);
     LWLockRelease(maintenance_lock());
     PG_RETURN_VOID();
 }
