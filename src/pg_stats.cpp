@@ -8,6 +8,10 @@
 // so that whatever scans the table (eviction, the view, a reset) holds one partition lock at
 // a time, briefly: an acquire whose entry exists never waits for a scan. One that needs a new
 // entry while the table is full waits for the eviction that makes room (or for one running).
+// Once the table has been full since the last reset (the `churning` flag), evictions start
+// half a batch before it is full again, by a backend that finds the maintenance lock free
+// (it does not wait for it), so that while one backend evicts the others go on taking new
+// keys in the room still free instead of sleeping on that lock.
 //
 // When the table is full, the least-used entries (usage: acquisitions, decayed at every
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
@@ -350,7 +354,8 @@ uint32 early_mark() {
     return static_cast<uint32>(g_max_stats - (batch + 1) / 2);
 }
 
-// Room for a new entry: reserved in the count, by an eviction when the table is full. Only
+// Room for a new entry: reserved in the count, by an eviction when the table is full (and
+// early, past early_mark(), when no other backend is evicting). Only
 // the backend that evicts allocates the notes of eviction, under the maintenance lock (an
 // allocation that cannot fail: without memory there is no room, and the outcome is reported
 // in the server log instead of counted: counting never fails an acquire).
@@ -369,7 +374,13 @@ bool make_room() {
                 if (removed > 0) pg_atomic_fetch_sub_u32(&g_shared->count, removed);
             }
             LWLockRelease(maintenance_lock());
-            if (no_memory) elog(LOG, "pglocks_stats: no memory to evict rows");
+            // Once per backend: the early path runs again for every new row until one
+            // eviction succeeds, and the full table's path logs its own failures.
+            static bool logged = false;
+            if (no_memory && !logged) {
+                logged = true;
+                elog(LOG, "pglocks_stats: no memory to evict rows early");
+            }
         }
         return true;
     }
