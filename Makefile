@@ -16,7 +16,7 @@ REGRESS = keys acquire release scopes with_lock errors core_interop locks_view \
 REGRESS_OPTS = --inputdir=. --load-extension=pglocks
 ISOLATION = exclusive shared_wait try_fail disconnect deadlock core_blocks \
             timeout_wait lock_timeout xact_scope with_lock_iso with_lock_commit locks_view acquire_all detached \
-            slots_full slots_timeout stats_waits stats_multi stats_slots token_alter
+            slots_full slots_timeout stats_waits stats_multi stats_slots stats_holds token_alter
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pglocks
 
 PG_CONFIG ?= pg_config

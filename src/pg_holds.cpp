@@ -307,6 +307,7 @@ void xact_callback(XactEvent event, void*) {
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             slots_at_abort(InvalidSubTransactionId);
             slots_after_release();
+            stats_flush();
             break;
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
@@ -314,6 +315,7 @@ void xact_callback(XactEvent event, void*) {
             g_kept_call_holds = 0;
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             slots_after_release();
+            stats_flush();
             break;
         case XACT_EVENT_PRE_PREPARE:
             if (g_registry.has_transaction_holds())

@@ -240,10 +240,55 @@ uint32 key_hash(const StatsKey& key) {
     return g_last_hash;
 }
 
+// The time of ended holds not yet added to their row: the holds of one row (key and serial)
+// that ended since the row was last updated by this backend. A release is usually followed
+// by the next acquire of the same lock (a loop, a job run again), which then adds this in
+// the same lookup and spinlock as its own count; anything else adds it on its own first
+// (flush_pending()), and so does the end of the transaction, at the latest.
+struct PendingHolds {
+    bool any = false;
+    StatsKey key;
+    uint32 hash;
+    uint32 serial;
+    double total_ms;
+    double max_ms;
+};
+PendingHolds g_pending;
+
+// Adds the pending hold times to an entry, under its spinlock, if it is still the row that
+// counted those holds (same serial); the caller holds the entry's partition lock.
+void add_pending_locked(StatsEntry* e) {
+    if (e->serial == g_pending.serial) {
+        e->c.total_hold_ms += g_pending.total_ms;
+        if (g_pending.max_ms > e->c.max_hold_ms) e->c.max_hold_ms = g_pending.max_ms;
+    }
+    g_pending.any = false;
+}
+
+void flush_pending() {
+    if (!g_pending.any) return;
+    if (g_table == nullptr) {
+        g_pending.any = false;
+        return;
+    }
+    LWLock* lock = partition_lock(partition_of(g_pending.hash));
+    LWLockAcquire(lock, LW_SHARED);
+    auto* e = static_cast<StatsEntry*>(
+        hash_search_with_hash_value(g_table, &g_pending.key, g_pending.hash, HASH_FIND, nullptr));
+    if (e != nullptr) {
+        SpinLockAcquire(&e->mutex);
+        add_pending_locked(e);
+        SpinLockRelease(&e->mutex);
+    }
+    g_pending.any = false;
+    LWLockRelease(lock);
+}
+
 void count_holds_at_exit(int, Datum) {
     // After the transaction's abort at exit, whose callbacks ended the transaction-bound
     // holds; what is left are session holds, which the lock manager ends with the backend.
     if (g_table != nullptr) registry().visit_holds(hold_ended);
+    flush_pending();
 }
 
 void ensure_exit_hook() {
@@ -412,7 +457,9 @@ int name_bytes(const KeyArg& arg) {
 
 // Counts an outcome in an entry; the caller holds its partition lock. A row first made by a
 // numeric key gets the name when the lock is taken by name (the first name seen stays).
-void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+// `merge`: the pending hold times are of this entry's key, added under the same spinlock.
+void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at,
+           bool merge = false) {
     // name_len only goes from -1 to a length, under the spinlock: a stale read just looks
     // again below.
     const int new_name = arg.has_name && e->name_len < 0 ? name_bytes(arg) : -1;
@@ -444,6 +491,7 @@ void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us
             break;
     }
     c.usage += 1.0;
+    if (merge) add_pending_locked(e);
     SpinLockRelease(&e->mutex);
 }
 
@@ -454,20 +502,21 @@ void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us
 void hold_ended(const LockId& id, const Hold& h) {
     if (g_table == nullptr || h.owner == InvalidOid || h.stats_row == 0) return;
     const StatsKey key = make_key(h.owner, id);
-    const uint32 hash = key_hash(key);
-    LWLock* lock = partition_lock(partition_of(hash));
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
-    LWLockAcquire(lock, LW_SHARED);
-    auto* e = static_cast<StatsEntry*>(
-        hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
-    if (e != nullptr && e->serial == h.stats_row) {
-        SpinLockAcquire(&e->mutex);
-        e->c.total_hold_ms += held_ms;
-        if (held_ms > e->c.max_hold_ms) e->c.max_hold_ms = held_ms;
-        SpinLockRelease(&e->mutex);
+    if (g_pending.any && (g_pending.serial != h.stats_row ||
+                          memcmp(&g_pending.key, &key, sizeof(key)) != 0))
+        flush_pending();
+    if (!g_pending.any) {
+        g_pending.any = true;
+        g_pending.key = key;
+        g_pending.hash = key_hash(key);
+        g_pending.serial = h.stats_row;
+        g_pending.total_ms = 0;
+        g_pending.max_ms = 0;
     }
-    LWLockRelease(lock);
+    g_pending.total_ms += held_ms;
+    if (held_ms > g_pending.max_ms) g_pending.max_ms = held_ms;
 }
 
 void require_stats() {
@@ -504,6 +553,8 @@ void stats_init_preload() {
 
 bool stats_active() { return g_track && g_table != nullptr; }
 
+void stats_flush() { flush_pending(); }
+
 TimestampTz stats_clock() {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -523,7 +574,8 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     auto* e = static_cast<StatsEntry*>(
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
     if (e != nullptr) {
-        apply(e, arg, outcome, wait_us, at);
+        apply(e, arg, outcome, wait_us, at,
+              g_pending.any && memcmp(&g_pending.key, &key, sizeof(key)) == 0);
         const uint32 row = e->serial;
         LWLockRelease(lock);
         return outcome == StatsOutcome::Acquired ? row : 0;
@@ -653,6 +705,7 @@ void put_row(Tuplestorestate* store, TupleDesc desc, const RowCopy& r, bool show
 
 PGLOCKS_FUNCTION(pglocks_stats_data) {
     require_stats();
+    flush_pending();  // this backend's own ended holds, before it reads
     Tuplestorestate* store;
     TupleDesc desc;
     begin_srf(fcinfo, &store, &desc, kStatsColumns, kStatsColumns);

@@ -27,4 +27,9 @@ uint32 stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, Times
 // The precise clock, as a timestamp (microseconds).
 TimestampTz stats_clock();
 
+// Adds the times of ended holds that this backend has not yet added to their rows (a
+// release leaves them for the next count of the same row). Called at the end of every
+// transaction, after its holds have ended; raises no error.
+void stats_flush();
+
 }  // namespace pglocks
