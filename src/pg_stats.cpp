@@ -39,7 +39,9 @@
 // holds the lock manager ends (an exit hook). The end of a hold only updates the entry that
 // counted its acquisition (the hold keeps that entry's serial): a hold whose row was evicted
 // or reset while held adds its time nowhere, neither bringing the row back nor to a row made
-// anew under the same key since, whose acquisitions it is not part of.
+// anew under the same key since, whose acquisitions it is not part of. The time is added to
+// the row by the end of the statement that ended the hold at the latest, or sooner in the
+// same lookup as the session's next count of that row (see PendingHolds).
 // clang-format off
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
@@ -54,6 +56,7 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "catalog/pg_authid_d.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "lib/ilist.h"
 #include "mb/pg_wchar.h"
@@ -165,6 +168,7 @@ HTAB* g_table = nullptr;
 LWLockPadded* g_locks = nullptr;
 bool g_exit_hook_set = false;
 shmem_startup_hook_type g_prev_startup = nullptr;
+ExecutorEnd_hook_type g_prev_executor_end = nullptr;
 
 Size shmem_size() {
     return partitioned_table_shmem_size(g_max_stats, sizeof(StatsEntry), sizeof(StatsShared));
@@ -241,10 +245,15 @@ uint32 key_hash(const StatsKey& key) {
 }
 
 // The time of ended holds not yet added to their row: the holds of one row (key and serial)
-// that ended since the row was last updated by this backend. A release is usually followed
-// by the next acquire of the same lock (a loop, a job run again), which then adds this in
-// the same lookup and spinlock as its own count; anything else adds it on its own first
-// (flush_pending()), and so does the end of the transaction, at the latest.
+// that ended since the row was last updated by this backend, in the statement running now.
+// A release in a loop is followed by the next acquire of the same lock, which then adds
+// this in the same lookup and spinlock as its own count; anything else adds it on its own
+// first (flush_pending()): the end of a hold of another row, the session's own read of the
+// view, and the end of the statement (an executor's end) or of the transaction, at the
+// latest. So the time is never held back past the statement that ended the hold (for a
+// cursor, past its close): a reset in another session between a hold's end and the time's
+// arrival, which would drop the time (the row is gone), can only come while that statement
+// runs, as for pg_stat_statements, which counts a statement at its end.
 struct PendingHolds {
     bool any = false;
     StatsKey key;
@@ -253,35 +262,44 @@ struct PendingHolds {
     double total_ms;
     double max_ms;
 };
-PendingHolds g_pending;
+PendingHolds g_pending_holds;
 
 // Adds the pending hold times to an entry, under its spinlock, if it is still the row that
 // counted those holds (same serial); the caller holds the entry's partition lock.
 void add_pending_locked(StatsEntry* e) {
-    if (e->serial == g_pending.serial) {
-        e->c.total_hold_ms += g_pending.total_ms;
-        if (g_pending.max_ms > e->c.max_hold_ms) e->c.max_hold_ms = g_pending.max_ms;
+    if (e->serial == g_pending_holds.serial) {
+        e->c.total_hold_ms += g_pending_holds.total_ms;
+        if (g_pending_holds.max_ms > e->c.max_hold_ms) e->c.max_hold_ms = g_pending_holds.max_ms;
     }
-    g_pending.any = false;
+    g_pending_holds.any = false;
 }
 
 void flush_pending() {
-    if (!g_pending.any) return;
+    if (!g_pending_holds.any) return;
     if (g_table == nullptr) {
-        g_pending.any = false;
+        g_pending_holds.any = false;
         return;
     }
-    LWLock* lock = partition_lock(partition_of(g_pending.hash));
+    LWLock* lock = partition_lock(partition_of(g_pending_holds.hash));
     LWLockAcquire(lock, LW_SHARED);
     auto* e = static_cast<StatsEntry*>(
-        hash_search_with_hash_value(g_table, &g_pending.key, g_pending.hash, HASH_FIND, nullptr));
+        hash_search_with_hash_value(g_table, &g_pending_holds.key, g_pending_holds.hash, HASH_FIND, nullptr));
     if (e != nullptr) {
         SpinLockAcquire(&e->mutex);
         add_pending_locked(e);
         SpinLockRelease(&e->mutex);
     }
-    g_pending.any = false;
+    g_pending_holds.any = false;
     LWLockRelease(lock);
+}
+
+// The end of every executor run: the statement's ended holds reach their rows.
+void executor_end(QueryDesc* query) {
+    if (g_prev_executor_end != nullptr)
+        g_prev_executor_end(query);
+    else
+        standard_ExecutorEnd(query);
+    flush_pending();
 }
 
 void count_holds_at_exit(int, Datum) {
@@ -504,19 +522,19 @@ void hold_ended(const LockId& id, const Hold& h) {
     const StatsKey key = make_key(h.owner, id);
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
-    if (g_pending.any && (g_pending.serial != h.stats_row ||
-                          memcmp(&g_pending.key, &key, sizeof(key)) != 0))
+    if (g_pending_holds.any && (g_pending_holds.serial != h.stats_row ||
+                          memcmp(&g_pending_holds.key, &key, sizeof(key)) != 0))
         flush_pending();
-    if (!g_pending.any) {
-        g_pending.any = true;
-        g_pending.key = key;
-        g_pending.hash = key_hash(key);
-        g_pending.serial = h.stats_row;
-        g_pending.total_ms = 0;
-        g_pending.max_ms = 0;
+    if (!g_pending_holds.any) {
+        g_pending_holds.any = true;
+        g_pending_holds.key = key;
+        g_pending_holds.hash = key_hash(key);
+        g_pending_holds.serial = h.stats_row;
+        g_pending_holds.total_ms = 0;
+        g_pending_holds.max_ms = 0;
     }
-    g_pending.total_ms += held_ms;
-    if (held_ms > g_pending.max_ms) g_pending.max_ms = held_ms;
+    g_pending_holds.total_ms += held_ms;
+    if (held_ms > g_pending_holds.max_ms) g_pending_holds.max_ms = held_ms;
 }
 
 void require_stats() {
@@ -548,6 +566,8 @@ void stats_init_preload() {
     compat::on_shmem_request(request_shmem);
     g_prev_startup = shmem_startup_hook;
     shmem_startup_hook = shmem_startup;
+    g_prev_executor_end = ExecutorEnd_hook;
+    ExecutorEnd_hook = executor_end;
     const_cast<HoldsRegistry&>(registry()).set_removed_hook(hold_ended);
 }
 
@@ -575,7 +595,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
         hash_search_with_hash_value(g_table, &key, hash, HASH_FIND, nullptr));
     if (e != nullptr) {
         apply(e, arg, outcome, wait_us, at,
-              g_pending.any && memcmp(&g_pending.key, &key, sizeof(key)) == 0);
+              g_pending_holds.any && memcmp(&g_pending_holds.key, &key, sizeof(key)) == 0);
         const uint32 row = e->serial;
         LWLockRelease(lock);
         return outcome == StatsOutcome::Acquired ? row : 0;
