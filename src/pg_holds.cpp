@@ -335,6 +335,7 @@ void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransact
         g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
         slots_at_abort(my_subid);
         slots_after_release();
+        stats_flush();  // ROLLBACK TO SAVEPOINT runs no executor
     }
 }
 

@@ -40,8 +40,9 @@
 // counted its acquisition (the hold keeps that entry's serial): a hold whose row was evicted
 // or reset while held adds its time nowhere, neither bringing the row back nor to a row made
 // anew under the same key since, whose acquisitions it is not part of. The time is added to
-// the row by the end of the statement that ended the hold at the latest, or sooner in the
-// same lookup as the session's next count of that row (see PendingHolds).
+// the row by the end of the executor run that ended the hold (or of the transaction) at the
+// latest, or sooner in the same lookup as the session's next count of that row (see
+// PendingHolds).
 // clang-format off
 // Pure C++ first: it refuses to follow postgres.h.
 #include "holds_registry.hpp"
@@ -245,15 +246,15 @@ uint32 key_hash(const StatsKey& key) {
 }
 
 // The time of ended holds not yet added to their row: the holds of one row (key and serial)
-// that ended since the row was last updated by this backend, in the statement running now.
-// A release in a loop is followed by the next acquire of the same lock, which then adds
-// this in the same lookup and spinlock as its own count; anything else adds it on its own
-// first (flush_pending()): the end of a hold of another row, the session's own read of the
-// view, and the end of the statement (an executor's end) or of the transaction, at the
-// latest. So the time is never held back past the statement that ended the hold (for a
-// cursor, past its close): a reset in another session between a hold's end and the time's
-// arrival, which would drop the time (the row is gone), can only come while that statement
-// runs, as for pg_stat_statements, which counts a statement at its end.
+// that ended since the row was last updated by this backend. A release in a loop within one
+// executor run (a set-based query) is followed by the next acquire of the same lock, which
+// then adds this in the same lookup and spinlock as its own count; anything else adds it on
+// its own first (flush_pending()): the end of a hold of another row, the session's own read
+// of the view, the end of an executor run (each SQL statement, each statement of PL/pgSQL
+// that is not a simple expression; a portal run in several fetches, at its close), the
+// abort of a subtransaction, and the end of the transaction at the latest. A reset in
+// another session before the time is added drops it with the row, as it drops the
+// acquisition that the hold's time belongs to.
 struct PendingHolds {
     bool any = false;
     StatsKey key;

@@ -29,7 +29,8 @@ TimestampTz stats_clock();
 
 // Adds the times of ended holds that this backend has not yet added to their rows (a
 // release leaves them for the next count of the same row). Called at the end of every
-// transaction, after its holds have ended; raises no error.
+// transaction and of every aborted subtransaction, after their holds have ended; raises no
+// error.
 void stats_flush();
 
 }  // namespace pglocks
