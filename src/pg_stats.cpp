@@ -275,16 +275,14 @@ void add_pending_locked(StatsEntry* e) {
     g_pending_holds.any = false;
 }
 
+// Adds the pending hold times on their own. Only hold_ended() makes them pending, and only
+// with the table present.
 void flush_pending() {
     if (!g_pending_holds.any) return;
-    if (g_table == nullptr) {
-        g_pending_holds.any = false;
-        return;
-    }
     LWLock* lock = partition_lock(partition_of(g_pending_holds.hash));
     LWLockAcquire(lock, LW_SHARED);
-    auto* e = static_cast<StatsEntry*>(
-        hash_search_with_hash_value(g_table, &g_pending_holds.key, g_pending_holds.hash, HASH_FIND, nullptr));
+    auto* e = static_cast<StatsEntry*>(hash_search_with_hash_value(
+        g_table, &g_pending_holds.key, g_pending_holds.hash, HASH_FIND, nullptr));
     if (e != nullptr) {
         SpinLockAcquire(&e->mutex);
         add_pending_locked(e);
@@ -418,22 +416,26 @@ uint32 early_mark() {
     return static_cast<uint32>(g_max_stats - (batch + 1) / 2);
 }
 
+// Whether an early eviction is due now: the table has filled before and, with the room
+// reserved so far, has reached the early mark.
+bool early_eviction_due() {
+    return pg_atomic_read_u32(&g_shared->churning) != 0 &&
+           pg_atomic_read_u32(&g_shared->count) >= early_mark();
+}
+
 // Room for a new entry: reserved in the count, by an eviction when the table is full (and
 // early, past early_mark(), when no other backend is evicting). Only
 // the backend that evicts allocates the notes of eviction, under the maintenance lock (an
 // allocation that cannot fail: without memory there is no room, and the outcome is reported
 // in the server log instead of counted: counting never fails an acquire).
 bool make_room() {
-    const uint32 before = pg_atomic_fetch_add_u32(&g_shared->count, 1);
-    if (before < static_cast<uint32>(g_max_stats)) {
+    if (reserve_room()) {
         // Room reserved. Past the early mark of a table that has filled before, an eviction
         // now, by whoever finds none running.
-        if (before + 1 >= early_mark() && pg_atomic_read_u32(&g_shared->churning) != 0 &&
-            LWLockConditionalAcquire(maintenance_lock(), LW_EXCLUSIVE)) {
+        if (early_eviction_due() && LWLockConditionalAcquire(maintenance_lock(), LW_EXCLUSIVE)) {
             bool no_memory = false;
             // Another backend may have evicted meanwhile, or a reset emptied the table.
-            if (pg_atomic_read_u32(&g_shared->count) >= early_mark() &&
-                pg_atomic_read_u32(&g_shared->churning) != 0) {
+            if (early_eviction_due()) {
                 const int removed = evict_batch(&no_memory);
                 if (removed > 0) pg_atomic_fetch_sub_u32(&g_shared->count, removed);
             }
@@ -448,7 +450,6 @@ bool make_room() {
         }
         return true;
     }
-    pg_atomic_fetch_sub_u32(&g_shared->count, 1);
     LWLockAcquire(maintenance_lock(), LW_EXCLUSIVE);
     // Another backend may have evicted while this one waited for the lock.
     bool room = reserve_room();
@@ -524,7 +525,7 @@ void hold_ended(const LockId& id, const Hold& h) {
     double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
     if (held_ms < 0) held_ms = 0;  // the clock went back
     if (g_pending_holds.any && (g_pending_holds.serial != h.stats_row ||
-                          memcmp(&g_pending_holds.key, &key, sizeof(key)) != 0))
+                                memcmp(&g_pending_holds.key, &key, sizeof(key)) != 0))
         flush_pending();
     if (!g_pending_holds.any) {
         g_pending_holds.any = true;
