@@ -487,7 +487,18 @@ async function lockStatement(client, text, values, lockKey, what) {
   return result.rows[0][0];
 }
 
-async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what) {
+// The session's session-scope holds of the lock in that mode (pglocks_held()), as one
+// statement of literals only (a key is sent as the bigint it names, or a pair of integers),
+// so that it can share a query string with a SAVEPOINT.
+function sessionHoldsSql(schema, lockKey, shared) {
+  const { value } = heldFilter(lockKey, 1);
+  const which = Array.isArray(lockKey) ? `lock_key IS NULL AND key OPERATOR(pg_catalog.=) '${value}'`
+    : `lock_key OPERATOR(pg_catalog.=) '${value}'::bigint`;
+  return `SELECT coalesce(pg_catalog.sum(holds), 0)::bigint FROM ${schema}.pglocks_held() WHERE ${which} `
+    + `AND shared OPERATOR(pg_catalog.=) ${shared ? 'true' : 'false'} AND scope OPERATOR(pg_catalog.=) 'session'`;
+}
+
+async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what, how = {}) {
   const k = keyArgs(lockKey);
   const n = k.values.length;
   const sharedArg = boolArg('shared', shared, false);
@@ -501,7 +512,12 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
   const schema = await extensionSchema(client, lockKey, what);
   const call = `${schema}.pglocks_acquire(${k.sql.join(', ')}, shared => $${n + 1}::boolean, `
     + `wait => $${n + 2}::boolean, timeout => $${n + 3}::interval, scope => $${n + 4}::text)`;
-  if (scopeName !== 'transaction') return lockStatement(client, `SELECT ${call}`, values, lockKey, what);
+  if (scopeName !== 'transaction') {
+    if (how.recount === false || typeof client.getTransactionStatus !== 'function') {
+      return lockStatement(client, `SELECT ${call}`, values, lockKey, what);
+    }
+    return acquireCounted(client, lockKey, sharedArg, schema, `SELECT ${call}`, values, what, how);
+  }
   await needTransactionBlock(client, lockKey, what);
   // The server has the last word: a setting set LOCAL by one statement is still there for
   // the next only inside a transaction block (outside one, each statement is a transaction of
@@ -512,6 +528,74 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
     + `OPERATOR(pg_catalog.=) '${token}' THEN ${call} END`, values, lockKey, what);
   if (got === null) throw notInBlockError(what);
   return got;
+}
+
+// A session-scope acquire. A cancel or statement_timeout (57014), or a lock_timeout (55P03),
+// that lands after the server granted the lock, before the acquire statement ended, fails
+// the statement with the lock held: the caller would be told the acquire failed while the
+// session keeps a hold nobody releases. So the session's session-scope holds of the lock in
+// that mode are counted first (inside a transaction block after a savepoint of the call's
+// own, in the same query string, so that the block can be rolled back to it and counted
+// again after the failed acquire aborted it), and after such a failure the hold beyond that
+// count is released. Inside a block the savepoint is released once the acquire has run, or,
+// for withLock (how.keepGuard) when the lock was taken, left in how.guard for withLock's next
+// statement to release. In an aborted block the acquire can only fail (25P02), so it is sent
+// alone.
+async function acquireCounted(client, lockKey, shared, schema, text, values, what, how) {
+  const status = await currentStatus(client, lockKey, what);
+  if (status === 'E') return lockStatement(client, text, values, lockKey, what);
+  const guard = status === 'T' ? NAME_PREFIX + (++nameSeq) : null;
+  const counted = await runStatement(client, `${guard === null ? '' : `SAVEPOINT ${guard}; `}`
+    + sessionHoldsSql(schema, lockKey, shared), [], lockKey, what);
+  const before = BigInt(nthResult(counted, guard === null ? 0 : 1).rows[0][0]);
+  let got;
+  try {
+    got = await lockStatement(client, text, values, lockKey, what);
+  } catch (err) {
+    if (err instanceof ConnectionClosedError || !isServerError(err)) throw err;
+    await afterFailedAcquire(client, lockKey, shared, schema, before, guard, err.code === '57014' || err.code === '55P03', what);
+    throw err;
+  }
+  if (guard !== null) {
+    if (how.keepGuard && got) {
+      how.guard = guard;
+    } else {
+      try {
+        await runStatement(client, `RELEASE SAVEPOINT ${guard}`, [], lockKey, what);
+      } catch (err) {
+        // The caller hears of a failure: no hold of this acquire may stay.
+        if (err instanceof ConnectionClosedError || !isServerError(err)) throw err;
+        await afterFailedAcquire(client, lockKey, shared, schema, before, guard, true, what);
+        throw err;
+      }
+    }
+  }
+  return got;
+}
+
+// After a session-scope acquire statement failed with a server error (or the release of the
+// savepoint before it did): inside a block, a ROLLBACK TO that savepoint (the caller's block
+// goes on, as it was before the call) and, when the lock may have been granted (cut: a cancel
+// or timeout), the session's holds of the lock counted again and the one beyond the count
+// before the acquire released. The hold the acquire took is the session's newest hold of the
+// lock (a ROLLBACK TO the savepoint ended every transaction-scope hold taken after it), which
+// is the one pglocks_release() frees. When that cannot be done (the ROLLBACK TO or the release
+// fails), the connection is closed: the session ends, and every hold of it.
+async function afterFailedAcquire(client, lockKey, shared, schema, before, guard, cut, what) {
+  try {
+    if (guard !== null) {
+      await runStatement(client, `ROLLBACK TO SAVEPOINT ${guard}; RELEASE SAVEPOINT ${guard}`, [], lockKey, what);
+    }
+    if (!cut) return;
+    const k = keyArgs(lockKey);
+    const n = k.values.length;
+    await runStatement(client, `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, shared => $${n + 1}::boolean) `
+      + `FROM (${sessionHoldsSql(schema, lockKey, shared)}) AS c(holds) `
+      + `WHERE c.holds OPERATOR(pg_catalog.>) $${n + 2}::bigint`, [...k.values, shared, before.toString()], lockKey, what);
+  } catch (e) {
+    // Not cut: the lock was not granted, and an aborted block is the caller's to roll back.
+    if (cut) await closeConnection(client);
+  }
 }
 
 async function releaseOn(client, lockKey, shared, what) {
@@ -559,7 +643,10 @@ async function releaseSessionHold(client, lockKey, shared) {
 /**
  * Takes the lock on this client's session: true once held. With wait: false it tries
  * once, with a timeout it waits at most that long; both resolve to false when another
- * session keeps the lock. Each true needs a release().
+ * session keeps the lock. Each true needs a release(). A rejection leaves no hold: a
+ * session-scope acquire counts the session's holds of the lock first, and releases the one
+ * a cancel or timeout that failed the statement after the grant left (inside a block, the
+ * block is rolled back to a savepoint taken before the acquire, and goes on).
  */
 async function acquire(client, lockKey, options = {}) {
   needClient(client, 'acquire');
@@ -765,7 +852,12 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // (which aborts the block) can be rolled back to it and the release run.
   const inBlock = (await currentStatus(client, lockKey, 'withLock')) !== 'I';
   if (inBlock) needNoOverlap(client, state.ctx);
-  const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock');
+  // A client withLock took from a pool itself is not counted before the acquire: its
+  // give-back check closes a connection still holding a lock taken through pglocks.
+  const how = { recount: !state.owned, keepGuard: true };
+  const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock', how);
+  // The savepoint taken before a counted acquire inside a block, still to be released.
+  const guard = how.guard === undefined ? null : how.guard;
   if (!acquired) {
     throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
   }
@@ -774,23 +866,27 @@ async function withLockBody(client, lockKey, fn, options, state) {
   if (inBlock) {
     name = NAME_PREFIX + (++nameSeq);
     try {
-      // One round trip (the simple protocol runs them all): with scope 'session' the savepoint
-      // first, so that when the mark or the cursor fails, a ROLLBACK TO it lets the release run;
-      // a ROLLBACK TO it later takes the mark and the cursor with it. The cursor (of the same
-      // name) tells a mark that fn reset (RESET ALL) from one that went with the transaction or
-      // with a ROLLBACK TO a savepoint taken before withLock: those close it, RESET ALL does not.
-      const results = await runStatement(client, `${scope === 'session' ? `SAVEPOINT ${name}; ` : ''}`
+      // One round trip (the simple protocol runs them all): the release of the acquire's
+      // savepoint, if any; with scope 'session' the savepoint first, so that when the mark or
+      // the cursor fails, a ROLLBACK TO it lets the release run; a ROLLBACK TO it later takes
+      // the mark and the cursor with it. The cursor (of the same name) tells a mark that fn
+      // reset (RESET ALL) from one that went with the transaction or with a ROLLBACK TO a
+      // savepoint taken before withLock: those close it, RESET ALL does not.
+      const results = await runStatement(client, `${guard === null ? '' : `RELEASE SAVEPOINT ${guard}; `}`
+        + `${scope === 'session' ? `SAVEPOINT ${name}; ` : ''}`
         + `SELECT pg_catalog.set_config('${MARKER}', `
         + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
         + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`, [], lockKey, 'withLock');
-      const set = nthResult(results, scope === 'session' ? 1 : 0);
+      const set = nthResult(results, (guard === null ? 0 : 1) + (scope === 'session' ? 1 : 0));
       restore = markerLiteral(set.rows[0][0], name);
     } catch (err) {
       if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
         try {
-          // Fails (3B001) when the savepoint itself was not taken: the release then fails too.
-          await runStatement(client, `ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`, [], lockKey, 'withLock')
-            .catch((e) => { if (e instanceof ConnectionClosedError) throw e; });
+          // Fails (3B001) when the savepoint itself was not taken: then back to the acquire's
+          // savepoint, when its release was what failed; else the release fails too.
+          const back = (sp) => runStatement(client, `ROLLBACK TO SAVEPOINT ${sp}; RELEASE SAVEPOINT ${sp}`, [], lockKey, 'withLock')
+            .then(() => true, (e) => { if (e instanceof ConnectionClosedError) throw e; return false; });
+          if (!(await back(name)) && guard !== null) await back(guard);
           await releaseOn(client, lockKey, shared, 'withLock');
         } catch (releaseError) {
           throw await notReleased(client, lockKey, state, {

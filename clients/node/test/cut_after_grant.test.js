@@ -1,0 +1,245 @@
+'use strict';
+
+// A session-scope acquire whose statement fails after the server granted the lock (a cancel
+// or statement_timeout, 57014; a lock_timeout, 55P03) rejects, and leaves no hold behind.
+// The statements are made to go on after the grant by adding to them on their way to the
+// server (a pg_sleep, or a wait for another lock): the timeouts are the server's own.
+
+const assert = require('node:assert/strict');
+const { test, after } = require('node:test');
+const pglocks = require('..');
+const {
+  connect, pool, closeAll, one, held, freeFor, backendGone,
+} = require('./helpers');
+
+after(closeAll);
+
+// Rewrites the text of the statements the client sends (the values array is kept, which
+// pglocks uses to tell its statement from others); returns the undo.
+function rewrite(client, change) {
+  const original = client.query;
+  client.query = function query(config, ...rest) {
+    if (typeof config === 'string') return original.call(this, change(config), ...rest);
+    if (config !== null && typeof config === 'object' && typeof config.text === 'string') {
+      const text = change(config.text);
+      if (text !== config.text) return original.call(this, { ...config, text }, ...rest);
+    }
+    return original.call(this, config, ...rest);
+  };
+  return () => { delete client.query; };
+}
+
+const isAcquire = (text) => text.includes('.pglocks_acquire(') && !text.includes('pglocks_held');
+
+// The acquire statement sleeps once the lock is granted: a statement_timeout shorter than the
+// sleep fails it with the lock held.
+function sleepAfterGrant(client) {
+  return rewrite(client, (text) => (isAcquire(text) ? `${text}, pg_catalog.pg_sleep(0.5)` : text));
+}
+
+async function withStatementTimeout(client) {
+  await client.query("SET statement_timeout = '100ms'");
+}
+
+test('acquire cut off after the grant by statement_timeout: rejects with 57014, no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:acquire';
+  await withStatementTimeout(a);
+  const undo = sleepAfterGrant(a);
+  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+  undo();
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  assert.equal(a.getTransactionStatus(), 'I');
+});
+
+test('tryLock with a timeout, bigint and pair keys, cut off after the grant: no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  await withStatementTimeout(a);
+  const undo = sleepAfterGrant(a);
+  await assert.rejects(pglocks.tryLock(a, 'cut:try', { timeout: 1000 }), { code: '57014' });
+  await assert.rejects(pglocks.tryLock(a, 4242n), { code: '57014' });
+  await assert.rejects(pglocks.acquire(a, [7, -8]), { code: '57014' });
+  undo();
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key('cut:try')), true);
+  assert.equal(await freeFor(b, 4242n), true);
+  assert.equal(await one(b, 'SELECT pg_try_advisory_lock(7, -8) AND pg_advisory_unlock(7, -8)'), true);
+});
+
+test('the holds the session had before the cut-off acquire stay, in either mode', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:before';
+  assert.equal(await pglocks.acquire(a, k), true);
+  assert.equal(await pglocks.acquire(a, k), true);
+  await withStatementTimeout(a);
+  const undo = sleepAfterGrant(a);
+  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+  await assert.rejects(pglocks.acquire(a, k, { shared: true }), { code: '57014' });
+  undo();
+  assert.deepEqual(await held(a), [[k, false, 'session', 2]]);
+  assert.equal(await pglocks.release(a, k), true);
+  assert.equal(await pglocks.release(a, k), true);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+});
+
+test('a lock_timeout (55P03) after the grant: no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:lock-timeout';
+  // After the grant the statement waits for a lock b holds, until lock_timeout.
+  await b.query('SELECT pg_advisory_lock(99, 99)');
+  await a.query("SET lock_timeout = '200ms'");
+  const undo = rewrite(a, (text) => (isAcquire(text) ? `${text}, pg_catalog.pg_advisory_lock(99, 99)` : text));
+  await assert.rejects(pglocks.acquire(a, k), { code: '55P03' });
+  undo();
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  assert.equal(await one(b, 'SELECT pg_advisory_unlock(99, 99)'), true);
+});
+
+test('inside a transaction block: the block goes on as it was before the call, no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:block';
+  await a.query('BEGIN');
+  await a.query('CREATE TEMP TABLE cut_block (v int)');
+  await a.query('INSERT INTO cut_block VALUES (1)');
+  await withStatementTimeout(a);
+  const undo = sleepAfterGrant(a);
+  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+  await assert.rejects(pglocks.tryLock(a, k), { code: '57014' });
+  undo();
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.equal(await one(a, 'SELECT count(*)::int FROM cut_block'), 1);
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  await a.query('COMMIT');
+  // The calls that succeed release their savepoint as well: none is left to roll back to.
+  await a.query('RESET statement_timeout');
+  await a.query('BEGIN');
+  const { sent, undo: stop } = counting(a);
+  for (let i = 0; i < 1000; i++) {
+    assert.equal(await pglocks.acquire(a, k), true);
+    assert.equal(await pglocks.release(a, k), true);
+  }
+  stop();
+  const names = sent.map((t) => /^SAVEPOINT (\w+);/.exec(t)).filter((m) => m !== null).map((m) => m[1]);
+  assert.equal(names.length, 1000);
+  await assert.rejects(a.query(`ROLLBACK TO SAVEPOINT ${names[999]}`), { code: '3B001' });
+  await a.query('ROLLBACK');
+});
+
+test('inside a block, the release of the savepoint before the acquire cut off: no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:guard';
+  await a.query('BEGIN');
+  await withStatementTimeout(a);
+  // The statement after a granted acquire inside a block releases the savepoint taken before
+  // it; a statement_timeout that fails that statement first leaves the lock held.
+  const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+$/.test(text)
+    ? `SELECT pg_catalog.pg_sleep(0.5); ${text}` : text));
+  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+  undo();
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  await a.query('COMMIT');
+});
+
+test('when the hold cannot be counted again (the savepoint is gone), the connection is closed, which ends it', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:closed';
+  const pid = a.processID;
+  await a.query('BEGIN');
+  await withStatementTimeout(a);
+  // The savepoint is released, then the statement fails: the block is aborted, no savepoint
+  // to roll back to, and the session holds the lock.
+  const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+$/.test(text)
+    ? `${text}; SELECT pg_catalog.pg_sleep(0.5)` : text));
+  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+  undo();
+  assert.equal(a._ending, true, 'the connection is closed');
+  assert.equal(await backendGone(b, pid), true);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+});
+
+test('withLock cut off after the grant, outside and inside a block: fn does not run, no hold left', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:with-lock';
+  await withStatementTimeout(a);
+  const undo = sleepAfterGrant(a);
+  await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
+  await a.query('BEGIN');
+  await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
+  undo();
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  await a.query('COMMIT');
+});
+
+test('withLock inside a block, the statement after the acquire (savepoints, mark) cut off: the lock is released', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:with-lock-mark';
+  await a.query('BEGIN');
+  await withStatementTimeout(a);
+  // The statement that releases the acquire's savepoint and takes withLock's own fails before
+  // either: back to the acquire's savepoint, and the release runs.
+  const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+; SAVEPOINT/.test(text)
+    ? `SELECT pg_catalog.pg_sleep(0.5); ${text}` : text));
+  await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
+  undo();
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  await a.query('COMMIT');
+});
+
+// The statements each call sends (README, "Round trips"), counted on the client.
+function counting(client) {
+  const sent = [];
+  const undo = rewrite(client, (text) => { sent.push(text); return text; });
+  return { sent, undo };
+}
+
+test('round trips of each call, as the README gives them', async () => {
+  const a = await connect();
+  const k = 'cut:round-trips';
+  assert.equal(await pglocks.tryLock(a, k), true); // the schema is looked up once
+  assert.equal(await pglocks.release(a, k), true);
+  const cases = [
+    ['acquire outside a block', 2, () => pglocks.acquire(a, k), () => pglocks.release(a, k)],
+    ['withLock on a client outside a block', 3, () => pglocks.withLock(a, k, () => 1)],
+    ['acquire inside a block', 3, () => pglocks.acquire(a, k), () => pglocks.release(a, k), true],
+    ["withLock inside a block, scope 'session'", 6, () => pglocks.withLock(a, k, () => 1), null, true],
+    ["withLock inside a block, scope 'transaction'", 5, () => pglocks.withLock(a, k, () => 1, { scope: 'transaction' }), null, true],
+    ["acquire with scope 'transaction'", 2, () => pglocks.acquire(a, k, { scope: 'transaction' }), null, true],
+  ];
+  for (const [what, expected, call, cleanup, inBlock] of cases) {
+    if (inBlock) await a.query('BEGIN');
+    const { sent, undo } = counting(a);
+    await call();
+    undo();
+    assert.equal(sent.length, expected, `${what}: ${sent.join(' | ')}`);
+    if (cleanup) await cleanup();
+    if (inBlock) await a.query('COMMIT');
+  }
+  assert.deepEqual(await held(a), []);
+
+  // On a pool: the client withLock takes is not counted before the acquire.
+  const p = pool({ max: 1 });
+  const sent = [];
+  p.on('connect', (c) => rewrite(c, (text) => { sent.push(text); return text; }));
+  await pglocks.withLock(p, k, () => 1);
+  sent.length = 0;
+  await pglocks.withLock(p, k, () => 1);
+  assert.equal(sent.length, 3, sent.join(' | '));
+});
