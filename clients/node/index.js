@@ -545,8 +545,19 @@ async function acquireCounted(client, lockKey, shared, schema, text, values, wha
   const status = await currentStatus(client, lockKey, what);
   if (status === 'E') return lockStatement(client, text, values, lockKey, what);
   const guard = status === 'T' ? NAME_PREFIX + (++nameSeq) : null;
-  const counted = await runStatement(client, `${guard === null ? '' : `SAVEPOINT ${guard}; `}`
-    + sessionHoldsSql(schema, lockKey, shared), [], lockKey, what);
+  let counted;
+  try {
+    counted = await runStatement(client, `${guard === null ? '' : `SAVEPOINT ${guard}; `}`
+      + sessionHoldsSql(schema, lockKey, shared), [], lockKey, what);
+  } catch (err) {
+    // Nothing was acquired. Back to the savepoint when it was taken (a cancel that hit the
+    // count); one that failed itself leaves the block aborted, as any failed statement does.
+    if (guard !== null && !(err instanceof ConnectionClosedError) && isServerError(err)) {
+      await runStatement(client, `ROLLBACK TO SAVEPOINT ${guard}; RELEASE SAVEPOINT ${guard}`, [], lockKey, what)
+        .catch(() => {});
+    }
+    throw err;
+  }
   const before = BigInt(nthResult(counted, guard === null ? 0 : 1).rows[0][0]);
   let got;
   try {

@@ -243,3 +243,65 @@ test('round trips of each call, as the README gives them', async () => {
   await pglocks.withLock(p, k, () => 1);
   assert.equal(sent.length, 3, sent.join(' | '));
 });
+
+// Cancels at random (pg_cancel_backend from a third session) while an acquire waits for a
+// lock another session is releasing at about the same moment: whatever a round's call
+// answered, the session's holds are what it said. A call that rejects leaves no hold; one
+// that resolves to true leaves exactly one. A connection pglocks closed (the hold could not
+// be counted again) must not hold the lock either.
+test('random cancels racing the grant: a rejected acquire never leaves a hold, a granted one exactly one', async () => {
+  const b = await connect();
+  const c = await connect();
+  const k = 'cut:random';
+  const lockKey = pglocks.key(k).toString();
+  let a = await connect();
+  const outcomes = {
+    granted: 0, rejected: 0, closed: 0, aborted: 0,
+  };
+  const rounds = 3000;
+  for (let i = 0; i < rounds; i++) {
+    const inBlock = i % 2 === 1;
+    if (inBlock) await a.query('BEGIN');
+    await b.query('SELECT pg_advisory_lock($1::bigint)', [lockKey]);
+    const pid = a.processID;
+    const acquiring = pglocks.acquire(a, k).then((v) => ({ v }), (e) => ({ e }));
+    const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+    await Promise.all([
+      delay(Math.random() * 3).then(() => b.query('SELECT pg_advisory_unlock($1::bigint)', [lockKey])),
+      delay(Math.random() * 3).then(() => c.query('SELECT pg_cancel_backend($1)', [pid])),
+    ]);
+    const result = await acquiring;
+    if (a._ending) {
+      outcomes.closed += 1;
+      assert.ok(result.e, 'a closed connection comes with a rejection');
+      assert.equal(await backendGone(c, pid), true);
+      a = await connect();
+      continue;
+    }
+    if (inBlock && a.getTransactionStatus() === 'E') {
+      // The cancel hit the savepoint the call takes before anything else: the block is
+      // aborted, as by any failed statement, and nothing was acquired. Session holds outlive
+      // the ROLLBACK.
+      assert.ok(result.e, `round ${i}: an aborted block after a successful call`);
+      outcomes.aborted += 1;
+      await a.query('ROLLBACK');
+    } else if (inBlock) {
+      assert.equal(a.getTransactionStatus(), 'T', `round ${i}: the block goes on`);
+    }
+    const holds = await held(a);
+    if (result.e) {
+      assert.equal(result.e.code, '57014', `round ${i}: ${result.e}`);
+      outcomes.rejected += 1;
+      assert.deepEqual(holds, [], `round ${i}: rejected, yet held`);
+    } else {
+      assert.equal(result.v, true);
+      outcomes.granted += 1;
+      assert.deepEqual(holds, [[k, false, 'session', 1]], `round ${i}`);
+      assert.equal(await pglocks.release(a, k), true);
+    }
+    if (inBlock && a.getTransactionStatus() === 'T') await a.query('COMMIT');
+  }
+  // Both outcomes happened, or the race was not run.
+  assert.ok(outcomes.granted > 0 && outcomes.rejected > 0, JSON.stringify(outcomes));
+  console.log(`random cancels: ${JSON.stringify(outcomes)}`);
+});
