@@ -164,8 +164,9 @@ export class LockNotReleasedError extends Error {
  * The connection is closed, and with it every hold of its session: a pglocks statement failed
  * on the client side before the server answered (pg's query_timeout, a broken connection; the
  * statement is cancelled where a cancel request can be aimed at the connection's server), the
- * server ended the session (a FATAL error such as pg_terminate_backend's 57P01), or withLock
- * abandoned a query of fn's it could not cancel. Take a new connection.
+ * server ended the session (a FATAL error such as pg_terminate_backend's 57P01), withLock
+ * abandoned a query of fn's it could not cancel, or a failed session-scope acquire could not
+ * count the session's holds again to release one it may have left. Take a new connection.
  */
 export class ConnectionClosedError extends Error {
   constructor(key: LockKey | undefined, what: string, cause?: unknown, why?: string);
@@ -175,6 +176,8 @@ export class ConnectionClosedError extends Error {
   readonly key: LockKey | null;
   /** The error that came first: node-postgres', the server's, or fn's. */
   readonly cause: unknown;
+  /** After a failed acquire: the error of the recount (or of the ROLLBACK TO before it). */
+  cleanupError?: unknown;
 }
 
 /**

@@ -530,42 +530,90 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
   return got;
 }
 
-// A session-scope acquire. A cancel or statement_timeout (57014), or a lock_timeout (55P03),
-// that lands after the server granted the lock, before the acquire statement ended, fails
-// the statement with the lock held: the caller would be told the acquire failed while the
-// session keeps a hold nobody releases. So the session's session-scope holds of the lock in
-// that mode are counted first (inside a transaction block after a savepoint of the call's
-// own, in the same query string, so that the block can be rolled back to it and counted
-// again after the failed acquire aborted it), and after such a failure the hold beyond that
-// count is released. Inside a block the savepoint is released once the acquire has run, or,
-// for withLock (how.keepGuard) when the lock was taken, left in how.guard for withLock's next
-// statement to release. In an aborted block the acquire can only fail (25P02), so it is sent
-// alone.
+// Statements that go as one query string (the simple protocol runs them in turn, and stops
+// at the first that fails), resolving to their results. pg-native sends a query with values,
+// even none, as a prepared statement, which takes one statement only: there they go one at a
+// time, which is the same inside a transaction block, where these are used.
+async function runStatements(client, statements, lockKey, what) {
+  if (!('native' in client)) {
+    const result = await runStatement(client, statements.join('; '), [], lockKey, what);
+    return Array.isArray(result) ? result : [result];
+  }
+  const results = [];
+  for (const statement of statements) results.push(await runStatement(client, statement, [], lockKey, what));
+  return results;
+}
+
+// The counted acquires of a client run one at a time, each from its count to the release of
+// its savepoint: two at once inside a block would nest their savepoints, and the release of
+// one would take the other's with it.
+const countedTails = new WeakMap();
+
+function enterCounted(client) {
+  const before = countedTails.get(client) || Promise.resolve();
+  let leave;
+  const mine = new Promise((resolve) => { leave = resolve; });
+  const tail = before.then(() => mine);
+  countedTails.set(client, tail);
+  return {
+    ready: before,
+    leave: () => {
+      leave();
+      if (countedTails.get(client) === tail) countedTails.delete(client);
+    },
+  };
+}
+
+// A session-scope acquire. A cancel or statement_timeout (57014), a lock_timeout (55P03), or
+// any other error that fails the acquire statement after the server granted the lock, before
+// the statement ended, leaves the lock held: the caller would be told the acquire failed
+// while the session keeps a hold nobody releases. So the session's session-scope holds of the
+// lock in that mode are counted first (inside a transaction block after a savepoint of the
+// call's own, in the same query string, so that the block can be rolled back to it and counted
+// again after the failed acquire aborted it), and after a failure the hold beyond that count
+// is released. Inside a block the savepoint is released once the acquire has run, or, for
+// withLock (how.keepGuard) when the lock was taken, left in how.guard as withLock's own
+// savepoint; how.leave() then ends the call's turn (see enterCounted). In an aborted block the
+// acquire can only fail (25P02), so it is sent alone.
 async function acquireCounted(client, lockKey, shared, schema, text, values, what, how) {
+  const turn = enterCounted(client);
+  let kept = false;
+  try {
+    await turn.ready;
+    const got = await acquireCountedTurn(client, lockKey, shared, schema, text, values, what, how);
+    kept = how.guard !== undefined;
+    if (kept) how.leave = turn.leave;
+    return got;
+  } finally {
+    if (!kept) turn.leave();
+  }
+}
+
+async function acquireCountedTurn(client, lockKey, shared, schema, text, values, what, how) {
   const status = await currentStatus(client, lockKey, what);
   if (status === 'E') return lockStatement(client, text, values, lockKey, what);
   const guard = status === 'T' ? NAME_PREFIX + (++nameSeq) : null;
   let counted;
   try {
-    counted = await runStatement(client, `${guard === null ? '' : `SAVEPOINT ${guard}; `}`
-      + sessionHoldsSql(schema, lockKey, shared), [], lockKey, what);
+    counted = await runStatements(client, [...(guard === null ? [] : [`SAVEPOINT ${guard}`]),
+      sessionHoldsSql(schema, lockKey, shared)], lockKey, what);
   } catch (err) {
     // Nothing was acquired. Back to the savepoint when it was taken (a cancel that hit the
     // count); one that failed itself leaves the block aborted, as any failed statement does.
     if (guard !== null && !(err instanceof ConnectionClosedError) && isServerError(err)) {
-      await runStatement(client, `ROLLBACK TO SAVEPOINT ${guard}; RELEASE SAVEPOINT ${guard}`, [], lockKey, what)
+      await runStatements(client, [`ROLLBACK TO SAVEPOINT ${guard}`, `RELEASE SAVEPOINT ${guard}`], lockKey, what)
         .catch(() => {});
+      if (isClosed(client)) throw new ConnectionClosedError(lockKey, what, err, 'lost its connection');
     }
     throw err;
   }
-  const before = BigInt(nthResult(counted, guard === null ? 0 : 1).rows[0][0]);
+  const before = BigInt(counted[counted.length - 1].rows[0][0]);
   let got;
   try {
     got = await lockStatement(client, text, values, lockKey, what);
   } catch (err) {
     if (err instanceof ConnectionClosedError || !isServerError(err)) throw err;
-    await afterFailedAcquire(client, lockKey, shared, schema, before, guard, err.code === '57014' || err.code === '55P03', what);
-    throw err;
+    throw await afterFailedAcquire(client, lockKey, shared, schema, before, guard, err, what);
   }
   if (guard !== null) {
     if (how.keepGuard && got) {
@@ -576,8 +624,7 @@ async function acquireCounted(client, lockKey, shared, schema, text, values, wha
       } catch (err) {
         // The caller hears of a failure: no hold of this acquire may stay.
         if (err instanceof ConnectionClosedError || !isServerError(err)) throw err;
-        await afterFailedAcquire(client, lockKey, shared, schema, before, guard, true, what);
-        throw err;
+        throw await afterFailedAcquire(client, lockKey, shared, schema, before, guard, err, what);
       }
     }
   }
@@ -586,26 +633,31 @@ async function acquireCounted(client, lockKey, shared, schema, text, values, wha
 
 // After a session-scope acquire statement failed with a server error (or the release of the
 // savepoint before it did): inside a block, a ROLLBACK TO that savepoint (the caller's block
-// goes on, as it was before the call) and, when the lock may have been granted (cut: a cancel
-// or timeout), the session's holds of the lock counted again and the one beyond the count
-// before the acquire released. The hold the acquire took is the session's newest hold of the
-// lock (a ROLLBACK TO the savepoint ended every transaction-scope hold taken after it), which
-// is the one pglocks_release() frees. When that cannot be done (the ROLLBACK TO or the release
-// fails), the connection is closed: the session ends, and every hold of it.
-async function afterFailedAcquire(client, lockKey, shared, schema, before, guard, cut, what) {
+// goes on, as it was before the call); then the session's holds of the lock are counted again
+// and the one beyond the count before the acquire released (one acquire takes one hold at
+// most). The hold the acquire took is the session's newest hold of the lock (a ROLLBACK TO the
+// savepoint ended every transaction-scope hold taken after it), which is the one
+// pglocks_release() frees. When that cannot be done (the ROLLBACK TO or the release fails), the
+// connection is closed: the session ends, and every hold of it. Resolves to the error to
+// reject with: the acquire's, or a ConnectionClosedError (its cause the acquire's error, with
+// the clean-up's as cleanupError).
+async function afterFailedAcquire(client, lockKey, shared, schema, before, guard, err, what) {
   try {
     if (guard !== null) {
-      await runStatement(client, `ROLLBACK TO SAVEPOINT ${guard}; RELEASE SAVEPOINT ${guard}`, [], lockKey, what);
+      await runStatements(client, [`ROLLBACK TO SAVEPOINT ${guard}`, `RELEASE SAVEPOINT ${guard}`], lockKey, what);
     }
-    if (!cut) return;
     const k = keyArgs(lockKey);
     const n = k.values.length;
     await runStatement(client, `SELECT ${schema}.pglocks_release(${k.sql.join(', ')}, shared => $${n + 1}::boolean) `
       + `FROM (${sessionHoldsSql(schema, lockKey, shared)}) AS c(holds) `
       + `WHERE c.holds OPERATOR(pg_catalog.>) $${n + 2}::bigint`, [...k.values, shared, before.toString()], lockKey, what);
-  } catch (e) {
-    // Not cut: the lock was not granted, and an aborted block is the caller's to roll back.
-    if (cut) await closeConnection(client);
+    return err;
+  } catch (cleanupError) {
+    await closeConnection(client);
+    const closed = new ConnectionClosedError(lockKey, what, err,
+      'failed, and whether it left a hold could not be counted again');
+    closed.cleanupError = cleanupError;
+    return closed;
   }
 }
 
@@ -867,46 +919,54 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // give-back check closes a connection still holding a lock taken through pglocks.
   const how = { recount: !state.owned, keepGuard: true };
   const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock', how);
-  // The savepoint taken before a counted acquire inside a block, still to be released.
+  // Inside a block, the savepoint taken before a counted acquire, which is the call's own: a
+  // ROLLBACK TO it undoes fn's work (a session hold outlives it), and the call keeps its turn
+  // among the client's counted acquires until the mark is set behind it.
   const guard = how.guard === undefined ? null : how.guard;
-  if (!acquired) {
-    throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
-  }
   let name = null;
   let restore = null;
-  if (inBlock) {
-    name = NAME_PREFIX + (++nameSeq);
-    try {
-      // One round trip (the simple protocol runs them all): the release of the acquire's
-      // savepoint, if any; with scope 'session' the savepoint first, so that when the mark or
-      // the cursor fails, a ROLLBACK TO it lets the release run; a ROLLBACK TO it later takes
-      // the mark and the cursor with it. The cursor (of the same name) tells a mark that fn
-      // reset (RESET ALL) from one that went with the transaction or with a ROLLBACK TO a
-      // savepoint taken before withLock: those close it, RESET ALL does not.
-      const results = await runStatement(client, `${guard === null ? '' : `RELEASE SAVEPOINT ${guard}; `}`
-        + `${scope === 'session' ? `SAVEPOINT ${name}; ` : ''}`
-        + `SELECT pg_catalog.set_config('${MARKER}', `
-        + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`
-        + `; DECLARE ${name} NO SCROLL CURSOR FOR SELECT`, [], lockKey, 'withLock');
-      const set = nthResult(results, (guard === null ? 0 : 1) + (scope === 'session' ? 1 : 0));
-      restore = markerLiteral(set.rows[0][0], name);
-    } catch (err) {
-      if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
-        try {
-          // Fails (3B001) when the savepoint itself was not taken: then back to the acquire's
-          // savepoint, when its release was what failed; else the release fails too.
-          const back = (sp) => runStatement(client, `ROLLBACK TO SAVEPOINT ${sp}; RELEASE SAVEPOINT ${sp}`, [], lockKey, 'withLock')
-            .then(() => true, (e) => { if (e instanceof ConnectionClosedError) throw e; return false; });
-          if (!(await back(name)) && guard !== null) await back(guard);
-          await releaseOn(client, lockKey, shared, 'withLock');
-        } catch (releaseError) {
-          throw await notReleased(client, lockKey, state, {
-            cause: err, releaseError, fnFailed: false, fnRan: false,
-          });
-        }
-      }
-      throw err;
+  try {
+    if (!acquired) {
+      throw new LockNotAcquiredError(lockKey, { shared, timeout: options.wait === false ? null : options.timeout });
     }
+    if (inBlock) {
+      name = guard === null ? NAME_PREFIX + (++nameSeq) : guard;
+      // One round trip (the simple protocol runs them all): with scope 'session' the savepoint
+      // taken before the acquire, or else one taken first, so that when the mark or the cursor
+      // fails, a ROLLBACK TO it lets the release run; a ROLLBACK TO it later takes the mark and
+      // the cursor with it. The cursor (of the same name) tells a mark that fn reset (RESET
+      // ALL) from one that went with the transaction or with a ROLLBACK TO a savepoint taken
+      // before withLock: those close it, RESET ALL does not.
+      const takeSavepoint = scope === 'session' && guard === null;
+      try {
+        const results = await runStatements(client, [
+          ...(takeSavepoint ? [`SAVEPOINT ${name}`] : []),
+          `SELECT pg_catalog.set_config('${MARKER}', `
+            + `pg_catalog.concat_ws(' ', nullif(pg_catalog.current_setting('${MARKER}', true), ''), '${name}'), true)`,
+          `DECLARE ${name} NO SCROLL CURSOR FOR SELECT`,
+        ], lockKey, 'withLock');
+        restore = markerLiteral(results[takeSavepoint ? 1 : 0].rows[0][0], name);
+      } catch (err) {
+        if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
+          try {
+            // Fails (3B001) when the savepoint itself was not taken: the release then fails too.
+            await runStatements(client, [`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`], lockKey, 'withLock')
+              .catch((e) => { if (e instanceof ConnectionClosedError) throw e; });
+            await releaseOn(client, lockKey, shared, 'withLock');
+          } catch (releaseError) {
+            throw await notReleased(client, lockKey, state, {
+              cause: err, releaseError, fnFailed: false, fnRan: false,
+            });
+          }
+        }
+        throw err;
+      }
+    } else if (guard !== null) {
+      // The block ended between the two reads of the status (a query sent from outside).
+      await runStatement(client, `RELEASE SAVEPOINT ${guard}`, [], lockKey, 'withLock').catch(() => {});
+    }
+  } finally {
+    if (how.leave) how.leave();
   }
 
   let fnFailed = false;
@@ -1010,9 +1070,12 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // statement, after the release.
   const endSavepoint = () => {
     const rollback = fnFailed && !rolledBackTo;
-    return `${rollback ? `ROLLBACK TO SAVEPOINT ${name}; ` : ''}RELEASE SAVEPOINT ${name}`
-      + `${restore === null ? '' : `; SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`}`
-      + `${cursorOpen && !rollback ? `; CLOSE ${name}` : ''}`;
+    return [
+      ...(rollback ? [`ROLLBACK TO SAVEPOINT ${name}`] : []),
+      `RELEASE SAVEPOINT ${name}`,
+      ...(restore === null ? [] : [`SELECT pg_catalog.set_config('${MARKER}', ${restore}, true)`]),
+      ...(cursorOpen && !rollback ? [`CLOSE ${name}`] : []),
+    ];
   };
   try {
     if (rollbackFirst) {
@@ -1033,7 +1096,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
     // closed, when the block lets them.
     if (ownSavepoint && !(err instanceof ConnectionClosedError) && !isClosed(client)
       && transactionStatus(client, 'withLock') === 'T') {
-      await runStatement(client, endSavepoint(), [], lockKey, 'withLock').catch(() => {});
+      await runStatements(client, endSavepoint(), lockKey, 'withLock').catch(() => {});
     }
     throw await notReleased(client, lockKey, state, {
       cause: fnFailed ? fnError : err, releaseError: err, fnFailed, fnRan: true,
@@ -1043,7 +1106,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
   // (undone first when fn failed).
   if (ownSavepoint) {
     try {
-      await runStatement(client, endSavepoint(), [], lockKey, 'withLock');
+      await runStatements(client, endSavepoint(), lockKey, 'withLock');
     } catch (err) {
       // The savepoint is gone though the transaction is the same: fn released a savepoint
       // taken before withLock, which released withLock's with it.

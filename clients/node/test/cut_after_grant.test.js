@@ -34,11 +34,11 @@ const isAcquire = (text) => text.includes('.pglocks_acquire(') && !text.includes
 // The acquire statement sleeps once the lock is granted: a statement_timeout shorter than the
 // sleep fails it with the lock held.
 function sleepAfterGrant(client) {
-  return rewrite(client, (text) => (isAcquire(text) ? `${text}, pg_catalog.pg_sleep(0.5)` : text));
+  return rewrite(client, (text) => (isAcquire(text) ? `${text}, pg_catalog.pg_sleep(1.5)` : text));
 }
 
 async function withStatementTimeout(client) {
-  await client.query("SET statement_timeout = '100ms'");
+  await client.query("SET statement_timeout = '300ms'");
 }
 
 test('acquire cut off after the grant by statement_timeout: rejects with 57014, no hold left', async () => {
@@ -142,7 +142,7 @@ test('inside a block, the release of the savepoint before the acquire cut off: n
   // The statement after a granted acquire inside a block releases the savepoint taken before
   // it; a statement_timeout that fails that statement first leaves the lock held.
   const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+$/.test(text)
-    ? `SELECT pg_catalog.pg_sleep(0.5); ${text}` : text));
+    ? `SELECT pg_catalog.pg_sleep(1.5); ${text}` : text));
   await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
   undo();
   assert.equal(a.getTransactionStatus(), 'T');
@@ -161,9 +161,12 @@ test('when the hold cannot be counted again (the savepoint is gone), the connect
   // The savepoint is released, then the statement fails: the block is aborted, no savepoint
   // to roll back to, and the session holds the lock.
   const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+$/.test(text)
-    ? `${text}; SELECT pg_catalog.pg_sleep(0.5)` : text));
-  await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
+    ? `${text}; SELECT pg_catalog.pg_sleep(1.5)` : text));
+  const err = await pglocks.acquire(a, k).then(() => null, (e) => e);
   undo();
+  assert.ok(err instanceof pglocks.ConnectionClosedError, String(err));
+  assert.equal(err.cause.code, '57014');
+  assert.equal(err.cleanupError.code, '3B001');
   assert.equal(a._ending, true, 'the connection is closed');
   assert.equal(await backendGone(b, pid), true);
   assert.equal(await freeFor(b, pglocks.key(k)), true);
@@ -185,22 +188,60 @@ test('withLock cut off after the grant, outside and inside a block: fn does not 
   await a.query('COMMIT');
 });
 
-test('withLock inside a block, the statement after the acquire (savepoints, mark) cut off: the lock is released', async () => {
+test('withLock inside a block, the statement after the acquire (mark, cursor) cut off: the lock is released', async () => {
   const a = await connect();
   const b = await connect();
   const k = 'cut:with-lock-mark';
   await a.query('BEGIN');
   await withStatementTimeout(a);
-  // The statement that releases the acquire's savepoint and takes withLock's own fails before
-  // either: back to the acquire's savepoint, and the release runs.
-  const undo = rewrite(a, (text) => (/^RELEASE SAVEPOINT pglocks_\w+; SAVEPOINT/.test(text)
-    ? `SELECT pg_catalog.pg_sleep(0.5); ${text}` : text));
+  // The statement that sets withLock's mark behind the acquire's savepoint fails before it:
+  // back to that savepoint, and the release runs.
+  const undo = rewrite(a, (text) => (/^SELECT pg_catalog.set_config\('pglocks_node.savepoints'/.test(text)
+    ? `SELECT pg_catalog.pg_sleep(1.5); ${text}` : text));
   await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
   undo();
   assert.equal(a.getTransactionStatus(), 'T');
   assert.deepEqual(await held(a), []);
   assert.equal(await freeFor(b, pglocks.key(k)), true);
   await a.query('COMMIT');
+});
+
+test('any other error of the acquire statement after the grant: no hold left, the block goes on', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:other-error';
+  // A division by zero evaluated after the acquire (random() keeps it from being folded).
+  const undo = rewrite(a, (text) => (isAcquire(text) ? `${text}, 1 / (pg_catalog.random() * 0)::int` : text));
+  await assert.rejects(pglocks.acquire(a, k), { code: '22012' });
+  await a.query('BEGIN');
+  await assert.rejects(pglocks.tryLock(a, k), { code: '22012' });
+  await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '22012' });
+  undo();
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), []);
+  await a.query('COMMIT');
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+});
+
+test('calls on one client at once inside a block (not awaited in turn): each gets its lock, savepoints stay apart', async () => {
+  const a = await connect();
+  const b = await connect();
+  await a.query('BEGIN');
+  // A withLock last: a call sent while its fn runs, from outside fn, is not supported.
+  const results = await Promise.allSettled([
+    pglocks.acquire(a, 'cut:together-1'),
+    pglocks.tryLock(a, 'cut:together-2'),
+    pglocks.acquire(a, 'cut:together-1', { shared: true }),
+    pglocks.withLock(a, 'cut:together-3', async (c) => (await c.query('SELECT 3 AS v')).rows[0].v),
+  ]);
+  assert.deepEqual(results.map((r) => (r.status === 'fulfilled' ? r.value : String(r.reason))), [true, true, true, 3]);
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), [
+    ['cut:together-1', false, 'session', 1], ['cut:together-1', true, 'session', 1], ['cut:together-2', false, 'session', 1]]);
+  await a.query('COMMIT');
+  assert.equal(await pglocks.releaseAll(a), 3n);
+  assert.equal(await freeFor(b, pglocks.key('cut:together-3')), true);
 });
 
 // The statements each call sends (README, "Round trips"), counted on the client.
@@ -273,7 +314,7 @@ test('random cancels racing the grant: a rejected acquire never leaves a hold, a
     const result = await acquiring;
     if (a._ending) {
       outcomes.closed += 1;
-      assert.ok(result.e, 'a closed connection comes with a rejection');
+      assert.ok(result.e instanceof pglocks.ConnectionClosedError, `round ${i}: ${result.e}`);
       assert.equal(await backendGone(c, pid), true);
       a = await connect();
       continue;

@@ -112,10 +112,10 @@ test('when the statement before fn fails, a lock that cannot be released rejects
   const c = await p.connect();
   const pid = c.processID;
   const query = c.query;
-  // The statement before fn releases the acquire's savepoint, then fails with a server error
-  // before withLock's own savepoint is taken (as a statement_timeout would).
+  // The statement before fn (the mark and the cursor) releases withLock's savepoint instead,
+  // then fails with a server error (as a statement_timeout would): no savepoint to roll back to.
   c.query = function failingSavepoint(q, ...rest) {
-    const m = q && typeof q.text === 'string' && /^RELEASE SAVEPOINT (pglocks_\w+); SAVEPOINT pglocks_/.exec(q.text);
+    const m = q && typeof q.text === 'string' && /DECLARE (pglocks_\w+) NO SCROLL CURSOR/.exec(q.text);
     if (m) {
       return query.call(this, { ...q, text: `RELEASE SAVEPOINT ${m[1]}; SELECT 1/0` }, ...rest);
     }

@@ -130,12 +130,12 @@ test('the statement that sets the mark failing (a cursor of the same name): fn d
   const a = await connect();
   const b = await connect();
   await a.query('BEGIN');
-  // The next call's name: the token of a scope 'transaction' acquire is the name before the
-  // savepoint of the next call's acquire, which is the name before the call's own.
+  // The next call's name: the token of a scope 'transaction' acquire is the name before it
+  // (the savepoint taken before the next call's acquire, which is the call's own).
   await pglocks.acquire(a, 'wsp:probe', { scope: 'transaction' });
   const token = (await a.query("SELECT current_setting('pglocks_node.block') AS t")).rows[0].t;
   const m = /^(pglocks_[0-9a-f]{8}_)(\d+)$/.exec(token);
-  await a.query(`DECLARE ${m[1]}${Number(m[2]) + 2} CURSOR FOR SELECT 1`);
+  await a.query(`DECLARE ${m[1]}${Number(m[2]) + 1} CURSOR FOR SELECT 1`);
   let ran = false;
   const err = await pglocks.withLock(a, 'wsp:markfails', async () => { ran = true; }).then(() => null, (e) => e);
   assert.equal(ran, false);
