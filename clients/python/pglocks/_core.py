@@ -386,10 +386,10 @@ def _acquire_steps(
     recount: bool = False,
 ) -> Steps[bool]:
     """The acquire. With ``recount`` (sync and asyncio alike), a session-scope acquire counts
-    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), or a
-    ``lock_timeout`` (55P03), that lands after the grant, before the statement ends, fails
-    the statement with the lock held, and the count afterwards finds that hold and gives it
-    back (or, should that fail, the connection is closed)."""
+    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), a
+    ``lock_timeout`` (55P03), or any other server error, that lands after the grant, before
+    the statement ends, fails the statement with the lock held, and the count afterwards
+    finds that hold and gives it back (or, should that fail, the connection is closed)."""
     _transaction_scope_check(a, scope)
     before = a.status()
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
@@ -433,7 +433,7 @@ def _acquire_steps(
                     hold.savepoint = None
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
-        if holds_before is not None and sqlstate(exc) in ("57014", "55P03"):
+        if holds_before is not None and sqlstate(exc) is not None:
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc
@@ -456,7 +456,7 @@ def _acquire_steps(
 
 
 def _leftover_steps(a: Any, k: Key, shared: bool, holds_before: int, ours: bool) -> Steps[None]:
-    """After an acquire cancelled in the server: releases the holds of the lock beyond those
+    """After an acquire failed in the server: releases the holds of the lock beyond those
     the session had before the acquire. Should that be impossible (the transaction still
     aborted, an error), the connection is closed: the session ends, and its locks."""
     if a.closed():

@@ -62,6 +62,31 @@ def test_acquire_cancelled_after_the_grant_inside_a_transaction(connect, probe, 
     assert probe.free("granted-then-cancelled")
 
 
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_acquire_failing_otherwise_after_the_grant_leaves_no_hold(connect, probe, driver, monkeypatch, autocommit):
+    """Any server error raised after the grant in the acquire statement: a division by zero
+    evaluated after the acquire (random() keeps it from being folded)."""
+    conn = connect(autocommit=autocommit)
+    scalar = SyncAdapter.scalar
+
+    def failing(self, sql, params):
+        if "pglocks_acquire(" in sql and "pglocks_held" not in sql:
+            sql = sql + ", 1 / (pg_catalog.random() * 0)::int"
+        return scalar(self, sql, params)
+
+    monkeypatch.setattr(SyncAdapter, "scalar", failing)
+    with pytest.raises(driver.errors.DivisionByZero):
+        with pglocks.lock(conn, "granted-then-failed"):
+            pytest.fail("the block must not run")
+    with pytest.raises(driver.errors.DivisionByZero):
+        pglocks.acquire(conn, "granted-then-failed")
+    monkeypatch.undo()
+    if not autocommit:
+        conn.rollback()
+    assert holds(conn) == []
+    assert probe.free("granted-then-failed")
+
+
 def test_session_block_does_not_free_a_transaction_hold_of_its_body(connect, probe):
     import psycopg
 
