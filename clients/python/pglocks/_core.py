@@ -433,7 +433,14 @@ def _acquire_steps(
                     hold.savepoint = None
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
-        if holds_before is not None and sqlstate(exc) is not None:
+        code = sqlstate(exc)
+        # A cancel or timeout may follow the grant: recounted, or else the connection closed.
+        # Any other server error is recounted where the transaction still takes statements
+        # (a deadlock, say, cannot follow the grant: the server gives back a lock granted to
+        # a wait that failed); an aborted transaction of the caller's is left to the caller.
+        if holds_before is not None and code is not None and (
+            code in ("57014", "55P03") or (not a.closed() and a.status() != INERROR)
+        ):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc

@@ -333,3 +333,42 @@ def test_connection_closed_in_the_block_no_release_on_another_checkout(probe):
         assert wait_until_free(probe, "sa:closed")
     finally:
         e.dispose()
+
+
+def test_deadlock_in_a_transaction_keeps_the_connection(engine):
+    """A deadlock cannot follow a grant: the acquire's error is raised as it is and the
+    connection, whose transaction the caller rolls back, stays usable (not invalidated)."""
+    import threading
+    import time
+
+    other = psycopg2.connect("")
+    other.autocommit = True
+    try:
+        with engine.connect() as conn:
+            assert pglocks.acquire(conn, "sa:d1")
+            assert pglocks.acquire(other, "sa:d2")
+            errors = []
+
+            def other_side():
+                time.sleep(0.3)  # the SQLAlchemy side waits first, so its deadlock check runs first
+                try:
+                    with pglocks.lock(other, "sa:d1"):
+                        pass
+                except Exception as exc:  # not expected: the other side is the victim
+                    errors.append(exc)
+
+            t = threading.Thread(target=other_side)
+            t.start()
+            with pytest.raises(sqlalchemy.exc.OperationalError) as info:
+                with conn.begin():
+                    with pglocks.lock(conn, "sa:d2"):
+                        pytest.fail("the block must not run")
+            assert isinstance(info.value.orig, psycopg2.errors.DeadlockDetected)
+            assert conn.invalidated is False
+            assert pglocks.release(conn, "sa:d1")  # lets the other side go on
+            t.join(30)
+            assert not t.is_alive() and errors == []
+            assert pglocks.release(other, "sa:d2")
+            assert sa_holds(conn) == []
+    finally:
+        other.close()
