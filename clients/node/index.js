@@ -518,16 +518,18 @@ async function acquireOn(client, lockKey, { shared, wait, timeout, scope }, what
     }
     return acquireCounted(client, lockKey, sharedArg, schema, `SELECT ${call}`, values, what, how);
   }
-  await needTransactionBlock(client, lockKey, what);
-  // The server has the last word: a setting set LOCAL by one statement is still there for
-  // the next only inside a transaction block (outside one, each statement is a transaction of
-  // its own), so the acquire runs only when the token it reads is the one just set.
-  const token = NAME_PREFIX + (++nameSeq);
-  await runStatement(client, `SELECT pg_catalog.set_config('${BLOCK_TOKEN}', '${token}', true)`, [], lockKey, what);
-  const got = await lockStatement(client, `SELECT CASE WHEN pg_catalog.current_setting('${BLOCK_TOKEN}', true) `
-    + `OPERATOR(pg_catalog.=) '${token}' THEN ${call} END`, values, lockKey, what);
-  if (got === null) throw notInBlockError(what);
-  return got;
+  return inTurn(client, async () => {
+    await needTransactionBlock(client, lockKey, what);
+    // The server has the last word: a setting set LOCAL by one statement is still there for
+    // the next only inside a transaction block (outside one, each statement is a transaction
+    // of its own), so the acquire runs only when the token it reads is the one just set.
+    const token = NAME_PREFIX + (++nameSeq);
+    await runStatement(client, `SELECT pg_catalog.set_config('${BLOCK_TOKEN}', '${token}', true)`, [], lockKey, what);
+    const got = await lockStatement(client, `SELECT CASE WHEN pg_catalog.current_setting('${BLOCK_TOKEN}', true) `
+      + `OPERATOR(pg_catalog.=) '${token}' THEN ${call} END`, values, lockKey, what);
+    if (got === null) throw notInBlockError(what);
+    return got;
+  });
 }
 
 // Statements that go as one query string (the simple protocol runs them in turn, and stops
@@ -544,22 +546,26 @@ async function runStatements(client, statements, lockKey, what) {
   return results;
 }
 
-// The counted acquires of a client run one at a time, each from its count to the release of
-// its savepoint: two at once inside a block would nest their savepoints, and the release of
-// one would take the other's with it.
-const countedTails = new WeakMap();
+// The calls of a client take turns: a counted acquire from its count to the release of its
+// savepoint (withLock's until its mark is set behind it), a release, releaseAll and a scope
+// 'transaction' acquire for their statements. Two counted acquires at once inside a block
+// would nest their savepoints, and the release of one would take the other's with it; a
+// release or a transaction-scope hold landing between a counted acquire's count and its
+// recount would be counted as the acquire's. No turn is held while fn runs, so the calls fn
+// makes (nested in withLock) take theirs.
+const turnTails = new WeakMap();
 
-function enterCounted(client) {
-  const before = countedTails.get(client) || Promise.resolve();
+function enterTurn(client) {
+  const before = turnTails.get(client) || Promise.resolve();
   let leave;
   const mine = new Promise((resolve) => { leave = resolve; });
   const tail = before.then(() => mine);
-  countedTails.set(client, tail);
+  turnTails.set(client, tail);
   return {
     ready: before,
     leave: () => {
       leave();
-      if (countedTails.get(client) === tail) countedTails.delete(client);
+      if (turnTails.get(client) === tail) turnTails.delete(client);
     },
   };
 }
@@ -573,10 +579,21 @@ function enterCounted(client) {
 // again after the failed acquire aborted it), and after a failure the hold beyond that count
 // is released. Inside a block the savepoint is released once the acquire has run, or, for
 // withLock (how.keepGuard) when the lock was taken, left in how.guard as withLock's own
-// savepoint; how.leave() then ends the call's turn (see enterCounted). In an aborted block the
+// savepoint; how.leave() then ends the call's turn (see enterTurn). In an aborted block the
 // acquire can only fail (25P02), so it is sent alone.
+// Runs body in the client's turn (see enterTurn).
+async function inTurn(client, body) {
+  const turn = enterTurn(client);
+  try {
+    await turn.ready;
+    return await body();
+  } finally {
+    turn.leave();
+  }
+}
+
 async function acquireCounted(client, lockKey, shared, schema, text, values, what, how) {
-  const turn = enterCounted(client);
+  const turn = enterTurn(client);
   let kept = false;
   try {
     await turn.ready;
@@ -730,14 +747,18 @@ async function tryLock(client, lockKey, options = {}) {
 /** Releases one hold of the lock in that mode: true, or false when this session has none. */
 async function release(client, lockKey, options = {}) {
   needClient(client, 'release');
-  return releaseOn(client, lockKey, boolArg('shared', options.shared, false), 'release');
+  const shared = boolArg('shared', options.shared, false);
+  keyArgs(lockKey);
+  return inTurn(client, () => releaseOn(client, lockKey, shared, 'release'));
 }
 
 /** Releases every hold this session took through pglocks; resolves to how many. */
 async function releaseAll(client) {
   needClient(client, 'releaseAll');
-  const schema = await extensionSchema(client, undefined, 'releaseAll');
-  return BigInt(await lockStatement(client, `SELECT ${schema}.pglocks_release_all()`, [], undefined, 'releaseAll'));
+  return inTurn(client, async () => {
+    const schema = await extensionSchema(client, undefined, 'releaseAll');
+    return BigInt(await lockStatement(client, `SELECT ${schema}.pglocks_release_all()`, [], undefined, 'releaseAll'));
+  });
 }
 
 // Inside the caller's transaction block withLock marks the transaction as its own: a

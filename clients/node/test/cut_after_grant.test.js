@@ -244,6 +244,49 @@ test('calls on one client at once inside a block (not awaited in turn): each get
   assert.equal(await freeFor(b, pglocks.key('cut:together-3')), true);
 });
 
+test('a release sent while a counted acquire runs waits for its turn: the recount is not misled', async () => {
+  const a = await connect();
+  const b = await connect();
+  const k = 'cut:release-between';
+  assert.equal(await pglocks.acquire(a, k), true);
+  await withStatementTimeout(a);
+  // The release is called once the acquire's count is on its way, and is not awaited: without
+  // turns its statement would run between the count and the acquire, and the recount would
+  // take the acquire's hold for the one the release freed.
+  let releasing = null;
+  const undo = rewrite(a, (text) => {
+    if (releasing === null && text.includes('.pglocks_held()') && !text.includes('pglocks_release')) {
+      releasing = pglocks.release(a, k).then((v) => ({ v }), (e) => ({ e }));
+    }
+    return isAcquire(text) ? `${text}, pg_catalog.pg_sleep(1.5)` : text;
+  });
+  const acquired = await pglocks.acquire(a, k).then((v) => ({ v }), (e) => ({ e }));
+  const released = await releasing;
+  undo();
+  assert.equal(acquired.e && acquired.e.code, '57014', String(acquired.e));
+  assert.equal(released.v, true, String(released.e));
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+});
+
+test('calls nested in withLock inside a block take their turns while fn runs', async () => {
+  const a = await connect();
+  await a.query('BEGIN');
+  const got = await pglocks.withLock(a, 'cut:outer', async (c) => {
+    const inner = await pglocks.withLock(c, 'cut:inner', async (d) => {
+      assert.equal(await pglocks.acquire(d, 'cut:nested'), true);
+      assert.equal(await pglocks.acquire(d, 'cut:nested-tx', { scope: 'transaction' }), true);
+      assert.equal(await pglocks.release(d, 'cut:nested'), true);
+      return 'inner';
+    });
+    return `outer+${inner}`;
+  });
+  assert.equal(got, 'outer+inner');
+  assert.deepEqual(await held(a), [['cut:nested-tx', false, 'transaction', 1]]);
+  await a.query('COMMIT');
+  assert.deepEqual(await held(a), []);
+});
+
 // The statements each call sends (README, "Round trips"), counted on the client.
 function counting(client) {
   const sent = [];
