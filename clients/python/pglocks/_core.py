@@ -410,6 +410,15 @@ def _acquire_steps(
         try:
             holds_before = int((yield ("scalar", count_sql, count_params)))
         except Exception as exc:
+            if hold.savepoint is not None and not a.closed() and a.status() == INERROR:
+                # Nothing was acquired (a cancel that hit the count): back to the savepoint,
+                # and the caller's transaction goes on, as after a failed acquire.
+                try:
+                    yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
+                    yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+                    hold.savepoint = None
+                except Exception as rollback_error:
+                    _note(exc, f"pglocks: rolling back the failed count failed too: {rollback_error!r}")
             if _not_installed(exc):
                 if ours and not a.closed() and a.status() == INERROR:
                     yield ("rollback_aborted",)

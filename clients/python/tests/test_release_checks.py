@@ -87,6 +87,33 @@ def test_acquire_failing_otherwise_after_the_grant_leaves_no_hold(connect, probe
     assert probe.free("granted-then-failed")
 
 
+def test_count_before_the_acquire_failing_inside_a_transaction_rolls_back_to_the_savepoint(connect, probe, driver, monkeypatch):
+    """A cancel that fails the count before the acquire, inside the caller's transaction:
+    nothing is acquired, and the transaction goes on, as after a failed acquire."""
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SET statement_timeout = '300ms'")
+    conn.commit()
+    cur.execute("CREATE TEMP TABLE count_fails (v int)")
+    cur.execute("INSERT INTO count_fails VALUES (1)")
+    scalar = SyncAdapter.scalar
+
+    def slow_count(self, sql, params):
+        if "pglocks_held" in sql and "pglocks_acquire(" not in sql:
+            sql = sql.replace("SELECT coalesce(", "SELECT (SELECT 0 FROM pg_catalog.pg_sleep(1.5)) + coalesce(", 1)
+        return scalar(self, sql, params)
+
+    monkeypatch.setattr(SyncAdapter, "scalar", slow_count)
+    with pytest.raises(driver.errors.QueryCanceled):
+        pglocks.acquire(conn, "count-cancelled")
+    monkeypatch.undo()
+    cur.execute("SELECT count(*) FROM count_fails")
+    assert cur.fetchone()[0] == 1
+    assert holds(conn) == []
+    assert probe.free("count-cancelled")
+    conn.rollback()
+
+
 def test_session_block_does_not_free_a_transaction_hold_of_its_body(connect, probe):
     import psycopg
 
