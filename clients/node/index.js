@@ -570,17 +570,6 @@ function enterTurn(client) {
   };
 }
 
-// A session-scope acquire. A cancel or statement_timeout (57014), a lock_timeout (55P03), or
-// any other error that fails the acquire statement after the server granted the lock, before
-// the statement ended, leaves the lock held: the caller would be told the acquire failed
-// while the session keeps a hold nobody releases. So the session's session-scope holds of the
-// lock in that mode are counted first (inside a transaction block after a savepoint of the
-// call's own, in the same query string, so that the block can be rolled back to it and counted
-// again after the failed acquire aborted it), and after a failure the hold beyond that count
-// is released. Inside a block the savepoint is released once the acquire has run, or, for
-// withLock (how.keepGuard) when the lock was taken, left in how.guard as withLock's own
-// savepoint; how.leave() then ends the call's turn (see enterTurn). In an aborted block the
-// acquire can only fail (25P02), so it is sent alone.
 // Runs body in the client's turn (see enterTurn).
 async function inTurn(client, body) {
   const turn = enterTurn(client);
@@ -592,6 +581,17 @@ async function inTurn(client, body) {
   }
 }
 
+// A session-scope acquire. A cancel or statement_timeout (57014), a lock_timeout (55P03), or
+// any other error that fails the acquire statement after the server granted the lock, before
+// the statement ended, leaves the lock held: the caller would be told the acquire failed
+// while the session keeps a hold nobody releases. So the session's session-scope holds of the
+// lock in that mode are counted first (inside a transaction block after a savepoint of the
+// call's own, in the same query string, so that the block can be rolled back to it and counted
+// again after the failed acquire aborted it), and after a failure the hold beyond that count
+// is released. Inside a block the savepoint is released once the acquire has run, or, for
+// withLock (how.keepGuard) when the lock was taken, left in how.guard as withLock's own
+// savepoint; how.leave() then ends the call's turn (see enterTurn). In an aborted block the
+// acquire can only fail (25P02), so it is sent alone.
 async function acquireCounted(client, lockKey, shared, schema, text, values, what, how) {
   const turn = enterTurn(client);
   let kept = false;
@@ -941,8 +941,8 @@ async function withLockBody(client, lockKey, fn, options, state) {
   const how = { recount: !state.owned, keepGuard: true };
   const acquired = await acquireOn(client, lockKey, { ...options, shared, scope }, 'withLock', how);
   // Inside a block, the savepoint taken before a counted acquire, which is the call's own: a
-  // ROLLBACK TO it undoes fn's work (a session hold outlives it), and the call keeps its turn
-  // among the client's counted acquires until the mark is set behind it.
+  // ROLLBACK TO it undoes fn's work (a session hold outlives it), and the call keeps the
+  // client's turn (see enterTurn) until the mark is set behind it.
   const guard = how.guard === undefined ? null : how.guard;
   let name = null;
   let restore = null;

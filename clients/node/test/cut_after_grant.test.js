@@ -269,7 +269,7 @@ test('a release sent while a counted acquire runs waits for its turn: the recoun
   assert.equal(await freeFor(b, pglocks.key(k)), true);
 });
 
-test('calls nested in withLock inside a block take their turns while fn runs', async () => {
+test('calls nested in withLock inside a block take their turns while fn runs: withLock holds none then', async () => {
   const a = await connect();
   await a.query('BEGIN');
   const got = await pglocks.withLock(a, 'cut:outer', async (c) => {

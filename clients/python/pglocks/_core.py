@@ -443,12 +443,13 @@ def _acquire_steps(
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
         code = sqlstate(exc)
-        # A cancel or timeout may follow the grant: recounted, or else the connection closed.
-        # Any other server error is recounted where the transaction still takes statements
-        # (a deadlock, say, cannot follow the grant: the server gives back a lock granted to
-        # a wait that failed); an aborted transaction of the caller's is left to the caller.
+        # Recounted (or else the connection closed) after any server error but a deadlock, or
+        # an acquire refused in a transaction already aborted: those come before any grant
+        # (the server gives back a lock granted to a wait that failed). They are recounted
+        # only where the transaction still takes statements; an aborted transaction of the
+        # caller's is left to the caller, whose connection stays.
         if holds_before is not None and code is not None and (
-            code in ("57014", "55P03") or (not a.closed() and a.status() != INERROR)
+            code not in ("40P01", "25P02") or (not a.closed() and a.status() != INERROR)
         ):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):

@@ -343,6 +343,9 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine):
 
     other = psycopg2.connect("")
     other.autocommit = True
+    # The other side waits second, and checks for a deadlock only after a minute: the
+    # SQLAlchemy side's check finds it first.
+    other.cursor().execute("SET deadlock_timeout = '60s'")
     try:
         with engine.connect() as conn:
             assert pglocks.acquire(conn, "sa:d1")
@@ -350,7 +353,7 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine):
             errors = []
 
             def other_side():
-                time.sleep(0.3)  # the SQLAlchemy side waits first, so its deadlock check runs first
+                time.sleep(0.3)
                 try:
                     with pglocks.lock(other, "sa:d1"):
                         pass
