@@ -374,6 +374,13 @@ class _Hold:
         self.tx_holds = 0  # and its transaction-scope holds of the lock right after the grant
 
 
+# The errors of an acquire statement that come before any grant: a deadlock (the server gives
+# back a lock granted to a wait that failed), a transaction already aborted, and pglocks'
+# refusals before it asks the lock manager (a bad argument, a full lock table with nothing
+# left held, a standby or session_locks = deny, reentrant => false).
+_BEFORE_GRANT = frozenset({"40P01", "25P02", "22023", "53200", "55000", "55006"})
+
+
 def _acquire_steps(
     a: Any,
     k: Key,
@@ -443,13 +450,12 @@ def _acquire_steps(
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
         code = sqlstate(exc)
-        # Recounted (or else the connection closed) after any server error but a deadlock, or
-        # an acquire refused in a transaction already aborted: those come before any grant
-        # (the server gives back a lock granted to a wait that failed). They are recounted
-        # only where the transaction still takes statements; an aborted transaction of the
-        # caller's is left to the caller, whose connection stays.
+        # Recounted (or else the connection closed) after any server error but those that
+        # come before any grant: recounted only where the transaction still takes
+        # statements; an aborted transaction of the caller's is left to the caller, whose
+        # connection stays.
         if holds_before is not None and code is not None and (
-            code not in ("40P01", "25P02") or (not a.closed() and a.status() != INERROR)
+            code not in _BEFORE_GRANT or (not a.closed() and a.status() != INERROR)
         ):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
