@@ -581,9 +581,9 @@ async function inTurn(client, body) {
   }
 }
 
-// A session-scope acquire. A cancel or statement_timeout (57014), a lock_timeout (55P03), or
-// any other error that fails the acquire statement after the server granted the lock, before
-// the statement ended, leaves the lock held: the caller would be told the acquire failed
+// A session-scope acquire. A cancel or statement_timeout (57014), or any other error that
+// fails the acquire statement after the server granted the lock, before the statement ended,
+// leaves the lock held: the caller would be told the acquire failed
 // while the session keeps a hold nobody releases. So the session's session-scope holds of the
 // lock in that mode are counted first (inside a transaction block after a savepoint of the
 // call's own, in the same query string, so that the block can be rolled back to it and counted

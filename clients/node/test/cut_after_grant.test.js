@@ -1,7 +1,8 @@
 'use strict';
 
 // A session-scope acquire whose statement fails after the server granted the lock (a cancel
-// or statement_timeout, 57014; a lock_timeout, 55P03) rejects, and leaves no hold behind.
+// or statement_timeout, 57014; a lock_timeout of a later wait, 55P03; any other error)
+// rejects, and leaves no hold behind.
 // The statements are made to go on after the grant by adding to them on their way to the
 // server (a pg_sleep, or a wait for another lock): the timeouts are the server's own.
 
@@ -86,7 +87,7 @@ test('the holds the session had before the cut-off acquire stay, in either mode'
   assert.equal(await freeFor(b, pglocks.key(k)), true);
 });
 
-test('a lock_timeout (55P03) after the grant: no hold left', async () => {
+test('a lock_timeout (55P03) of a later wait in the statement, after the grant: no hold left', async () => {
   const a = await connect();
   const b = await connect();
   const k = 'cut:lock-timeout';

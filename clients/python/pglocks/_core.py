@@ -374,11 +374,17 @@ class _Hold:
         self.tx_holds = 0  # and its transaction-scope holds of the lock right after the grant
 
 
-# The errors of an acquire statement that come before any grant: a deadlock (the server gives
-# back a lock granted to a wait that failed), a transaction already aborted, and pglocks'
-# refusals before it asks the lock manager (a bad argument, a full lock table with nothing
-# left held, a standby or session_locks = deny, reentrant => false).
-_BEFORE_GRANT = frozenset({"40P01", "25P02", "22023", "53200", "55000", "55006"})
+# The errors of an acquire statement that come before any grant, after which nothing is
+# recounted: a deadlock or a lock_timeout (the server gives back a lock granted to a wait that
+# failed, and nothing else in the statement waits), a transaction already aborted, pglocks'
+# refusals before it asks the lock manager (a bad argument, a standby or session_locks =
+# deny, reentrant => false), and errors of class 42 (no such function, no privilege), which
+# come before the statement runs.
+_BEFORE_GRANT = frozenset({"40P01", "55P03", "25P02", "22023", "55000", "55006"})
+
+
+def _before_grant(code: str) -> bool:
+    return code in _BEFORE_GRANT or code.startswith("42")
 
 
 def _acquire_steps(
@@ -393,10 +399,11 @@ def _acquire_steps(
     recount: bool = False,
 ) -> Steps[bool]:
     """The acquire. With ``recount`` (sync and asyncio alike), a session-scope acquire counts
-    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), a
-    ``lock_timeout`` (55P03), or any other server error, that lands after the grant, before
-    the statement ends, fails the statement with the lock held, and the count afterwards
-    finds that hold and gives it back (or, should that fail, the connection is closed)."""
+    this session's holds of the lock first: a cancel or ``statement_timeout`` (57014), or any
+    other server error but those that come before any grant (``_BEFORE_GRANT``), that lands
+    after the grant, before the statement ends, fails the statement with the lock held, and
+    the count afterwards finds that hold and gives it back (or, should that fail, the
+    connection is closed)."""
     _transaction_scope_check(a, scope)
     before = a.status()
     ours = before == IDLE and not a.autocommit() and not a.pinned  # the transaction it begins
@@ -426,9 +433,13 @@ def _acquire_steps(
                     hold.savepoint = None
                 except Exception as rollback_error:
                     _note(exc, f"pglocks: rolling back the failed count failed too: {rollback_error!r}")
-            if _not_installed(exc):
-                if ours and not a.closed() and a.status() == INERROR:
+            elif ours and not a.closed() and a.status() == INERROR:
+                # The failed count was the only statement of the transaction it began.
+                try:
                     yield ("rollback_aborted",)
+                except Exception as rollback_error:
+                    _note(exc, f"pglocks: rolling back the failed count failed too: {rollback_error!r}")
+            if _not_installed(exc):
                 raise _extension_error(exc) from exc
             raise
     if scope == "transaction":
@@ -451,12 +462,9 @@ def _acquire_steps(
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
         code = sqlstate(exc)
         # Recounted (or else the connection closed) after any server error but those that
-        # come before any grant: recounted only where the transaction still takes
-        # statements; an aborted transaction of the caller's is left to the caller, whose
-        # connection stays.
-        if holds_before is not None and code is not None and (
-            code not in _BEFORE_GRANT or (not a.closed() and a.status() != INERROR)
-        ):
+        # come before any grant: after those an aborted transaction of the caller's is left
+        # to the caller, whose connection stays.
+        if holds_before is not None and code is not None and not _before_grant(code):
             yield from _leftover_steps(a, k, shared, holds_before, ours)
         if _not_installed(exc):
             raise _extension_error(exc) from exc

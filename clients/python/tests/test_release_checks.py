@@ -114,6 +114,31 @@ def test_count_before_the_acquire_failing_inside_a_transaction_rolls_back_to_the
     conn.rollback()
 
 
+def test_count_before_the_acquire_failing_in_the_transaction_it_began_rolls_it_back(connect, probe, driver, monkeypatch):
+    """Not in autocommit mode, outside a transaction: the count begins one; a cancel that
+    fails it leaves no aborted transaction behind."""
+    conn = connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SET statement_timeout = '300ms'")
+    conn.commit()
+    scalar = SyncAdapter.scalar
+
+    def slow_count(self, sql, params):
+        if "pglocks_held" in sql and "pglocks_acquire(" not in sql:
+            sql = sql.replace("SELECT coalesce(", "SELECT (SELECT 0 FROM pg_catalog.pg_sleep(1.5)) + coalesce(", 1)
+        return scalar(self, sql, params)
+
+    monkeypatch.setattr(SyncAdapter, "scalar", slow_count)
+    with pytest.raises(driver.errors.QueryCanceled):
+        pglocks.acquire(conn, "count-cancelled-own")
+    monkeypatch.undo()
+    cur.execute("SELECT 1")  # the connection takes statements: no aborted transaction
+    assert cur.fetchone()[0] == 1
+    assert holds(conn) == []
+    assert probe.free("count-cancelled-own")
+    conn.rollback()
+
+
 def test_session_block_does_not_free_a_transaction_hold_of_its_body(connect, probe):
     import psycopg
 

@@ -375,3 +375,22 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine):
             assert sa_holds(conn) == []
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("setting", ["SET lock_timeout = '200ms'", "SET pglocks.session_locks = deny"])
+def test_error_before_the_grant_in_a_transaction_keeps_the_connection(engine, probe, setting):
+    """A lock_timeout (the wait ends without the lock) and a refusal of pglocks' own come
+    before any grant: the transaction is the caller's to roll back, the connection stays."""
+    probe.hold("sa:busy-tx")
+    try:
+        with engine.connect() as conn:
+            with pytest.raises(sqlalchemy.exc.DBAPIError) as info:
+                with conn.begin():
+                    conn.execute(text(setting))  # in the transaction, which it begins
+                    with pglocks.lock(conn, "sa:busy-tx"):
+                        pytest.fail("the block must not run")
+            assert info.value.orig.pgcode in ("55P03", "55000")
+            assert conn.invalidated is False
+            assert sa_holds(conn) == []
+    finally:
+        probe.unhold("sa:busy-tx")
