@@ -356,9 +356,11 @@ class SQLAlchemyAdapter(SyncAdapter):
             return
         session.info.pop(_SESSION_KEY, None)
         session.bind = entry[2]  # the Session's own bind again, for what follows the block
-        if not self.conn.closed and self.conn.in_transaction():
+        if not self.conn.closed and self.conn.in_transaction() and not self.underneath:
             # The block's work is still in the Session's transaction on this connection (to
-            # be committed after the block): the connection goes back when that ends.
+            # be committed after the block): the connection goes back when that ends. (Not
+            # after a rollback underneath, as after a failed acquire: nothing is left in that
+            # transaction, and the Session, bound again to its own bind, would never end it.)
             _close_after_transaction(session, self.conn)
         else:
             _quiet(self.conn.close)

@@ -394,3 +394,33 @@ def test_error_before_the_grant_in_a_transaction_keeps_the_connection(engine, pr
             assert sa_holds(conn) == []
     finally:
         probe.unhold("sa:busy-tx")
+
+
+def test_session_block_whose_acquire_is_cancelled_gives_its_connection_back(probe, monkeypatch):
+    """A session-scope block on a Session checks out a connection of its own; when the acquire
+    fails (a statement_timeout after the grant), the connection goes back to the pool and
+    no hold is left."""
+    from pglocks._conn import SyncAdapter
+
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect("", options="-c statement_timeout=300"),
+        pool_size=2, max_overflow=0, future=True,
+    )
+    scalar = SyncAdapter.scalar
+
+    def slow(self, sql, params):
+        if "pglocks_acquire(" in sql and "pglocks_held" not in sql:
+            sql = sql + ", pg_catalog.pg_sleep(1.5)"
+        return scalar(self, sql, params)
+
+    try:
+        with Session(e) as session:
+            monkeypatch.setattr(SyncAdapter, "scalar", slow)
+            with pytest.raises(sqlalchemy.exc.OperationalError):
+                with pglocks.lock(session, "sa:cancelled-session"):
+                    pytest.fail("the block must not run")
+            monkeypatch.undo()
+        assert e.pool.checkedout() == 0
+        assert probe.free("sa:cancelled-session")
+    finally:
+        e.dispose()
