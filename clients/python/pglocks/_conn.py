@@ -181,8 +181,9 @@ class SyncAdapter:
         Connection closed in the block gave it back to the pool): it must not be used."""
         return False
 
-    def finish(self) -> None:
-        """The end of a lock block: gives back what the adapter took for it."""
+    def finish(self, entered: bool = True) -> None:
+        """The end of a lock block (``entered``: its body ran): gives back what the adapter
+        took for it."""
 
 
 class DjangoAdapter(SyncAdapter):
@@ -343,7 +344,7 @@ class SQLAlchemyAdapter(SyncAdapter):
             _quiet(self.conn.invalidate)  # closes the DBAPI connection; the pool forgets it
         super().discard()
 
-    def finish(self) -> None:
+    def finish(self, entered: bool = True) -> None:
         if self.owner is None:
             return
         session, self.owner = self.owner, None
@@ -356,11 +357,11 @@ class SQLAlchemyAdapter(SyncAdapter):
             return
         session.info.pop(_SESSION_KEY, None)
         session.bind = entry[2]  # the Session's own bind again, for what follows the block
-        if not self.conn.closed and self.conn.in_transaction() and not self.underneath:
+        if entered and not self.conn.closed and self.conn.in_transaction():
             # The block's work is still in the Session's transaction on this connection (to
             # be committed after the block): the connection goes back when that ends. (Not
-            # after a rollback underneath, as after a failed acquire: nothing is left in that
-            # transaction, and the Session, bound again to its own bind, would never end it.)
+            # when the block never ran, as after a failed acquire: the open transaction is
+            # pglocks' own, and the Session, bound again to its own bind, would never end it.)
             _close_after_transaction(session, self.conn)
         else:
             _quiet(self.conn.close)

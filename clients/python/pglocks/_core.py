@@ -825,7 +825,7 @@ class lock:
             if not acquired and self.required:
                 raise LockNotAcquired(self.key)
         except BaseException:
-            a.finish()
+            a.finish(entered=False)
             raise
         self._entries.append((a, hold, acquired))
         self.acquired = acquired

@@ -414,13 +414,38 @@ def test_session_block_whose_acquire_is_cancelled_gives_its_connection_back(prob
         return scalar(self, sql, params)
 
     try:
+        with e.connect() as warm:  # the first connection's own queries, before the timeout matters
+            warm.execute(text("SELECT 1"))
         with Session(e) as session:
             monkeypatch.setattr(SyncAdapter, "scalar", slow)
-            with pytest.raises(sqlalchemy.exc.OperationalError):
+            with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                 with pglocks.lock(session, "sa:cancelled-session"):
                     pytest.fail("the block must not run")
             monkeypatch.undo()
+            assert info.value.orig.pgcode == "57014"
+            assert e.pool.checkedout() == 0  # given back at the block's end, not the Session's
+            assert session.get_bind() is e
+            assert session.execute(text("SELECT 1")).scalar() == 1
         assert e.pool.checkedout() == 0
         assert probe.free("sa:cancelled-session")
     finally:
         e.dispose()
+
+
+def test_session_block_whose_body_fails_leaves_the_session_transaction_to_the_session(engine, probe):
+    """An SQL error in the body of a session-scope block on a Session inside session.begin():
+    the lock is released, and the Session's transaction on the block's connection is the
+    Session's to roll back, without a warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Session(engine) as session:
+            with pytest.raises(sqlalchemy.exc.DataError):
+                with session.begin():
+                    with pglocks.lock(session, "sa:body-error"):
+                        session.execute(text("SELECT 1/0"))
+            assert probe.free("sa:body-error")
+            assert session.execute(text("SELECT 1")).scalar() == 1
+            session.rollback()
+    assert probe.free("sa:body-error")
