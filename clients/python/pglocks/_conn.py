@@ -357,11 +357,17 @@ class SQLAlchemyAdapter(SyncAdapter):
             return
         session.info.pop(_SESSION_KEY, None)
         session.bind = entry[2]  # the Session's own bind again, for what follows the block
-        if entered and not self.conn.closed and self.conn.in_transaction():
+        if (
+            entered
+            and not self.conn.closed
+            and self.conn.in_transaction()
+            and _session_transaction_holds(session, self.conn)
+        ):
             # The block's work is still in the Session's transaction on this connection (to
-            # be committed after the block): the connection goes back when that ends. (Not
-            # when the block never ran, as after a failed acquire: the open transaction is
-            # pglocks' own, and the Session, bound again to its own bind, would never end it.)
+            # be committed after the block): the connection goes back when that ends. A
+            # transaction the Session does not hold (pglocks' own, as when the block never
+            # ran or in AUTOCOMMIT, or one begun on the Connection itself) it would never
+            # end: the connection goes back now.
             _close_after_transaction(session, self.conn)
         else:
             _quiet(self.conn.close)
@@ -377,7 +383,10 @@ def _close_after_transaction(session: Any, conn: Any) -> None:
     from sqlalchemy import event
 
     def after_transaction_end(sess: Any, transaction: Any) -> None:
-        if conn.closed or (transaction.parent is None and not conn.in_transaction()):
+        # At the end of the Session's root transaction, whatever the Connection says: a
+        # transaction still open on it then is not the Session's (it did not begin it, as in
+        # AUTOCOMMIT), and nothing else would end it.
+        if conn.closed or transaction.parent is None:
             _quiet(conn.close)
             # Removed at the Session's next lock block: not while SQLAlchemy iterates them.
             done: List[Any] = session.info.setdefault(_DONE_KEY, [])
@@ -394,6 +403,13 @@ def _forget_done_listeners(session: Any) -> None:
 
         for fn in done:
             _quiet(lambda: event.remove(session, "after_transaction_end", fn))
+
+
+def _session_transaction_holds(session: Any, conn: Any) -> bool:
+    """True when the Session's transaction has checked out (and will end) this Connection."""
+    tx = session.get_transaction() if hasattr(session, "get_transaction") else None
+    held = getattr(tx, "_connections", None) or {}
+    return any(isinstance(v, tuple) and len(v) > 0 and v[0] is conn for v in held.values())
 
 
 def _session_connection_in_use(session: Any) -> bool:

@@ -439,13 +439,36 @@ def test_session_block_whose_body_fails_leaves_the_session_transaction_to_the_se
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", sqlalchemy.exc.SAWarning)
         with Session(engine) as session:
             with pytest.raises(sqlalchemy.exc.DataError):
                 with session.begin():
                     with pglocks.lock(session, "sa:body-error"):
                         session.execute(text("SELECT 1/0"))
             assert probe.free("sa:body-error")
+            assert engine.pool.checkedout() == 0  # given back when the Session's transaction ended
             assert session.execute(text("SELECT 1")).scalar() == 1
             session.rollback()
-    assert probe.free("sa:body-error")
+
+
+def test_session_block_in_autocommit_gives_its_connection_back(probe):
+    """With an AUTOCOMMIT engine, the block's connection has a transaction of SQLAlchemy's
+    that the Session does not hold: it goes back to the pool at the block's end."""
+    e = sqlalchemy.create_engine(
+        "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), isolation_level="AUTOCOMMIT",
+        pool_size=2, max_overflow=0, future=True,
+    )
+    try:
+        with Session(e) as session:
+            for _ in range(3):  # more blocks than the pool has connections
+                with pglocks.lock(session, "sa:autocommit") as acquired:
+                    assert acquired
+                    assert not probe.free("sa:autocommit")
+                assert probe.free("sa:autocommit")
+                assert e.pool.checkedout() == 0
+            with pglocks.lock(session, "sa:autocommit"):
+                assert session.execute(text("SELECT 1")).scalar() == 1
+            session.commit()
+            assert e.pool.checkedout() == 0
+    finally:
+        e.dispose()
