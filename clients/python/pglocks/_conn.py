@@ -357,12 +357,12 @@ class SQLAlchemyAdapter(SyncAdapter):
             return
         session.info.pop(_SESSION_KEY, None)
         session.bind = entry[2]  # the Session's own bind again, for what follows the block
-        if (
-            entered
-            and not self.conn.closed
-            and self.conn.in_transaction()
-            and _session_transaction_holds(session, self.conn)
-        ):
+        holds = (
+            _session_transaction_holds(_real_session(session), self.conn) if entered and not self.conn.closed else False
+        )
+        if holds is None:
+            holds = self.conn.in_transaction()  # cannot tell: left to the Session's transaction
+        if holds:
             # The block's work is still in the Session's transaction on this connection (to
             # be committed after the block): the connection goes back when that ends. A
             # transaction the Session does not hold (pglocks' own, as when the block never
@@ -379,14 +379,31 @@ _SESSION_KEY = "pglocks.connection"
 _DONE_KEY = "pglocks.closed_listeners"
 
 
+def _real_session(session: Any) -> Any:
+    """The Session itself: a scoped_session's for this thread (it does not proxy
+    get_transaction)."""
+    if hasattr(session, "get_transaction"):
+        return session
+    registry = getattr(session, "registry", None)
+    if callable(registry):
+        try:
+            return registry()
+        except Exception:
+            return session
+    return session
+
+
 def _close_after_transaction(session: Any, conn: Any) -> None:
     from sqlalchemy import event
 
+    real = _real_session(session)
+
     def after_transaction_end(sess: Any, transaction: Any) -> None:
-        # At the end of the Session's root transaction, whatever the Connection says: a
+        # At the end of this Session's root transaction, whatever the Connection says: a
         # transaction still open on it then is not the Session's (it did not begin it, as in
-        # AUTOCOMMIT), and nothing else would end it.
-        if conn.closed or transaction.parent is None:
+        # AUTOCOMMIT), and nothing else would end it. (A listener on a scoped_session hears
+        # every Session of its factory.)
+        if conn.closed or (sess is real and transaction.parent is None):
             _quiet(conn.close)
             # Removed at the Session's next lock block: not while SQLAlchemy iterates them.
             done: List[Any] = session.info.setdefault(_DONE_KEY, [])
@@ -405,11 +422,28 @@ def _forget_done_listeners(session: Any) -> None:
             _quiet(lambda: event.remove(session, "after_transaction_end", fn))
 
 
-def _session_transaction_holds(session: Any, conn: Any) -> bool:
-    """True when the Session's transaction has checked out (and will end) this Connection."""
-    tx = session.get_transaction() if hasattr(session, "get_transaction") else None
-    held = getattr(tx, "_connections", None) or {}
-    return any(isinstance(v, tuple) and len(v) > 0 and v[0] is conn for v in held.values())
+def _session_transaction_holds(session: Any, conn: Any) -> Optional[bool]:
+    """True when the Session's transaction has checked out (and will end) this Connection,
+    or a copy of it (a legacy Connection with execution options is a copy on the same DBAPI
+    connection); None when that cannot be told (a scoped_session does not proxy
+    get_transaction)."""
+    if not hasattr(session, "get_transaction"):
+        return None
+    held = getattr(session.get_transaction(), "_connections", None) or {}
+    try:
+        raw = _sa_dbapi(conn)
+    except Exception:
+        return None
+    for v in held.values():
+        if isinstance(v, tuple) and len(v) > 0:
+            if v[0] is conn:
+                return True
+            try:
+                if _sa_dbapi(v[0]) is raw:
+                    return True
+            except Exception:
+                continue
+    return False
 
 
 def _session_connection_in_use(session: Any) -> bool:

@@ -456,7 +456,7 @@ def test_session_block_in_autocommit_gives_its_connection_back(probe):
     that the Session does not hold: it goes back to the pool at the block's end."""
     e = sqlalchemy.create_engine(
         "postgresql+psycopg2://", creator=lambda: psycopg2.connect(""), isolation_level="AUTOCOMMIT",
-        pool_size=2, max_overflow=0, future=True,
+        pool_size=2, max_overflow=0, pool_timeout=2, future=True,
     )
     try:
         with Session(e) as session:
@@ -472,3 +472,31 @@ def test_session_block_in_autocommit_gives_its_connection_back(probe):
             assert e.pool.checkedout() == 0
     finally:
         e.dispose()
+
+
+def test_session_block_work_kept_for_the_commit_after_it_scoped_and_with_options(engine, probe):
+    """The block's work stays in the Session's transaction, to be committed after the block,
+    on a scoped_session and when the body's first use of the Session is a connection with
+    execution options (a copy of the block's Connection on a legacy engine)."""
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    factory = scoped_session(sessionmaker(bind=engine))
+    try:
+        session = factory
+        with pglocks.lock(session, "sa:kept-scoped"):
+            session.add(Job(name="scoped"))
+            session.flush()
+        session.commit()
+        assert engine.pool.checkedout() == 0
+    finally:
+        factory.remove()
+    with Session(engine) as session:
+        with pglocks.lock(session, "sa:kept-options"):
+            c = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            c.execute(text("INSERT INTO pglocks_sa_jobs (name) VALUES ('options')"))
+        session.commit()
+        assert engine.pool.checkedout() == 0
+    with engine.connect() as conn:
+        names = sorted(r[0] for r in conn.execute(text("SELECT name FROM pglocks_sa_jobs")))
+    assert names == ["options", "scoped"]
+    assert probe.free("sa:kept-scoped") and probe.free("sa:kept-options")
