@@ -357,9 +357,8 @@ class SQLAlchemyAdapter(SyncAdapter):
             return
         session.info.pop(_SESSION_KEY, None)
         session.bind = entry[2]  # the Session's own bind again, for what follows the block
-        holds = (
-            _session_transaction_holds(_real_session(session), self.conn) if entered and not self.conn.closed else False
-        )
+        usable = entered and not self.conn.closed and not getattr(self.conn, "invalidated", False)
+        holds = _session_transaction_holds(session, self.conn, self.raw) if usable else False
         if holds is None:
             holds = self.conn.in_transaction()  # cannot tell: left to the Session's transaction
         if holds:
@@ -380,8 +379,9 @@ _DONE_KEY = "pglocks.closed_listeners"
 
 
 def _real_session(session: Any) -> Any:
-    """The Session itself: a scoped_session's for this thread (it does not proxy
-    get_transaction)."""
+    """The Session itself: a scoped_session's for this thread (a scoped_session does not
+    proxy get_transaction, and a listener on it would go to its factory's class, for every
+    Session of every thread)."""
     if hasattr(session, "get_transaction"):
         return session
     registry = getattr(session, "registry", None)
@@ -396,14 +396,11 @@ def _real_session(session: Any) -> Any:
 def _close_after_transaction(session: Any, conn: Any) -> None:
     from sqlalchemy import event
 
-    real = _real_session(session)
-
     def after_transaction_end(sess: Any, transaction: Any) -> None:
-        # At the end of this Session's root transaction, whatever the Connection says: a
+        # At the end of the Session's root transaction, whatever the Connection says: a
         # transaction still open on it then is not the Session's (it did not begin it, as in
-        # AUTOCOMMIT), and nothing else would end it. (A listener on a scoped_session hears
-        # every Session of its factory.)
-        if conn.closed or (sess is real and transaction.parent is None):
+        # AUTOCOMMIT), and nothing else would end it.
+        if conn.closed or transaction.parent is None:
             _quiet(conn.close)
             # Removed at the Session's next lock block: not while SQLAlchemy iterates them.
             done: List[Any] = session.info.setdefault(_DONE_KEY, [])
@@ -422,27 +419,25 @@ def _forget_done_listeners(session: Any) -> None:
             _quiet(lambda: event.remove(session, "after_transaction_end", fn))
 
 
-def _session_transaction_holds(session: Any, conn: Any) -> Optional[bool]:
+def _session_transaction_holds(session: Any, conn: Any, raw: Any) -> Optional[bool]:
     """True when the Session's transaction has checked out (and will end) this Connection,
-    or a copy of it (a legacy Connection with execution options is a copy on the same DBAPI
-    connection); None when that cannot be told (a scoped_session does not proxy
-    get_transaction)."""
+    or a copy of it on the same DBAPI connection ``raw`` (a legacy Connection with execution
+    options is a copy); None when that cannot be told (no get_transaction)."""
     if not hasattr(session, "get_transaction"):
         return None
     held = getattr(session.get_transaction(), "_connections", None) or {}
-    try:
-        raw = _sa_dbapi(conn)
-    except Exception:
-        return None
     for v in held.values():
-        if isinstance(v, tuple) and len(v) > 0:
-            if v[0] is conn:
+        if not isinstance(v, tuple) or len(v) == 0:
+            continue
+        if v[0] is conn:
+            return True
+        if v[0].closed or getattr(v[0], "invalidated", False):
+            continue  # asking a closed or invalidated Connection for its DBAPI one reconnects it
+        try:
+            if _sa_dbapi(v[0]) is raw:
                 return True
-            try:
-                if _sa_dbapi(v[0]) is raw:
-                    return True
-            except Exception:
-                continue
+        except Exception:
+            continue
     return False
 
 
@@ -460,7 +455,9 @@ def _session_block_adapter(session: Any) -> SQLAlchemyAdapter:
     gives it back), so the block's statements and its commits run on the lock's connection.
     Nested blocks on the same Session share it. A Session bound to a Connection already
     uses that one; a Session whose transaction already has a connection keeps it (the lock
-    is taken on it: a commit in the block would give it back to the pool with the lock)."""
+    is taken on it: a commit in the block would give it back to the pool with the lock).
+    A scoped_session's block is its Session's for this thread."""
+    session = _real_session(session)
     _forget_done_listeners(session)
     entry: Optional[List[Any]] = session.info.get(_SESSION_KEY)
     if entry is not None:

@@ -490,6 +490,12 @@ def test_session_block_work_kept_for_the_commit_after_it_scoped_and_with_options
         assert engine.pool.checkedout() == 0
     finally:
         factory.remove()
+    # What the block listened for was its own Session's, not every Session of the factory.
+    fresh = factory.session_factory()
+    try:
+        assert list(fresh.dispatch.after_transaction_end) == []
+    finally:
+        fresh.close()
     with Session(engine) as session:
         with pglocks.lock(session, "sa:kept-options"):
             c = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
