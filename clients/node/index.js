@@ -546,6 +546,11 @@ async function runStatements(client, statements, lockKey, what) {
   return results;
 }
 
+// Back to the savepoint name, which then ends (one round trip; one per statement on pg-native).
+function backToSavepoint(client, name, lockKey, what) {
+  return runStatements(client, [`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`], lockKey, what);
+}
+
 // The calls of a client take turns: a counted acquire from its count to the release of its
 // savepoint (withLock's until its mark is set behind it), a release, releaseAll and a scope
 // 'transaction' acquire for their statements. Two counted acquires at once inside a block
@@ -618,8 +623,7 @@ async function acquireCountedTurn(client, lockKey, shared, schema, text, values,
     // Nothing was acquired. Back to the savepoint when it was taken (a cancel that hit the
     // count); one that failed itself leaves the block aborted, as any failed statement does.
     if (guard !== null && !(err instanceof ConnectionClosedError) && isServerError(err)) {
-      await runStatements(client, [`ROLLBACK TO SAVEPOINT ${guard}`, `RELEASE SAVEPOINT ${guard}`], lockKey, what)
-        .catch(() => {});
+      await backToSavepoint(client, guard, lockKey, what).catch(() => {});
       if (isClosed(client)) throw new ConnectionClosedError(lockKey, what, err, 'lost its connection');
     }
     throw err;
@@ -661,7 +665,7 @@ async function acquireCountedTurn(client, lockKey, shared, schema, text, values,
 async function afterFailedAcquire(client, lockKey, shared, schema, before, guard, err, what) {
   try {
     if (guard !== null) {
-      await runStatements(client, [`ROLLBACK TO SAVEPOINT ${guard}`, `RELEASE SAVEPOINT ${guard}`], lockKey, what);
+      await backToSavepoint(client, guard, lockKey, what);
     }
     const k = keyArgs(lockKey);
     const n = k.values.length;
@@ -971,7 +975,7 @@ async function withLockBody(client, lockKey, fn, options, state) {
         if (scope === 'session' && !(err instanceof ConnectionClosedError)) {
           try {
             // Fails (3B001) when the savepoint itself was not taken: the release then fails too.
-            await runStatements(client, [`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`], lockKey, 'withLock')
+            await backToSavepoint(client, name, lockKey, 'withLock')
               .catch((e) => { if (e instanceof ConnectionClosedError) throw e; });
             await releaseOn(client, lockKey, shared, 'withLock');
           } catch (releaseError) {

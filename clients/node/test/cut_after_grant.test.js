@@ -42,6 +42,15 @@ async function withStatementTimeout(client) {
   await client.query("SET statement_timeout = '300ms'");
 }
 
+// After a call that failed inside a block on client a: the block goes on, a holds nothing,
+// the lock k is free for client b; then the block commits.
+async function blockGoesOnWithoutHold(a, b, k) {
+  assert.equal(a.getTransactionStatus(), 'T');
+  assert.deepEqual(await held(a), []);
+  assert.equal(await freeFor(b, pglocks.key(k)), true);
+  await a.query('COMMIT');
+}
+
 test('acquire cut off after the grant by statement_timeout: rejects with 57014, no hold left', async () => {
   const a = await connect();
   const b = await connect();
@@ -114,11 +123,8 @@ test('inside a transaction block: the block goes on as it was before the call, n
   await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
   await assert.rejects(pglocks.tryLock(a, k), { code: '57014' });
   undo();
-  assert.equal(a.getTransactionStatus(), 'T');
   assert.equal(await one(a, 'SELECT count(*)::int FROM cut_block'), 1);
-  assert.deepEqual(await held(a), []);
-  assert.equal(await freeFor(b, pglocks.key(k)), true);
-  await a.query('COMMIT');
+  await blockGoesOnWithoutHold(a, b, k);
   // The calls that succeed release their savepoint as well: none is left to roll back to.
   await a.query('RESET statement_timeout');
   await a.query('BEGIN');
@@ -146,10 +152,7 @@ test('inside a block, the release of the savepoint before the acquire cut off: n
     ? `SELECT pg_catalog.pg_sleep(1.5); ${text}` : text));
   await assert.rejects(pglocks.acquire(a, k), { code: '57014' });
   undo();
-  assert.equal(a.getTransactionStatus(), 'T');
-  assert.deepEqual(await held(a), []);
-  assert.equal(await freeFor(b, pglocks.key(k)), true);
-  await a.query('COMMIT');
+  await blockGoesOnWithoutHold(a, b, k);
 });
 
 test('when the hold cannot be counted again (the savepoint is gone), the connection is closed, which ends it', async () => {
@@ -183,10 +186,7 @@ test('withLock cut off after the grant, outside and inside a block: fn does not 
   await a.query('BEGIN');
   await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
   undo();
-  assert.equal(a.getTransactionStatus(), 'T');
-  assert.deepEqual(await held(a), []);
-  assert.equal(await freeFor(b, pglocks.key(k)), true);
-  await a.query('COMMIT');
+  await blockGoesOnWithoutHold(a, b, k);
 });
 
 test('withLock inside a block, the statement after the acquire (mark, cursor) cut off: the lock is released', async () => {
@@ -201,10 +201,7 @@ test('withLock inside a block, the statement after the acquire (mark, cursor) cu
     ? `SELECT pg_catalog.pg_sleep(1.5); ${text}` : text));
   await assert.rejects(pglocks.withLock(a, k, () => assert.fail('fn ran')), { code: '57014' });
   undo();
-  assert.equal(a.getTransactionStatus(), 'T');
-  assert.deepEqual(await held(a), []);
-  assert.equal(await freeFor(b, pglocks.key(k)), true);
-  await a.query('COMMIT');
+  await blockGoesOnWithoutHold(a, b, k);
 });
 
 test('any other error of the acquire statement after the grant: no hold left, the block goes on', async () => {
