@@ -428,8 +428,7 @@ def _acquire_steps(
                 # Nothing was acquired (a cancel that hit the count): back to the savepoint,
                 # and the caller's transaction goes on, as after a failed acquire.
                 try:
-                    yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
-                    yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+                    yield from _back_to_savepoint_steps(hold.savepoint)
                     hold.savepoint = None
                 except Exception as rollback_error:
                     _note(exc, f"pglocks: rolling back the failed count failed too: {rollback_error!r}")
@@ -455,8 +454,7 @@ def _acquire_steps(
                 if ours:
                     yield ("rollback_aborted",)  # the failed transaction was only the acquire's
                 elif hold.savepoint is not None:
-                    yield ("execute", "ROLLBACK TO SAVEPOINT " + hold.savepoint)
-                    yield ("execute", "RELEASE SAVEPOINT " + hold.savepoint)
+                    yield from _back_to_savepoint_steps(hold.savepoint)
                     hold.savepoint = None
             except Exception as rollback_error:
                 _note(exc, f"pglocks: rolling back the failed acquire failed too: {rollback_error!r}")
@@ -484,6 +482,13 @@ def _acquire_steps(
     if scope == "session" and ours:
         yield ("commit",)
     return got
+
+
+def _back_to_savepoint_steps(name: str) -> Steps[None]:
+    """Back to the savepoint ``name``, which then ends: the transaction goes on as it was
+    when the savepoint was taken."""
+    yield ("execute", "ROLLBACK TO SAVEPOINT " + name)
+    yield ("execute", "RELEASE SAVEPOINT " + name)
 
 
 def _leftover_steps(a: Any, k: Key, shared: bool, holds_before: int, ours: bool) -> Steps[None]:
@@ -560,8 +565,7 @@ def _block_release_steps(a: Any, k: Key, shared: bool, scope: str, hold: _Hold) 
         except Exception:
             if a.closed():
                 raise
-            yield ("execute", "ROLLBACK TO SAVEPOINT " + guard)
-            yield ("execute", "RELEASE SAVEPOINT " + guard)
+            yield from _back_to_savepoint_steps(guard)
     return problem
 
 

@@ -115,6 +115,23 @@ def holds(conn):
     return rows
 
 
+def rewrite_scalar(monkeypatch, statement, change):
+    """Rewrites one kind of statement the synchronous adapter sends (``statement``:
+    "acquire", the acquire itself, or "count", the count of holds before and after it)
+    through ``change(sql)``, until ``monkeypatch.undo()``."""
+    from pglocks._conn import SyncAdapter
+
+    scalar = SyncAdapter.scalar
+
+    def rewritten(self, sql, params):
+        counts, acquires = "pglocks_held" in sql, "pglocks_acquire(" in sql
+        if (statement == "acquire" and acquires and not counts) or (statement == "count" and counts and not acquires):
+            sql = change(sql)
+        return scalar(self, sql, params)
+
+    monkeypatch.setattr(SyncAdapter, "scalar", rewritten)
+
+
 def tx_status(conn):
     return pglocks._conn.raw_status(conn)
 

@@ -4,22 +4,21 @@ wrong scope, savepoints, the extension's schema."""
 import pytest
 
 import pglocks
-from pglocks._conn import SyncAdapter
-from conftest import holds
+from conftest import holds, rewrite_scalar
 from test_lock import wait_until_free
 
 
 def _slow_after_grant(monkeypatch):
     """The acquire statement goes on (pg_sleep) after the lock is granted, so that a
     statement_timeout fails it with the lock held: a cancel that lands just after the grant."""
-    scalar = SyncAdapter.scalar
+    rewrite_scalar(monkeypatch, "acquire", lambda sql: sql + ", pg_catalog.pg_sleep(0.5)")
 
-    def slow(self, sql, params):
-        if "pglocks_acquire(" in sql and "pglocks_held" not in sql:
-            sql = sql + ", pg_catalog.pg_sleep(0.5)"
-        return scalar(self, sql, params)
 
-    monkeypatch.setattr(SyncAdapter, "scalar", slow)
+def _slow_count(monkeypatch):
+    """The count of holds before the acquire sleeps 1.5 s first, so that a statement_timeout
+    fails it before anything is acquired."""
+    rewrite_scalar(monkeypatch, "count", lambda sql: sql.replace(
+        "SELECT coalesce(", "SELECT (SELECT 0 FROM pg_catalog.pg_sleep(1.5)) + coalesce(", 1))
 
 
 @pytest.mark.parametrize("autocommit", [True, False])
@@ -67,14 +66,7 @@ def test_acquire_failing_otherwise_after_the_grant_leaves_no_hold(connect, probe
     """Any server error raised after the grant in the acquire statement: a division by zero
     evaluated after the acquire (random() keeps it from being folded)."""
     conn = connect(autocommit=autocommit)
-    scalar = SyncAdapter.scalar
-
-    def failing(self, sql, params):
-        if "pglocks_acquire(" in sql and "pglocks_held" not in sql:
-            sql = sql + ", 1 / (pg_catalog.random() * 0)::int"
-        return scalar(self, sql, params)
-
-    monkeypatch.setattr(SyncAdapter, "scalar", failing)
+    rewrite_scalar(monkeypatch, "acquire", lambda sql: sql + ", 1 / (pg_catalog.random() * 0)::int")
     with pytest.raises(driver.errors.DivisionByZero):
         with pglocks.lock(conn, "granted-then-failed"):
             pytest.fail("the block must not run")
@@ -96,14 +88,7 @@ def test_count_before_the_acquire_failing_inside_a_transaction_rolls_back_to_the
     conn.commit()
     cur.execute("CREATE TEMP TABLE count_fails (v int)")
     cur.execute("INSERT INTO count_fails VALUES (1)")
-    scalar = SyncAdapter.scalar
-
-    def slow_count(self, sql, params):
-        if "pglocks_held" in sql and "pglocks_acquire(" not in sql:
-            sql = sql.replace("SELECT coalesce(", "SELECT (SELECT 0 FROM pg_catalog.pg_sleep(1.5)) + coalesce(", 1)
-        return scalar(self, sql, params)
-
-    monkeypatch.setattr(SyncAdapter, "scalar", slow_count)
+    _slow_count(monkeypatch)
     with pytest.raises(driver.errors.QueryCanceled):
         pglocks.acquire(conn, "count-cancelled")
     monkeypatch.undo()
@@ -121,14 +106,7 @@ def test_count_before_the_acquire_failing_in_the_transaction_it_began_rolls_it_b
     cur = conn.cursor()
     cur.execute("SET statement_timeout = '300ms'")
     conn.commit()
-    scalar = SyncAdapter.scalar
-
-    def slow_count(self, sql, params):
-        if "pglocks_held" in sql and "pglocks_acquire(" not in sql:
-            sql = sql.replace("SELECT coalesce(", "SELECT (SELECT 0 FROM pg_catalog.pg_sleep(1.5)) + coalesce(", 1)
-        return scalar(self, sql, params)
-
-    monkeypatch.setattr(SyncAdapter, "scalar", slow_count)
+    _slow_count(monkeypatch)
     with pytest.raises(driver.errors.QueryCanceled):
         pglocks.acquire(conn, "count-cancelled-own")
     monkeypatch.undo()

@@ -7,6 +7,7 @@ from sqlalchemy import Column, Integer, String, text
 from sqlalchemy.orm import Session, declarative_base
 
 import pglocks
+from conftest import rewrite_scalar
 from test_lock import wait_until_free
 
 Base = declarative_base()
@@ -400,24 +401,15 @@ def test_session_block_whose_acquire_is_cancelled_gives_its_connection_back(prob
     """A session-scope block on a Session checks out a connection of its own; when the acquire
     fails (a statement_timeout after the grant), the connection goes back to the pool and
     no hold is left."""
-    from pglocks._conn import SyncAdapter
-
     e = sqlalchemy.create_engine(
         "postgresql+psycopg2://", creator=lambda: psycopg2.connect("", options="-c statement_timeout=300"),
         pool_size=2, max_overflow=0, future=True,
     )
-    scalar = SyncAdapter.scalar
-
-    def slow(self, sql, params):
-        if "pglocks_acquire(" in sql and "pglocks_held" not in sql:
-            sql = sql + ", pg_catalog.pg_sleep(1.5)"
-        return scalar(self, sql, params)
-
     try:
         with e.connect() as warm:  # the first connection's own queries, before the timeout matters
             warm.execute(text("SELECT 1"))
         with Session(e) as session:
-            monkeypatch.setattr(SyncAdapter, "scalar", slow)
+            rewrite_scalar(monkeypatch, "acquire", lambda sql: sql + ", pg_catalog.pg_sleep(1.5)")
             with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                 with pglocks.lock(session, "sa:cancelled-session"):
                     pytest.fail("the block must not run")
