@@ -16,8 +16,16 @@
 // When the table is full, the least-used entries (usage: acquisitions, decayed at every
 // eviction) are evicted in a batch, in two phases under the maintenance lock, which
 // serializes evictions and resets and is always taken before a partition lock: the first
-// reads each partition under its shared lock, decays the usages and picks the batch, the
-// second takes each partition with victims exclusively just long enough to remove them.
+// reads partitions under their shared lock and picks the batch among the entries read, the
+// second takes each partition with victims exclusively just long enough to remove them. A
+// table of up to 1,000 entries is read whole; a larger one in part, partitions in turn,
+// four batches' worth and at least 1,000 entries, and whole when the batch would take a
+// row used more than once (see evict()). The decay is counted, not applied: every eviction
+// begins a new epoch, and an entry keeps its usage as of the epoch it was last counted in,
+// packed with that epoch in one atomic word, brought forward by the decay of the epochs
+// since whenever it is read. So the decay reaches the entries an eviction does not read,
+// and (where 64-bit atomics are native, as on x86-64 and 64-bit ARM) the scan only reads:
+// no spinlock, no cache line taken from a backend that counts there.
 // Only evictions and resets remove entries, both under the maintenance lock through all
 // their phases, so a victim noted in the first phase is still there, the same entry, in the
 // second. Entries can be evicted at any moment, so no backend keeps a pointer to one across
@@ -88,8 +96,57 @@ constexpr const char* kTranche = "pglocks_stats";
 constexpr int kEvictMin = 10;
 constexpr double kEvictShare = 0.05;
 constexpr double kUsageDecay = 0.99;
+// The fewest rows an eviction reads, and how many batches' worth it reads at least: a table
+// of up to kSampleMin rows is read whole, a larger one in part, partitions in turn (see
+// evict()).
+constexpr int kSampleMin = 1000;
+constexpr int kSampleBatches = 4;
 // Insertions tried again in place when dynahash misses the reserved element.
 constexpr int kInsertRetries = 2;
+
+// kUsageDecay to the powers 2^0 .. 2^(kDecayBits - 1); a decay of 2^kDecayBits epochs and
+// more is taken as 0 (0.99^16384 is below 1e-71).
+constexpr int kDecayBits = 14;
+struct DecayPowers {
+    double p[kDecayBits];
+};
+constexpr DecayPowers make_decay_powers() {
+    DecayPowers d{};
+    double x = kUsageDecay;
+    for (int i = 0; i < kDecayBits; i++) {
+        d.p[i] = x;
+        x *= x;
+    }
+    return d;
+}
+constexpr DecayPowers kDecayPowers = make_decay_powers();
+
+// kUsageDecay to the power `epochs`, in at most kDecayBits multiplications.
+double decay_over(uint32 epochs) {
+    if (epochs >= (1u << kDecayBits)) return 0.0;
+    double f = 1.0;
+    for (int i = 0; epochs != 0; i++, epochs >>= 1)
+        if (epochs & 1) f *= kDecayPowers.p[i];
+    return f;
+}
+
+// An entry's usage word: the usage (a float: a ranking, whose counts stop growing past 2^24,
+// which decays from there) in the high half, the epoch it is as of in the low half, so that
+// a reader without the entry's spinlock reads both at once.
+uint64 pack_usage(double usage, uint32 epoch) {
+    const float u = static_cast<float>(usage);
+    uint32 bits;
+    memcpy(&bits, &u, sizeof(bits));
+    return (static_cast<uint64>(bits) << 32) | epoch;
+}
+
+// The usage a word stands for at epoch `now`, decayed by the epochs since its own.
+double usage_at(uint64 word, uint32 now) {
+    const uint32 bits = static_cast<uint32>(word >> 32);
+    float u;
+    memcpy(&u, &bits, sizeof(u));
+    return static_cast<double>(u) * decay_over(now - static_cast<uint32>(word));
+}
 
 struct StatsKey {
     Oid db;
@@ -111,15 +168,17 @@ struct Counters {
     double total_hold_ms;
     double max_hold_ms;
     TimestampTz last_acquired;
-    double usage;
 };
 
 struct StatsEntry {
     StatsKey key;
     dlist_node node;  // in its partition's list (partition lock)
-    uint32 hash;      // of the key, kept so that scans and removals need not hash it again
+    uint32 hash;      // of the key, kept so that removals need not hash it again
     uint32 serial;    // this entry's own number, never 0: a row recreated has another
-    slock_t mutex;    // the counters and the name
+    // The usage and the epoch it is as of (see pack_usage()): written under the spinlock,
+    // read by eviction without it.
+    pg_atomic_uint64 usage;
+    slock_t mutex;  // the counters and the name
     Counters c;
     int32 name_len;  // -1: no name known
     char name[kSharedNameBytes];
@@ -141,6 +200,10 @@ struct StatsShared {
     // 1 once the table has been full since the last reset (or the server's start): from
     // then on evictions start a little before it is full again (early_mark()).
     pg_atomic_uint32 churning;
+    // The number of evictions begun since the server's start (modulo 2^32): the epoch of
+    // the usages (see pack_usage()).
+    pg_atomic_uint32 epoch;
+    int32 scan_next;  // where in kReadOrder the next eviction begins (maintenance lock)
     StatsPartition part[kPartitions];
 };
 
@@ -158,6 +221,7 @@ dlist_node* end_node(dlist_head* h) { return &h->head; }
 struct Candidate {
     StatsEntry* entry;
     uint32 serial;  // checked in the second phase (an assertion)
+    int partition;
     double usage;
 };
 
@@ -201,6 +265,8 @@ void shmem_startup() {
         pg_atomic_init_u32(&g_shared->count, 0);
         pg_atomic_init_u32(&g_shared->next_serial, 1);
         pg_atomic_init_u32(&g_shared->churning, 0);
+        pg_atomic_init_u32(&g_shared->epoch, 0);
+        g_shared->scan_next = 0;
         for (StatsPartition& part : g_shared->part) {
             dlist_init(&part.entries);
             part.count = 0;
@@ -330,46 +396,87 @@ bool reserve_room() {
     return false;
 }
 
-// Evicts the least-used entries (at least kEvictMin, or kEvictShare of them), decaying the
-// usage of those that stay, as pg_stat_statements does, in two phases (see the file
-// comment). The caller holds the maintenance lock and no partition lock; `notes` has room
-// for pglocks.max_stats candidates. Returns how many entries it removed.
-int evict(Candidate* notes) {
-    // Phase 1: one partition at a time, shared. Writers of usage hold the entry's spinlock.
-    int count = 0;
-    for (int p = 0; p < kPartitions; p++) {
-        LWLockAcquire(partition_lock(p), LW_SHARED);
-        dlist_head* list = &g_shared->part[p].entries;
-        for (dlist_node* n = first_node(list); n != end_node(list); n = n->next) {
-            StatsEntry* e = entry_of(n);
-            SpinLockAcquire(&e->mutex);
-            e->c.usage *= kUsageDecay;
-            const double usage = e->c.usage;
-            SpinLockRelease(&e->mutex);
-            if (count < g_max_stats) notes[count++] = Candidate{e, e->serial, usage};
-        }
-        LWLockRelease(partition_lock(p));
+// The order in which evictions read partitions: four apart, so that the places a batch read
+// from four partitions frees fall in dynahash free lists spread over the table (an element
+// goes back to the free list of its hash; a new entry whose own list is empty looks through
+// the lists after it, one spinlock each, for one that is not).
+constexpr int kReadOrder[kPartitions] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+// The most a row may have been used, one acquisition's worth, to be evicted as the least used
+// of part of the table; a batch that would take a row used more reads the whole table.
+constexpr double kPartUsageMax = 1.0;
+
+// Eviction's first phase in one partition: notes its entries with their usage at epoch `now`
+// after the `count` already noted; returns the new count.
+int note_partition(int p, uint32 now, Candidate* notes, int count) {
+    LWLockAcquire(partition_lock(p), LW_SHARED);
+    dlist_head* list = &g_shared->part[p].entries;
+    for (dlist_node* n = first_node(list); n != end_node(list); n = n->next) {
+        StatsEntry* e = entry_of(n);
+        const double usage = usage_at(pg_atomic_read_u64(&e->usage), now);
+        if (count < g_max_stats) notes[count++] = Candidate{e, e->serial, p, usage};
     }
-    int victims = static_cast<int>(count * kEvictShare);
-    if (victims < kEvictMin) victims = kEvictMin;
-    if (victims > count) victims = count;
-    if (victims == 0) return 0;
-    // The least-used first, in linear time; plain data, comparisons that cannot fail.
-    if (victims < count)
-        std::nth_element(notes, notes + victims, notes + count,
+    LWLockRelease(partition_lock(p));
+    return count;
+}
+
+// The `batch` least used of the `count` notes first, in linear time; plain data, comparisons
+// that cannot fail. Returns the highest usage among them.
+double choose(Candidate* notes, int count, int batch) {
+    if (batch < count)
+        std::nth_element(notes, notes + batch, notes + count,
                          [](const Candidate& a, const Candidate& b) { return a.usage < b.usage; });
-    std::sort(notes, notes + victims, [](const Candidate& a, const Candidate& b) {
-        return partition_of(a.entry->hash) < partition_of(b.entry->hash);
-    });
+    double highest = 0;
+    for (int i = 0; i < batch; i++) highest = std::max(highest, notes[i].usage);
+    return highest;
+}
+
+// Evicts a batch of the least-used entries (kEvictShare of them, at least kEvictMin), the
+// usage of those that stay decayed (a new epoch), as pg_stat_statements does, in two phases
+// (see the file comment). Reading the whole table for every batch costs more than the rest
+// of a new row when keys are seen once (each entry read is a cache miss), so the first phase
+// reads a table of up to kSampleMin entries whole, and a larger one partition by partition
+// (kReadOrder, from where the eviction before stopped) until it has read kSampleBatches
+// batches' worth and at least kSampleMin: with the default 5,000 rows, four partitions, about
+// 1,250 rows, for a batch of about 250. The batch is the least used of those when none of
+// them was used more than once (kPartUsageMax); otherwise the rest of the table is read and
+// the batch is the least used of all, as when every eviction read it all. The caller holds
+// the maintenance lock and no partition lock; `notes` has room for pglocks.max_stats
+// candidates. Returns how many entries it removed.
+int evict(Candidate* notes) {
+    // Phase 1: one partition at a time, shared. The decay: a new epoch, which every usage
+    // is read as of (a count made meanwhile in an earlier epoch is decayed with the rest).
+    const uint32 now = pg_atomic_add_fetch_u32(&g_shared->epoch, 1);
+    // The batch's size, of the entries in the table and the room reserved for entries being
+    // made.
+    int victims = static_cast<int>(pg_atomic_read_u32(&g_shared->count) * kEvictShare);
+    if (victims < kEvictMin) victims = kEvictMin;
+    const int sample = std::max(kSampleMin, kSampleBatches * victims);
+    const int first = g_shared->scan_next;
+    int count = 0;
+    int read = 0;
+    while (read < kPartitions && count < sample)
+        count = note_partition(kReadOrder[(first + read++) % kPartitions], now, notes, count);
+    int batch = std::min(victims, count);
+    if (choose(notes, count, batch) > kPartUsageMax && read < kPartitions) {
+        while (read < kPartitions)
+            count = note_partition(kReadOrder[(first + read++) % kPartitions], now, notes, count);
+        batch = std::min(victims, count);
+        (void)choose(notes, count, batch);
+    }
+    g_shared->scan_next = (first + read) % kPartitions;
+    if (batch == 0) return 0;
+    std::sort(notes, notes + batch,
+              [](const Candidate& a, const Candidate& b) { return a.partition < b.partition; });
     // Phase 2: each partition with victims, exclusively, once. A victim is removed even if
     // it was used since phase 1 (sparing it could leave no room for the row that asked for
     // it). Only this backend removes entries now (the maintenance lock), so every victim is
     // still there, the same entry, where phase 1 saw it: no lookup is needed to find it.
     int removed = 0;
-    for (int i = 0; i < victims;) {
-        const int p = partition_of(notes[i].entry->hash);
+    for (int i = 0; i < batch;) {
+        const int p = notes[i].partition;
         LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-        for (; i < victims && partition_of(notes[i].entry->hash) == p; i++) {
+        for (; i < batch && notes[i].partition == p; i++) {
             StatsEntry* e = notes[i].entry;
             // Always true under the maintenance lock; checked all the same, as it costs
             // nothing, so that a remover added outside that lock could not make this free an
@@ -510,7 +617,9 @@ void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us
             c.errors++;
             break;
     }
-    c.usage += 1.0;
+    const uint32 now = pg_atomic_read_u32(&g_shared->epoch);
+    const double usage = usage_at(pg_atomic_read_u64(&e->usage), now) + 1.0;
+    pg_atomic_write_u64(&e->usage, pack_usage(usage, now));
     if (merge) add_pending_locked(e);
     SpinLockRelease(&e->mutex);
 }
@@ -639,6 +748,7 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
         e->hash = hash;
         SpinLockInit(&e->mutex);
         memset(&e->c, 0, sizeof(e->c));
+        pg_atomic_init_u64(&e->usage, pack_usage(0.0, pg_atomic_read_u32(&g_shared->epoch)));
         e->name_len = -1;
         if (arg.has_name) {
             const int n = name_bytes(arg);

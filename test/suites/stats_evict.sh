@@ -26,7 +26,7 @@ start() { # start DIR [conf lines...]
 stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
 
 root=$(mktemp -d /tmp/pglocks-stats.XXXXXX); chmod 755 "$root"
-trap 'stop "$root/small"; stop "$root/plain"; rm -rf "$root"' EXIT
+trap 'stop "$root/small"; stop "$root/mid"; stop "$root/plain"; rm -rf "$root"' EXIT
 
 use() { # DIR: point libpq at that server
     export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
@@ -125,7 +125,71 @@ fill_exact "evictions of rows in use"
 timeout 300 "$PY" "$here/../stress/stats_stress.py" --dsn "dbname=postgres" --evict \
     --sessions 8 --seconds "${PGLOCKS_STRESS_SECONDS:-8}" || fail "exact totals through eviction"
 fill_exact "the exact-totals run"
+# The usage decays at every batch: a row taken twice stays through the 20 or so batches of
+# 300 new rows (2 x 0.99^20, about 1.6, above a new row's 1) and goes once it is below the
+# least-used new row's (about 0.99^9: a new row lives through nine or ten batches), after
+# about 80 batches; 2,000 new rows make about 190 (without the decay it would stay).
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
+q -c "SELECT count(*) FROM generate_series(1, 300) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+check "a row taken twice stays through about 20 batches of new rows" "2" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'twice'")"
+q -c "SELECT count(*) FROM generate_series(301, 2000) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+check "decayed through about 190 batches, it is evicted" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
 stop "$root/small"
+
+# 1b. A table of 2,000 rows: a batch is 100 (5%; 97 for an early one), chosen among the rows
+#     an eviction reads, partitions in turn until it has read 1,000, or among all of them when
+#     that batch would take a row used more than once. The batch is 5% of the whole table,
+#     the rows evicted are the least used, the decay reaches the rows of partitions not read,
+#     and concurrent evictions keep the count.
+start "$root/mid" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 2000"
+use "$root/mid"
+q -c "CREATE EXTENSION pglocks"
+q -c "SELECT count(*) FROM generate_series(1, 2000) i WHERE pglocks_acquire('mid:' || i) AND pglocks_release('mid:' || i)" >/dev/null
+check "2,000 new locks fill the table without an eviction" "2000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+q -c "SELECT pglocks_acquire('mid:2001') AND pglocks_release('mid:2001')" >/dev/null
+check "the 2,001st evicts a batch of 5% of the table, not of the rows read" "1901|1|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc, (SELECT count(*) FROM pglocks_stats WHERE key = 'mid:2001') FROM pglocks_stats_info")"
+# 100 warm rows (5 acquisitions each) among once-used ones: every batch is once-used rows.
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+q -c "SELECT count(*) FROM generate_series(0, 499) i WHERE pglocks_acquire('warm:' || i % 100) AND pglocks_release('warm:' || i % 100)" >/dev/null
+q -c "SELECT count(*) FROM generate_series(1, 5000) i WHERE pglocks_acquire('once:' || i) AND pglocks_release('once:' || i)" >/dev/null
+dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
+[ "$dealloc" -ge 30 ] || fail "dealloc $dealloc: 5,000 new rows in a table of 2,000 evict in at least 30 batches"
+check "warm rows all stay through $dealloc batches chosen from part of the table" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
+check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'once:5000'")"
+# 4,000 more new rows, from four sessions at once: about 40 batches more, which leave a warm
+# row's usage at 5 x 0.99^75 or so, about 2.4 (after some 200 it would be below a new row's).
+for s in 1 2 3 4; do
+    q -c "SELECT count(*) FROM (SELECT pglocks_acquire('m$s:' || i) AND pglocks_release('m$s:' || i) FROM generate_series(1, 1000) i) x" >/dev/null &
+done
+wait
+rows=$(q -c "SELECT count(*) FROM pglocks_stats")
+[ "$rows" -le 2000 ] && [ "$rows" -ge 1850 ] || fail "after concurrent evictions pglocks_stats has $rows rows (1,850 to 2,000)"
+check "warm rows stay through concurrent evictions" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+q -c "SELECT count(*) FROM generate_series(1, 2000) i WHERE pglocks_acquire('mid:' || i) AND pglocks_release('mid:' || i)" >/dev/null
+check "after concurrent evictions and a reset, 2,000 rows fit again without an eviction" "2000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+# 1,850 rows in regular use (3 acquisitions each): when the table is full, 150 once-used rows
+# are left, and about 100 when an early eviction starts; the part of the table an eviction
+# reads first holds about half of them, fewer than a batch, so every batch reads the whole
+# table and takes only once-used rows (3 x 0.99^k stays above 1 through more than 100
+# batches; these 3,000 new rows make about 30). Choosing among the first part read only
+# would take some 50 rows in regular use every batch.
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+q -c "SELECT count(*) FROM generate_series(0, 5549) i WHERE pglocks_acquire('reg:' || i % 1850) AND pglocks_release('reg:' || i % 1850)" >/dev/null
+q -c "SELECT count(*) FROM generate_series(1, 3000) i WHERE pglocks_acquire('new:' || i) AND pglocks_release('new:' || i)" >/dev/null
+dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
+[ "$dealloc" -ge 25 ] || fail "dealloc $dealloc: 3,000 new rows beside 1,850 evict in at least 25 batches"
+check "rows in regular use all stay through $dealloc batches" "1850" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'reg:%' AND acquisitions = 3")"
+# The decay of rows in the partitions an eviction does not read: a row taken twice, then
+# 15,000 new rows (about 150 batches, 2 x 0.99^150 is about 0.44, below any new row's),
+# whose batches each read about half of the table. Decayed only when read, it would have
+# decayed in about half of the batches (2 x 0.99^75, about 0.94) or less.
+q -c "SELECT pglocks_stats_reset()" >/dev/null
+q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
+q -c "SELECT count(*) FROM generate_series(1, 15000) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+check "a row taken twice is evicted once decayed, read or not" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
+stop "$root/mid"
 
 # 2. Without the preload: locks work, statistics raise 55000 with a hint.
 start "$root/plain"
