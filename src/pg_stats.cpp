@@ -20,12 +20,13 @@
 // second takes each partition with victims exclusively just long enough to remove them. A
 // table of up to 1,000 entries is read whole; a larger one in part, partitions in turn,
 // four batches' worth and at least 1,000 entries, and whole when the batch would take a
-// row used more than once (see evict()). The decay is counted, not applied: every eviction
+// row whose usage, decayed, is above one acquisition's worth (see evict()). The decay is counted, not applied: every eviction
 // begins a new epoch, and an entry keeps its usage as of the epoch it was last counted in,
 // packed with that epoch in one atomic word, brought forward by the decay of the epochs
 // since whenever it is read. So the decay reaches the entries an eviction does not read,
-// and (where 64-bit atomics are native, as on x86-64 and 64-bit ARM) the scan only reads:
-// no spinlock, no cache line taken from a backend that counts there.
+// and where 64-bit reads are atomic (PG_HAVE_8BYTE_SINGLE_COPY_ATOMICITY: x86-64, 64-bit
+// ARM) the scan only reads: no spinlock, no cache line taken from a backend that counts
+// there (elsewhere pg_atomic_read_u64 is an atomic exchange, or takes a spinlock).
 // Only evictions and resets remove entries, both under the maintenance lock through all
 // their phases, so a victim noted in the first phase is still there, the same entry, in the
 // second. Entries can be evicted at any moment, so no backend keeps a pointer to one across
@@ -402,8 +403,8 @@ bool reserve_room() {
 // the lists after it, one spinlock each, for one that is not).
 constexpr int kReadOrder[kPartitions] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
-// The most a row may have been used, one acquisition's worth, to be evicted as the least used
-// of part of the table; a batch that would take a row used more reads the whole table.
+// The highest usage, decayed, of a row evicted as the least used of part of the table: one
+// acquisition's worth; a batch that would take a row above it reads the whole table.
 constexpr double kPartUsageMax = 1.0;
 
 // Eviction's first phase in one partition: notes its entries with their usage at epoch `now`
@@ -439,8 +440,8 @@ double choose(Candidate* notes, int count, int batch) {
 // (kReadOrder, from where the eviction before stopped) until it has read kSampleBatches
 // batches' worth and at least kSampleMin: with the default 5,000 rows, four partitions, about
 // 1,250 rows, for a batch of about 250. The batch is the least used of those when none of
-// them was used more than once (kPartUsageMax); otherwise the rest of the table is read and
-// the batch is the least used of all, as when every eviction read it all. The caller holds
+// its rows has a usage above kPartUsageMax; otherwise the rest of the table is read and the
+// batch is the least used of all, as when every eviction read it all. The caller holds
 // the maintenance lock and no partition lock; `notes` has room for pglocks.max_stats
 // candidates. Returns how many entries it removed.
 int evict(Candidate* notes) {

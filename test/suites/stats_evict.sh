@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pglocks_stats on servers of its own: eviction of the least-used rows with a small
 # pglocks.max_stats, counted in pglocks_stats_info, exact room after a reset, exact totals of
-# rows that stay through constant eviction; and the error without the preload.
+# rows that stay through constant eviction; with a table of 2,000 rows, batches chosen from
+# part of the table and the decay of rows not read; and the error without the preload.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
@@ -158,7 +159,8 @@ dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
 check "warm rows all stay through $dealloc batches chosen from part of the table" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
 check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'once:5000'")"
 # 4,000 more new rows, from four sessions at once: about 40 batches more, which leave a warm
-# row's usage at 5 x 0.99^75 or so, about 2.4 (after some 200 it would be below a new row's).
+# row's usage at 5 x 0.99^75 or so, about 2.4 (after some 180 it would be below the least
+# used new row's, about 0.82).
 for s in 1 2 3 4; do
     q -c "SELECT count(*) FROM (SELECT pglocks_acquire('m$s:' || i) AND pglocks_release('m$s:' || i) FROM generate_series(1, 1000) i) x" >/dev/null &
 done
@@ -182,9 +184,10 @@ dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
 [ "$dealloc" -ge 25 ] || fail "dealloc $dealloc: 3,000 new rows beside 1,850 evict in at least 25 batches"
 check "rows in regular use all stay through $dealloc batches" "1850" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'reg:%' AND acquisitions = 3")"
 # The decay of rows in the partitions an eviction does not read: a row taken twice, then
-# 15,000 new rows (about 150 batches, 2 x 0.99^150 is about 0.44, below any new row's),
-# whose batches each read about half of the table. Decayed only when read, it would have
-# decayed in about half of the batches (2 x 0.99^75, about 0.94) or less.
+# 15,000 new rows (about 135 batches: 2 x 0.99^135 is about 0.52, below the least used new
+# row's, about 0.82, which it reaches near the 90th), whose batches each read about half of
+# the table. Decayed only when read, it would have decayed in about half of the batches
+# (2 x 0.99^67, about 1.02) and stayed.
 q -c "SELECT pglocks_stats_reset()" >/dev/null
 q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
 q -c "SELECT count(*) FROM generate_series(1, 15000) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
