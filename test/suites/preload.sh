@@ -108,12 +108,25 @@ check "a session still sees its own names with pglocks.share_names = off" "priva
 start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
 use "$root/full"
 psql -X -q -c "CREATE EXTENSION pglocks"
-out=$(psql -X -At -c "SELECT count(*) >= 0 FROM pglocks_locks" -c "SELECT pg_sleep(2)" \
-           -c "SELECT count(*) FROM pglocks_locks" -c "SELECT count(*) FROM pglocks_locks WHERE key LIKE 'fill-%'" &
-      psql -X -q -At -c "DO \$\$ BEGIN FOR i IN 1..100000 LOOP PERFORM pglocks_acquire('fill-' || i); END LOOP;
-                        EXCEPTION WHEN out_of_memory THEN RAISE NOTICE 'full'; END \$\$" \
-                 -c "SELECT pg_sleep(3)" >/dev/null 2>&1 &
-      wait)
+PGAPPNAME=full-reader psql -X -At -c "SELECT count(*) >= 0 FROM pglocks_locks" -c "SELECT pg_sleep(2)" \
+    -c "SELECT count(*) FROM pglocks_locks" -c "SELECT count(*) FROM pglocks_locks WHERE key LIKE 'fill-%'" \
+    >"$root/full.out" &
+reader=$!
+# A starts filling once B is connected and asleep: a session that connects after the lock
+# table is full cannot start (it needs locks of its own), so B must not be still connecting.
+for _ in $(seq 1 100); do
+    asleep=$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'full-reader' AND query = 'SELECT pg_sleep(2)'")
+    [ "$asleep" = 1 ] && break
+    sleep 0.1
+done
+[ "$asleep" = 1 ] || fail "the reader of the full lock table did not connect"
+psql -X -q -At -c "DO \$\$ BEGIN FOR i IN 1..100000 LOOP PERFORM pglocks_acquire('fill-' || i); END LOOP;
+                   EXCEPTION WHEN out_of_memory THEN RAISE NOTICE 'full'; END \$\$" \
+            -c "SELECT pg_sleep(4)" >/dev/null 2>&1 &
+filler=$!
+wait "$reader" || true
+wait "$filler" || true
+out=$(cat "$root/full.out")
 total=$(echo "$out" | sed -n 3p)
 named=$(echo "$out" | sed -n 4p)
 echo "  the full lock table held $total advisory locks, $named of them listed by name"
