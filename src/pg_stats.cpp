@@ -87,6 +87,7 @@ extern "C" {
 #include <time.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace pglocks {
 namespace {
@@ -456,12 +457,16 @@ int evict(Candidate* notes) {
     const int first = g_shared->scan_next;
     int count = 0;
     int read = 0;
-    while (read < kPartitions && count < sample)
-        count = note_partition(kReadOrder[(first + read++) % kPartitions], now, notes, count);
+    // Reads the next partitions in turn until `wanted` entries are noted or none is left.
+    // (Plain data: a PostgreSQL error may pass this frame.)
+    const auto read_until = [&](int wanted) {
+        while (read < kPartitions && count < wanted)
+            count = note_partition(kReadOrder[(first + read++) % kPartitions], now, notes, count);
+    };
+    read_until(sample);
     int batch = std::min(victims, count);
     if (choose(notes, count, batch) > kPartUsageMax && read < kPartitions) {
-        while (read < kPartitions)
-            count = note_partition(kReadOrder[(first + read++) % kPartitions], now, notes, count);
+        read_until(std::numeric_limits<int>::max());  // the rest of the table
         batch = std::min(victims, count);
         (void)choose(notes, count, batch);
     }

@@ -33,18 +33,36 @@ use() { # DIR: point libpq at that server
     export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
 }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+# take PREFIX A B [N]: takes and releases, once each, the locks PREFIX || i for i from A to B
+# (PREFIX || i % N with N: the N locks in turn), in one statement.
+take() {
+    local key="'$1' || i"; [ -n "${4:-}" ] && key="'$1' || i % $4"
+    q -c "SELECT count(*) FROM generate_series($2, $3) i WHERE pglocks_acquire($key) AND pglocks_release($key)" >/dev/null
+}
+# rows_stay_beside_new WHAT PREFIX N USES NEW MIN_BATCHES: after a reset, N rows taken USES
+# times each, then NEW new rows ('new:1' ...): at least MIN_BATCHES evictions, and every one
+# of the N rows stays with its count.
+rows_stay_beside_new() {
+    local what=$1 prefix=$2 n=$3 uses=$4 new=$5 min=$6 dealloc
+    q -c "SELECT pglocks_stats_reset()" >/dev/null
+    take "$prefix" 0 $((n * uses - 1)) "$n"
+    take "new:" 1 "$new"
+    dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
+    [ "$dealloc" -ge "$min" ] || fail "dealloc $dealloc: $new new rows beside $n evict in at least $min batches"
+    check "$what all stay through $dealloc batches" "$n" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE '$prefix%' AND acquisitions = $uses")"
+}
 # After a reset, exactly pglocks.max_stats (100) new rows fit without an eviction, and the
 # next one evicts one batch (10): room reserved and never given back, or rows lost count,
 # would show here.
 fill_exact() { # what came before
     q -c "SELECT pglocks_stats_reset()" >/dev/null
-    q -c "SELECT count(*) FROM generate_series(1, 100) i WHERE pglocks_acquire('fill:' || i) AND pglocks_release('fill:' || i)" >/dev/null
+    take "fill:" 1 100
     check "after $1, a reset and 100 new locks: 100 rows, no eviction" "100|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
     q -c "SELECT pglocks_acquire('fill:101') AND pglocks_release('fill:101')" >/dev/null
     check "after $1, the 101st row evicts one batch" "91|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
     # The table has been full: the next eviction starts half a batch (5) early, when a new
     # row's reservation makes 95, and leaves the rows of the 10 least used gone.
-    q -c "SELECT count(*) FROM generate_series(102, 104) i WHERE pglocks_acquire('fill:' || i) AND pglocks_release('fill:' || i)" >/dev/null
+    take "fill:" 102 104
     check "after $1, 94 rows do not evict yet" "94|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
     q -c "SELECT pglocks_acquire('fill:105') AND pglocks_release('fill:105')" >/dev/null
     check "after $1, the 95th row evicts a batch early" "85|2|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc, (SELECT count(*) FROM pglocks_stats WHERE key = 'fill:105') FROM pglocks_stats_info")"
@@ -88,7 +106,7 @@ q -c "SELECT pglocks_stats_reset()" >/dev/null
 check "reset empties the table and the eviction count" "0|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
 # Concurrent sessions filling the table: evictions under contention leave it consistent.
 for s in 1 2 3 4; do
-    q -c "SELECT count(*) FROM (SELECT pglocks_acquire('c$s:' || i) AND pglocks_release('c$s:' || i) FROM generate_series(1, 2000) i) x" >/dev/null &
+    take "c$s:" 1 2000 &
 done
 wait
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
@@ -132,9 +150,9 @@ fill_exact "the exact-totals run"
 # about 80 batches; 2,000 new rows make about 190 (without the decay it would stay).
 q -c "SELECT pglocks_stats_reset()" >/dev/null
 q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
-q -c "SELECT count(*) FROM generate_series(1, 300) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+take "decay:" 1 300
 check "a row taken twice stays through about 20 batches of new rows" "2" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'twice'")"
-q -c "SELECT count(*) FROM generate_series(301, 2000) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+take "decay:" 301 2000
 check "decayed through about 190 batches, it is evicted" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
 stop "$root/small"
 
@@ -146,30 +164,25 @@ stop "$root/small"
 start "$root/mid" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 2000"
 use "$root/mid"
 q -c "CREATE EXTENSION pglocks"
-q -c "SELECT count(*) FROM generate_series(1, 2000) i WHERE pglocks_acquire('mid:' || i) AND pglocks_release('mid:' || i)" >/dev/null
+take "mid:" 1 2000
 check "2,000 new locks fill the table without an eviction" "2000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
 q -c "SELECT pglocks_acquire('mid:2001') AND pglocks_release('mid:2001')" >/dev/null
 check "the 2,001st evicts a batch of 5% of the table, not of the rows read" "1901|1|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc, (SELECT count(*) FROM pglocks_stats WHERE key = 'mid:2001') FROM pglocks_stats_info")"
 # 100 warm rows (5 acquisitions each) among once-used ones: every batch is once-used rows.
-q -c "SELECT pglocks_stats_reset()" >/dev/null
-q -c "SELECT count(*) FROM generate_series(0, 499) i WHERE pglocks_acquire('warm:' || i % 100) AND pglocks_release('warm:' || i % 100)" >/dev/null
-q -c "SELECT count(*) FROM generate_series(1, 5000) i WHERE pglocks_acquire('once:' || i) AND pglocks_release('once:' || i)" >/dev/null
-dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
-[ "$dealloc" -ge 30 ] || fail "dealloc $dealloc: 5,000 new rows in a table of 2,000 evict in at least 30 batches"
-check "warm rows all stay through $dealloc batches chosen from part of the table" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
-check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'once:5000'")"
+rows_stay_beside_new "warm rows, batches chosen from part of the table," "warm:" 100 5 5000 30
+check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'new:5000'")"
 # 4,000 more new rows, from four sessions at once: about 40 batches more, which leave a warm
 # row's usage at 5 x 0.99^75 or so, about 2.4 (after some 180 it would be below the least
 # used new row's, about 0.82).
 for s in 1 2 3 4; do
-    q -c "SELECT count(*) FROM (SELECT pglocks_acquire('m$s:' || i) AND pglocks_release('m$s:' || i) FROM generate_series(1, 1000) i) x" >/dev/null &
+    take "m$s:" 1 1000 &
 done
 wait
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
 [ "$rows" -le 2000 ] && [ "$rows" -ge 1850 ] || fail "after concurrent evictions pglocks_stats has $rows rows (1,850 to 2,000)"
 check "warm rows stay through concurrent evictions" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
 q -c "SELECT pglocks_stats_reset()" >/dev/null
-q -c "SELECT count(*) FROM generate_series(1, 2000) i WHERE pglocks_acquire('mid:' || i) AND pglocks_release('mid:' || i)" >/dev/null
+take "mid:" 1 2000
 check "after concurrent evictions and a reset, 2,000 rows fit again without an eviction" "2000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
 # 1,850 rows in regular use (3 acquisitions each): when the table is full, 150 once-used rows
 # are left, and about 100 when an early eviction starts; the part of the table an eviction
@@ -177,12 +190,7 @@ check "after concurrent evictions and a reset, 2,000 rows fit again without an e
 # table and takes only once-used rows (3 x 0.99^k stays above 1 through more than 100
 # batches; these 3,000 new rows make about 30). Choosing among the first part read only
 # would take some 50 rows in regular use every batch.
-q -c "SELECT pglocks_stats_reset()" >/dev/null
-q -c "SELECT count(*) FROM generate_series(0, 5549) i WHERE pglocks_acquire('reg:' || i % 1850) AND pglocks_release('reg:' || i % 1850)" >/dev/null
-q -c "SELECT count(*) FROM generate_series(1, 3000) i WHERE pglocks_acquire('new:' || i) AND pglocks_release('new:' || i)" >/dev/null
-dealloc=$(q -c "SELECT dealloc FROM pglocks_stats_info")
-[ "$dealloc" -ge 25 ] || fail "dealloc $dealloc: 3,000 new rows beside 1,850 evict in at least 25 batches"
-check "rows in regular use all stay through $dealloc batches" "1850" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'reg:%' AND acquisitions = 3")"
+rows_stay_beside_new "rows in regular use" "reg:" 1850 3 3000 25
 # The decay of rows in the partitions an eviction does not read: a row taken twice, then
 # 15,000 new rows (about 135 batches: 2 x 0.99^135 is about 0.52, below the least used new
 # row's, about 0.82, which it reaches near the 90th), whose batches each read about half of
@@ -190,7 +198,7 @@ check "rows in regular use all stay through $dealloc batches" "1850" "$(q -c "SE
 # (2 x 0.99^67, about 1.02) and stayed.
 q -c "SELECT pglocks_stats_reset()" >/dev/null
 q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
-q -c "SELECT count(*) FROM generate_series(1, 15000) i WHERE pglocks_acquire('decay:' || i) AND pglocks_release('decay:' || i)" >/dev/null
+take "decay:" 1 15000
 check "a row taken twice is evicted once decayed, read or not" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
 stop "$root/mid"
 
