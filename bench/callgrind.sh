@@ -3,7 +3,7 @@
 # running scenario 1's set-based query with 20,000 and with 40,000 rows; the difference per
 # row leaves start-up and planning out. Prints one line per case: instructions per row.
 #
-# Usage: bench/callgrind.sh [case ...]   (cases below; default all; a minute or two each)
+# Usage: bench/callgrind.sh [case ...]   (cases below; default all; 15 to 30 seconds each)
 #   empty    the query without a lock call
 #   core     pg_advisory_lock + pg_advisory_unlock, one bigint key
 #   on, off  pglocks_acquire + pglocks_release, one bigint key, statistics on or off
@@ -17,7 +17,7 @@
 #   sqlcore     pg_advisory_lock(k); pg_advisory_unlock(k), each parsed and planned
 #   sqldefault  pglocks_acquire(k); pglocks_release(k): the other arguments their defaults
 #   sqlnamed    pglocks_acquire(k, shared => false, wait => true); pglocks_release(k,
-#               shared => false): the form the Python and Node clients send
+#               shared => false): named arguments, as the clients send them
 #   sqlall      every argument given, in order: pglocks_acquire(k, false, true,
 #               NULL::interval, 'session', true); pglocks_release(k, false)
 #   prepcore, prepon   the core pair and pglocks' (defaults) as prepared statements
@@ -49,8 +49,8 @@ rows() { echo "SELECT count(*) FROM generate_series(1, {n}) g WHERE $1;"; }
 PAIR="pglocks_acquire(7::bigint) IS NULL OR pglocks_release(7::bigint)"
 NEW="pglocks_acquire(g::bigint) IS NULL OR pglocks_release(g::bigint)"
 # 6,000 keys fill pglocks_stats (5,000 rows) before the measured rows, so that they evict.
-FILL="SELECT count(*) FROM generate_series(1, 6000) g
-      WHERE pglocks_acquire(-g::bigint) IS NULL OR pglocks_release(-g::bigint);"
+# (One line: in single-user mode a newline ends a statement.)
+FILL="SELECT count(*) FROM generate_series(1, 6000) g WHERE pglocks_acquire(-g::bigint) IS NULL OR pglocks_release(-g::bigint);"
 OFF="SET pglocks.track_stats = off;"
 
 # case -> setup SQL | query | extra server options
@@ -87,6 +87,12 @@ callgrind_total() { # FILE.sql FILE.out [server options]: the run's instruction 
     local sql=$1 out=$2; shift 2
     as_server_owner valgrind --tool=callgrind --callgrind-out-file="$out" \
         postgres --single -D "$data" "$@" postgres <"$sql" >"${out%.out}.log" 2>&1
+    # Single-user mode reports a failed statement and goes on: a count with one is no count.
+    if grep -q 'ERROR:' "${out%.out}.log"; then
+        echo "a statement failed in $sql:" >&2
+        grep -m 3 'ERROR:' "${out%.out}.log" >&2
+        return 1
+    fi
     callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 

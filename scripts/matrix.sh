@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds pglocks against another PostgreSQL major and runs its regression and isolation
-# suites against a server of that major, with pglocks in shared_preload_libraries.
+# suites against a server of that major, with pglocks in shared_preload_libraries, then the
+# TAP tests and the statistics eviction suite on servers of that major of their own.
 #
 #   scripts/matrix.sh 17          build, install, start a throwaway 17 server, run the suites
 #   scripts/matrix.sh 19          build only (no server of that major is packaged)
@@ -352,6 +353,14 @@ if [ $status -eq 0 ]; then
     log "TAP tests on PostgreSQL $major: ${tap_tests[*]##*/}"
     PGLOCKS_BINDIR=$tap_bin PG_CONFIG=$work/pg_config LD_LIBRARY_PATH="$libpq_dir" \
         bash "$PGLOCKS_ROOT/test/suites/faults.sh" "${tap_tests[@]}" || status=$?
+fi
+# pglocks_stats' eviction on servers of their own with a small pglocks.max_stats (a setting
+# of the server's start, which installcheck cannot give): initdb, pg_ctl and postgres of
+# that major from the same directory, the system's psql.
+if [ $status -eq 0 ]; then
+    log "statistics eviction on PostgreSQL $major"
+    PATH="$tap_bin:$PATH" LD_LIBRARY_PATH="$libpq_dir" PGLOCKS_EXPECT_MAJOR=$major \
+        bash "$PGLOCKS_ROOT/test/suites/stats_evict.sh" || status=$?
 fi
 
 if [ $status -ne 0 ]; then

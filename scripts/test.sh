@@ -5,7 +5,8 @@
 #   regress       pg_regress suites (sql/, expected/)
 #   isolation     isolation-tester specs (test/isolation/)
 #   pg13 pg17 pg18 the regression and isolation suites built against, and run on a server of,
-#                 PostgreSQL 13, 17 and 18, with pglocks preloaded (scripts/matrix.sh)
+#                 PostgreSQL 13, 17 and 18, with pglocks preloaded, then the TAP tests and
+#                 the statistics eviction suite on servers of that major (scripts/matrix.sh)
 #   pg19          builds against PostgreSQL 19's headers (no server of 19 to run)
 #   test/suites/* scripts for clusters, poolers, clients and stress (each exits non-zero on failure)
 # Everything else runs on the system's PostgreSQL 15. Ends with the line "N passed, N failed".

@@ -10,7 +10,13 @@ source "$here/../../scripts/lib.sh"
 PY=/usr/bin/python3
 ensure_packages python3 python3-psycopg2
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# The server in use (use()): its log is shown on a failure, before the exit removes it.
+current=""
+fail() {
+    echo "FAIL: $*" >&2
+    [ -n "$current" ] && [ -f "$current/log" ] && { echo "--- tail of $current/log" >&2; tail -n 20 "$current/log" >&2; }
+    exit 1
+}
 check() { # check "what" expected actual
     if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; fi
     echo "ok: $1"
@@ -30,6 +36,7 @@ root=$(mktemp -d /tmp/pglocks-stats.XXXXXX); chmod 755 "$root"
 trap 'stop "$root/small"; stop "$root/mid"; stop "$root/plain"; rm -rf "$root"' EXIT
 
 use() { # DIR: point libpq at that server
+    current=$1
     export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
 }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
@@ -73,6 +80,10 @@ fill_exact() { # what came before
 #    counted, and every row of the last batch of new keys is there.
 start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 100"
 use "$root/small"
+# scripts/matrix.sh runs this suite on another major (initdb and pg_ctl of that major first
+# on PATH) and says which; otherwise they are the system's (PGLOCKS_PGVER).
+major=$(q -c "SELECT current_setting('server_version_num')::int / 10000")
+check "the servers are PostgreSQL ${PGLOCKS_EXPECT_MAJOR:-$PGLOCKS_PGVER}" "${PGLOCKS_EXPECT_MAJOR:-$PGLOCKS_PGVER}" "$major"
 q -c "CREATE EXTENSION pglocks"
 check "pglocks.max_stats is the server's" 100 "$(q -c "SHOW pglocks.max_stats")"
 q -c "SELECT count(*) FILTER (WHERE pglocks_acquire('hot') AND pglocks_release('hot')) FROM generate_series(1, 50)" >/dev/null
@@ -105,10 +116,9 @@ check "a row made anew after an eviction counts only the hold it counted" "t| 30
 q -c "SELECT pglocks_stats_reset()" >/dev/null
 check "reset empties the table and the eviction count" "0|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
 # Concurrent sessions filling the table: evictions under contention leave it consistent.
-for s in 1 2 3 4; do
-    take "c$s:" 1 2000 &
-done
-wait
+pids=()
+for s in 1 2 3 4; do take "c$s:" 1 2000 & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "a session filling the table failed"; done
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
 [ "$rows" -le 100 ] || fail "after concurrent inserts pglocks_stats has $rows rows"
 echo "ok: concurrent evictions keep $rows rows"
@@ -174,10 +184,9 @@ check "the newest row is there" "1" "$(q -c "SELECT acquisitions FROM pglocks_st
 # 4,000 more new rows, from four sessions at once: about 40 batches more, which leave a warm
 # row's usage at 5 x 0.99^75 or so, about 2.4 (after some 180 it would be below the least
 # used new row's, about 0.82).
-for s in 1 2 3 4; do
-    take "m$s:" 1 1000 &
-done
-wait
+pids=()
+for s in 1 2 3 4; do take "m$s:" 1 1000 & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "a session taking new rows failed"; done
 rows=$(q -c "SELECT count(*) FROM pglocks_stats")
 [ "$rows" -le 2000 ] && [ "$rows" -ge 1850 ] || fail "after concurrent evictions pglocks_stats has $rows rows (1,850 to 2,000)"
 check "warm rows stay through concurrent evictions" "100" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key LIKE 'warm:%' AND acquisitions = 5")"
