@@ -2,7 +2,8 @@
 # pglocks_stats on servers of its own: eviction of the least-used rows with a small
 # pglocks.max_stats, counted in pglocks_stats_info, exact room after a reset, exact totals of
 # rows that stay through constant eviction; with a table of 2,000 rows, batches chosen from
-# part of the table and the decay of rows not read; and the error without the preload.
+# part of the table and the decay of rows not read; the same batches at the default size of
+# 5,000 rows; and the error without the preload.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
@@ -33,7 +34,7 @@ start() { # start DIR [conf lines...]
 stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
 
 root=$(mktemp -d /tmp/pglocks-stats.XXXXXX); chmod 755 "$root"
-trap 'stop "$root/small"; stop "$root/mid"; stop "$root/plain"; rm -rf "$root"' EXIT
+trap 'stop "$root/small"; stop "$root/mid"; stop "$root/default"; stop "$root/plain"; rm -rf "$root"' EXIT
 
 use() { # DIR: point libpq at that server
     current=$1
@@ -210,6 +211,26 @@ q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_a
 take "decay:" 1 15000
 check "a row taken twice is evicted once decayed, read or not" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
 stop "$root/mid"
+
+# 1c. The default table of 5,000 rows: a batch is 250 (5%; 243 for an early one), chosen
+#     among the rows of four partitions (about 1,250) when none of them is used more than
+#     once, else among all.
+start "$root/default" "shared_preload_libraries = 'pglocks'"
+use "$root/default"
+q -c "CREATE EXTENSION pglocks"
+check "pglocks.max_stats is 5000 by default" 5000 "$(q -c "SHOW pglocks.max_stats")"
+take "def:" 1 5000
+check "5,000 new locks fill the table without an eviction" "5000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
+q -c "SELECT pglocks_acquire('def:5001') AND pglocks_release('def:5001')" >/dev/null
+check "the 5,001st evicts a batch of 5% of the table" "4751|1|1" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc, (SELECT count(*) FROM pglocks_stats WHERE key = 'def:5001') FROM pglocks_stats_info")"
+# 250 warm rows (5 acquisitions each) among 12,500 new ones, about 30 batches: each from
+# part of the table.
+rows_stay_beside_new "warm rows of 5,000" "warm:" 250 5 12500 25
+# 4,500 rows in regular use (3 acquisitions each): about 375 once-used rows are left when an
+# early eviction starts (at 4,875), some 100 of them in the four partitions read first,
+# fewer than a batch of 243: each batch reads the whole table and takes only once-used rows.
+rows_stay_beside_new "rows in regular use of 5,000" "reg:" 4500 3 7500 25
+stop "$root/default"
 
 # 2. Without the preload: locks work, statistics raise 55000 with a hint.
 start "$root/plain"
