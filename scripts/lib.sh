@@ -80,6 +80,44 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# For suites that start small servers of their own (for settings of the server's start):
+# each lives in a folder of its own, made by the first initdb and pg_ctl on PATH, and is
+# reached over its Unix socket in that folder only.
+# pglocks_own_start DIR [postgresql.conf lines...]
+pglocks_own_start() {
+    local dir=$1 l
+    shift
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_server_owner initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    { echo "port = $(free_port)"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$dir'"
+      echo "fsync = off"; for l in "$@"; do echo "$l"; done; } >>"$dir/data/postgresql.conf"
+    as_server_owner pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+pglocks_own_stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+# pglocks_own_use DIR: libpq's variables name that server, whose log a failure shows.
+pglocks_own_use() {
+    PGLOCKS_OWN_CURRENT=$1
+    export PGHOST=$1 PGPORT PGUSER=postgres PGDATABASE=postgres
+    PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf")
+}
+# suite_fail MESSAGE: ends the suite, failed, with the tail of the log of the server in use
+# (a suite's exit usually removes it).
+suite_fail() {
+    echo "FAIL: $*" >&2
+    local log=${PGLOCKS_OWN_CURRENT:+$PGLOCKS_OWN_CURRENT/log}
+    if [ -n "$log" ] && [ -f "$log" ]; then
+        echo "--- tail of $log" >&2
+        tail -n 20 "$log" >&2
+    fi
+    exit 1
+}
+# suite_check WHAT EXPECTED ACTUAL
+suite_check() {
+    if [ "$2" != "$3" ]; then suite_fail "$1: expected [$2], got [$3]"; fi
+    echo "ok: $1"
+}
+
 pglocks_stop_server() {
     if [ -n "${PGLOCKS_TMP:-}" ] && [ -d "$PGLOCKS_TMP" ]; then
         as_server_owner pg_ctl -D "$PGLOCKS_TMP/data" -m immediate stop >/dev/null 2>&1 || true

@@ -4,31 +4,14 @@
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { # check "what" expected actual
-    if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; fi
-    echo "ok: $1"
-}
-
-start() { # start DIR [conf lines...]
-    local dir=$1; shift
-    mkdir -p "$dir"; [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_server_owner initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
-    { echo "port = $(free_port)"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$dir'"
-      echo "fsync = off"; local l; for l in "$@"; do echo "$l"; done; } >>"$dir/data/postgresql.conf"
-    as_server_owner pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
-}
-stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+fail() { suite_fail "$@"; }
+check() { suite_check "$@"; }
 
 root=$(mktemp -d /tmp/pglocks-preload.XXXXXX); chmod 755 "$root"
-trap 'stop "$root/plain"; stop "$root/small"; stop "$root/full"; rm -rf "$root"' EXIT
-
-use() { # DIR: point libpq at that server
-    export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
-}
+trap 'for d in plain small full; do pglocks_own_stop "$root/$d"; done; rm -rf "$root"' EXIT
 
 run_case() { # DIR: session A holds three named locks; B takes one of its own and looks
-    use "$1"
+    pglocks_own_use "$1"
     psql -X -q -c "CREATE EXTENSION IF NOT EXISTS pglocks"
     psql -X -q -At -c "SELECT pglocks_acquire('first'), pglocks_acquire('second'), pglocks_acquire('third'), pg_sleep(3)" >/dev/null &
     local holder=$!
@@ -45,14 +28,14 @@ run_case() { # DIR: session A holds three named locks; B takes one of its own an
 }
 
 # 1. Without the preload: everything works; other sessions' text keys are numeric.
-start "$root/plain"
+pglocks_own_start "$root/plain"
 expected_plain=$(psql -X -At -h "$root/plain" -p "$(sed -n 's/^port = //p' "$root/plain/data/postgresql.conf")" -U postgres -d postgres -c \
   "CREATE EXTENSION pglocks; SELECT string_agg(CASE WHEN k = 'mine' THEN k ELSE 'numeric' END, ',' ORDER BY pglocks_key(k)) FROM unnest(ARRAY['first','second','third','mine']) k" | tail -n 1)
 got=$(run_case "$root/plain")
 check "without shared_preload_libraries other sessions' keys are numeric" "$expected_plain" "$got"
 # 1b. Counting semaphores without the preload: free slots and tries work; a call that would
 #     have to wait fails with 55000 and its hint, at once.
-use "$root/plain"
+pglocks_own_use "$root/plain"
 psql -X -q -At -c "SELECT pglocks_acquire_slot('sem', 1), pg_sleep(3)" >/dev/null &
 holder=$!
 for _ in $(seq 50); do
@@ -68,13 +51,13 @@ wait $holder
 
 # 2. Preloaded with room for two names: the third of A's locks is shown by number, and
 #    nothing fails in the acquire path.
-start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_named_locks = 2"
+pglocks_own_start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_named_locks = 2"
 got=$(run_case "$root/small")
 named=$(echo "$got" | tr ',' '\n' | grep -cv numeric || true)
 check "a full registry names only what fits (two of A's three, plus B's own)" 3 "$named"
 
 # 3. Names are freed when their holders go: A's successor gets both slots.
-use "$root/small"
+pglocks_own_use "$root/small"
 psql -X -q -At -c "SELECT pglocks_acquire('fourth'), pglocks_acquire('fifth'), pg_sleep(2)" >/dev/null &
 holder=$!
 sleep 1
@@ -105,8 +88,8 @@ check "a session still sees its own names with pglocks.share_names = off" "priva
 
 # 5. The view works when the lock table is full, which is when one needs it most: B, already
 #    connected, reads it while A has taken every advisory lock the server has room for.
-start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
-use "$root/full"
+pglocks_own_start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
+pglocks_own_use "$root/full"
 psql -X -q -c "CREATE EXTENSION pglocks"
 PGAPPNAME=full-reader psql -X -At -c "SELECT count(*) >= 0 FROM pglocks_locks" -c "SELECT pg_sleep(2)" \
     -c "SELECT count(*) FROM pglocks_locks" -c "SELECT count(*) FROM pglocks_locks WHERE key LIKE 'fill-%'" \

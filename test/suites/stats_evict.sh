@@ -11,35 +11,12 @@ source "$here/../../scripts/lib.sh"
 PY=/usr/bin/python3
 ensure_packages python3 python3-psycopg2
 
-# The server in use (use()): its log is shown on a failure, before the exit removes it.
-current=""
-fail() {
-    echo "FAIL: $*" >&2
-    [ -n "$current" ] && [ -f "$current/log" ] && { echo "--- tail of $current/log" >&2; tail -n 20 "$current/log" >&2; }
-    exit 1
-}
-check() { # check "what" expected actual
-    if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; fi
-    echo "ok: $1"
-}
-
-start() { # start DIR [conf lines...]
-    local dir=$1; shift
-    mkdir -p "$dir"; [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_server_owner initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
-    { echo "port = $(free_port)"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$dir'"
-      echo "fsync = off"; local l; for l in "$@"; do echo "$l"; done; } >>"$dir/data/postgresql.conf"
-    as_server_owner pg_ctl -D "$dir/data" -l "$dir/log" -w start >/dev/null
-}
-stop() { as_server_owner pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+fail() { suite_fail "$@"; }
+check() { suite_check "$@"; }
 
 root=$(mktemp -d /tmp/pglocks-stats.XXXXXX); chmod 755 "$root"
-trap 'stop "$root/small"; stop "$root/mid"; stop "$root/default"; stop "$root/plain"; rm -rf "$root"' EXIT
+trap 'for d in small mid default plain; do pglocks_own_stop "$root/$d"; done; rm -rf "$root"' EXIT
 
-use() { # DIR: point libpq at that server
-    current=$1
-    export PGHOST=$1 PGPORT=$(sed -n 's/^port = //p' "$1/data/postgresql.conf") PGUSER=postgres PGDATABASE=postgres
-}
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 # take PREFIX A B [N]: takes and releases, once each, the locks PREFIX || i for i from A to B
 # (PREFIX || i % N with N: the N locks in turn), in one statement.
@@ -79,8 +56,8 @@ fill_exact() { # what came before
 # 1. A table of 100 rows (the minimum). One lock taken often, then 300 locks taken once:
 #    the often-used row stays, the table never holds more than 100 rows, evictions are
 #    counted, and every row of the last batch of new keys is there.
-start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 100"
-use "$root/small"
+pglocks_own_start "$root/small" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 100"
+pglocks_own_use "$root/small"
 # scripts/matrix.sh runs this suite on another major (initdb and pg_ctl of that major first
 # on PATH) and says which; otherwise they are the system's (PGLOCKS_PGVER).
 major=$(q -c "SELECT current_setting('server_version_num')::int / 10000")
@@ -165,15 +142,15 @@ take "decay:" 1 300
 check "a row taken twice stays through about 20 batches of new rows" "2" "$(q -c "SELECT acquisitions FROM pglocks_stats WHERE key = 'twice'")"
 take "decay:" 301 2000
 check "decayed through about 190 batches, it is evicted" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
-stop "$root/small"
+pglocks_own_stop "$root/small"
 
 # 1b. A table of 2,000 rows: a batch is 100 (5%; 97 for an early one), chosen among the rows
 #     an eviction reads, partitions in turn until it has read 1,000, or among all of them when
 #     that batch would take a row used more than once. The batch is 5% of the whole table,
 #     the rows evicted are the least used, the decay reaches the rows of partitions not read,
 #     and concurrent evictions keep the count.
-start "$root/mid" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 2000"
-use "$root/mid"
+pglocks_own_start "$root/mid" "shared_preload_libraries = 'pglocks'" "pglocks.max_stats = 2000"
+pglocks_own_use "$root/mid"
 q -c "CREATE EXTENSION pglocks"
 take "mid:" 1 2000
 check "2,000 new locks fill the table without an eviction" "2000|0" "$(q -c "SELECT (SELECT count(*) FROM pglocks_stats), dealloc FROM pglocks_stats_info")"
@@ -210,13 +187,13 @@ q -c "SELECT pglocks_stats_reset()" >/dev/null
 q -c "SELECT pglocks_acquire('twice') AND pglocks_release('twice') AND pglocks_acquire('twice') AND pglocks_release('twice')" >/dev/null
 take "decay:" 1 15000
 check "a row taken twice is evicted once decayed, read or not" "0" "$(q -c "SELECT count(*) FROM pglocks_stats WHERE key = 'twice'")"
-stop "$root/mid"
+pglocks_own_stop "$root/mid"
 
 # 1c. The default table of 5,000 rows: a batch is 250 (5%; 243 for an early one), chosen
 #     among the rows of four partitions (about 1,250) when none of them is used more than
 #     once, else among all.
-start "$root/default" "shared_preload_libraries = 'pglocks'"
-use "$root/default"
+pglocks_own_start "$root/default" "shared_preload_libraries = 'pglocks'"
+pglocks_own_use "$root/default"
 q -c "CREATE EXTENSION pglocks"
 check "pglocks.max_stats is 5000 by default" 5000 "$(q -c "SHOW pglocks.max_stats")"
 take "def:" 1 5000
@@ -230,11 +207,11 @@ rows_stay_beside_new "warm rows of 5,000" "warm:" 250 5 12500 25
 # early eviction starts (at 4,875), some 100 of them in the four partitions read first,
 # fewer than a batch of 243: each batch reads the whole table and takes only once-used rows.
 rows_stay_beside_new "rows in regular use of 5,000" "reg:" 4500 3 7500 25
-stop "$root/default"
+pglocks_own_stop "$root/default"
 
 # 2. Without the preload: locks work, statistics raise 55000 with a hint.
-start "$root/plain"
-use "$root/plain"
+pglocks_own_start "$root/plain"
+pglocks_own_use "$root/plain"
 q -c "CREATE EXTENSION pglocks"
 check "locks work without the preload" "t" "$(q -c "SELECT pglocks_acquire('x') AND pglocks_release('x')")"
 for f in "SELECT * FROM pglocks_stats" "SELECT * FROM pglocks_stats_info" "SELECT pglocks_stats_reset()"; do
