@@ -255,6 +255,48 @@ def test_lock_inside_atomic_with_savepoints(probe):
     assert sorted(Entry.objects.filter(account="outer").values_list("amount", flat=True)) == [1, 3]
 
 
+def test_deadlock_inside_atomic_keeps_the_connection():
+    """A deadlock ends the wait without the lock (it cannot follow a grant): inside atomic the
+    driver's error goes up as Django wraps it, atomic rolls back, and the connection stays,
+    with the lock it held before."""
+    from django.db import OperationalError, transaction
+
+    other = psycopg2.connect("")
+    other.autocommit = True
+    # The other side waits second, and checks for a deadlock only after a minute: Django's
+    # side finds it first (deadlock_timeout, 1 s by default).
+    other.cursor().execute("SET deadlock_timeout = '60s'")
+    errors = []
+
+    def other_side():
+        time.sleep(0.3)
+        try:
+            with pglocks.lock(other, "dj:d1"):
+                pass
+        except Exception as exc:  # not expected: the other side is not the victim
+            errors.append(exc)
+
+    t = threading.Thread(target=other_side)
+    try:
+        with advisory_lock("dj:d1") as acquired:
+            assert acquired
+            assert pglocks.acquire(other, "dj:d2")
+            t.start()
+            with pytest.raises(OperationalError) as info:
+                with transaction.atomic():
+                    with advisory_lock("dj:d2"):
+                        pytest.fail("the block must not run")
+            assert isinstance(info.value.__cause__, psycopg2.errors.DeadlockDetected)
+            # The same connection, usable, still holding only what it held before.
+            assert django_holds() == [("dj:d1", False, 1)]
+        t.join(30)
+        assert not t.is_alive() and errors == []
+        assert pglocks.release(other, "dj:d2")
+        assert django_holds() == []
+    finally:
+        other.close()
+
+
 def test_timeout(probe):
     probe.hold("slow")
 
