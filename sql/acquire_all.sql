@@ -58,3 +58,27 @@ RESET statement_timeout;
 SELECT count(*) AS held_rows FROM pglocks_held();
 SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
 DROP TABLE million;
+
+-- A set with a lock this session holds already: the set takes a hold of its own, in its
+-- own scope, and the older hold stays through the set's whole life.
+SELECT pglocks_acquire('pre');
+BEGIN;
+SELECT pglocks_acquire_all(ARRAY['pre', 'other'], scope => 'transaction');
+SELECT key, scope, holds FROM pglocks_held() ORDER BY key, scope;
+COMMIT;
+SELECT key, scope, holds FROM pglocks_held() ORDER BY key, scope;
+SELECT pglocks_acquire_all(ARRAY['other', 'pre']);
+SELECT pglocks_release_all(ARRAY['pre', 'other']);
+SELECT key, scope, holds FROM pglocks_held() ORDER BY key, scope;
+SELECT pglocks_release('pre');
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+
+-- release_all(keys, shared) releases the holds of that mode only; bigint keys, a key
+-- named twice released once.
+SELECT pglocks_acquire_all(ARRAY['s1', 's2'], shared => true), pglocks_acquire('s1');
+SELECT pglocks_release_all(ARRAY['s1', 's2'], shared => true);
+SELECT key, shared, holds FROM pglocks_held();
+SELECT pglocks_release_all(ARRAY['s1']);
+SELECT pglocks_acquire_all(ARRAY[5, 6]::bigint[], shared => true);
+SELECT pglocks_release_all(ARRAY[6, 5, 5]::bigint[], true);
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
