@@ -4,7 +4,8 @@
 #   versions    META.json is valid PGXN metadata (meta-spec 1.0.0) whose versions are
 #               pglocks.control's default_version as a semantic version (1.2 is 1.2.0), and
 #               whose provides.pglocks.file is what provides that version (the control file);
-#               CHANGELOG.md, debian/changelog and the install scripts agree with it;
+#               CHANGELOG.md, debian/changelog and the install scripts agree with it; the
+#               scripts of released versions (1.0, 1.0 to 1.1) are as released;
 #               debian/control is what pg_buildext generates from debian/control.in
 #   make dist   the PGXN archive holds exactly what git holds, in pglocks-VERSION/, with
 #               the control file, META.json and the install scripts, and no build or test
@@ -196,6 +197,20 @@ else
     fail "CHANGELOG.md sections ($(echo $changelog_versions)) are not the versions of sql/ ($(echo $script_versions)) newest first"
 fi
 [ "$(make_var PGLOCKS_VERSION)" = "$version" ] || fail "the Makefile's PGLOCKS_VERSION is not $version"
+
+# The scripts of released versions stay as released (what they create is what databases
+# that ran them have): a change goes into a new upgrade script. Their SHA-256 as released,
+# 1.0 in e8a15cd and 1.0 to 1.1 in 90eed3f.
+while read -r sum file; do
+    if [ "$(sha256sum "$file" | cut -d' ' -f1)" = "$sum" ]; then
+        ok "$file is as released"
+    else
+        fail "$file is not as released: an installation that ran it has other objects; change them in a new upgrade script"
+    fi
+done <<'SUMS'
+082fbf1eb046c034fbb547f041fa0c76705e99c06b8ead2bfe3a4cfbf334f761 sql/pglocks--1.0.sql
+a10fc5603b9f7290a848161d5e5eae0bf6c9ccb6306edccc28d4f994b4b3d58b sql/pglocks--1.0--1.1.sql
+SUMS
 
 deb_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 if [ "${deb_version%-*}" = "$version" ]; then

@@ -86,6 +86,20 @@ got=$(psql -X -At -c "SET pglocks.share_names = off" -c "SELECT pglocks_acquire(
       -c "SELECT key FROM pglocks_locks" | tail -n 1)
 check "a session still sees its own names with pglocks.share_names = off" "private-b" "$got"
 
+# 4c. pglocks_locks shows the locks of the current database only: a lock held in another
+#     database is in that database's view, not in this one's.
+psql -X -q -c "CREATE DATABASE pglocks_other"
+psql -X -q -d pglocks_other -c "CREATE EXTENSION pglocks"
+psql -X -q -At -d pglocks_other -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(3)" >/dev/null &
+holder=$!
+for _ in $(seq 50); do
+    [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 1 ] && break
+    sleep 0.1
+done
+got="$(psql -X -At -c "SELECT count(*) FROM pglocks_locks")|$(psql -X -At -d pglocks_other -c "SELECT string_agg(key, ',') FROM pglocks_locks")"
+wait $holder
+check "pglocks_locks shows the current database's locks only" "0|elsewhere" "$got"
+
 # 5. The view works when the lock table is full, which is when one needs it most: B, already
 #    connected, reads it while A has taken every advisory lock the server has room for.
 pglocks_own_start "$root/full" "shared_preload_libraries = 'pglocks'" "max_locks_per_transaction = 10" "max_connections = 10"
