@@ -132,6 +132,24 @@ def rewrite_scalar(monkeypatch, statement, change):
     monkeypatch.setattr(SyncAdapter, "scalar", rewritten)
 
 
+def wait_until_waiting(probe, pid, timeout=30):
+    """True once the backend ``pid`` waits for an advisory lock: the server's lock table shows
+    its request, not granted (False after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe.one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %s", (pid,)
+        ):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def sqlstate(exc):
+    """The SQLSTATE of a driver's error: psycopg2's pgcode, psycopg's sqlstate."""
+    return getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)
+
+
 def tx_status(conn):
     return pglocks._conn.raw_status(conn)
 

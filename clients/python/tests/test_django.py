@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 import pglocks
-from conftest import HERE, Probe, elapsed
+from conftest import HERE, Probe, elapsed, sqlstate, wait_until_waiting
 
 PROJECT = os.path.join(HERE, "djangoproject")
 
@@ -255,21 +255,23 @@ def test_lock_inside_atomic_with_savepoints(probe):
     assert sorted(Entry.objects.filter(account="outer").values_list("amount", flat=True)) == [1, 3]
 
 
-def test_deadlock_inside_atomic_keeps_the_connection():
+def test_deadlock_inside_atomic_keeps_the_connection(probe):
     """A deadlock ends the wait without the lock (it cannot follow a grant): inside atomic the
     driver's error goes up as Django wraps it, atomic rolls back, and the connection stays,
     with the lock it held before."""
-    from django.db import OperationalError, transaction
+    from django.db import OperationalError, connection, transaction
 
     other = psycopg2.connect("")
     other.autocommit = True
-    # The other side waits second, and checks for a deadlock only after a minute: Django's
-    # side finds it first (deadlock_timeout, 1 s by default).
-    other.cursor().execute("SET deadlock_timeout = '60s'")
+    cur = other.cursor()
+    # The other side waits first and checks for a deadlock only after a minute; Django's side
+    # waits second and checks after a second: Django's side is the one that finds it.
+    cur.execute("SET deadlock_timeout = '60s'")
+    cur.execute("SELECT pg_backend_pid()")
+    other_pid = cur.fetchone()[0]
     errors = []
 
     def other_side():
-        time.sleep(0.3)
         try:
             with pglocks.lock(other, "dj:d1"):
                 pass
@@ -282,11 +284,14 @@ def test_deadlock_inside_atomic_keeps_the_connection():
             assert acquired
             assert pglocks.acquire(other, "dj:d2")
             t.start()
+            assert wait_until_waiting(probe, other_pid)  # the other side waits for dj:d1
             with pytest.raises(OperationalError) as info:
                 with transaction.atomic():
+                    with connection.cursor() as c:
+                        c.execute("SET LOCAL deadlock_timeout = '1s'")
                     with advisory_lock("dj:d2"):
                         pytest.fail("the block must not run")
-            assert isinstance(info.value.__cause__, psycopg2.errors.DeadlockDetected)
+            assert sqlstate(info.value.__cause__) == "40P01"  # deadlock_detected
             # The same connection, usable, still holding only what it held before.
             assert django_holds() == [("dj:d1", False, 1)]
         t.join(30)

@@ -7,7 +7,7 @@ from sqlalchemy import Column, Integer, String, text
 from sqlalchemy.orm import Session, declarative_base
 
 import pglocks
-from conftest import rewrite_scalar
+from conftest import rewrite_scalar, sqlstate, wait_until_waiting
 from test_lock import wait_until_free
 
 Base = declarative_base()
@@ -336,17 +336,19 @@ def test_connection_closed_in_the_block_no_release_on_another_checkout(probe):
         e.dispose()
 
 
-def test_deadlock_in_a_transaction_keeps_the_connection(engine):
+def test_deadlock_in_a_transaction_keeps_the_connection(engine, probe):
     """A deadlock cannot follow a grant: the acquire's error is raised as it is and the
     connection, whose transaction the caller rolls back, stays usable (not invalidated)."""
     import threading
-    import time
 
     other = psycopg2.connect("")
     other.autocommit = True
-    # The other side waits second, and checks for a deadlock only after a minute: the
-    # SQLAlchemy side's check finds it first.
-    other.cursor().execute("SET deadlock_timeout = '60s'")
+    cur = other.cursor()
+    # The other side waits first and checks for a deadlock only after a minute; the
+    # SQLAlchemy side waits second and checks after a second: it is the one that finds it.
+    cur.execute("SET deadlock_timeout = '60s'")
+    cur.execute("SELECT pg_backend_pid()")
+    other_pid = cur.fetchone()[0]
     try:
         with engine.connect() as conn:
             assert pglocks.acquire(conn, "sa:d1")
@@ -354,20 +356,21 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine):
             errors = []
 
             def other_side():
-                time.sleep(0.3)
                 try:
                     with pglocks.lock(other, "sa:d1"):
                         pass
-                except Exception as exc:  # not expected: the other side is the victim
+                except Exception as exc:  # not expected: the other side is not the victim
                     errors.append(exc)
 
             t = threading.Thread(target=other_side)
             t.start()
+            assert wait_until_waiting(probe, other_pid)  # the other side waits for sa:d1
             with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                 with conn.begin():
+                    conn.exec_driver_sql("SET LOCAL deadlock_timeout = '1s'")
                     with pglocks.lock(conn, "sa:d2"):
                         pytest.fail("the block must not run")
-            assert isinstance(info.value.orig, psycopg2.errors.DeadlockDetected)
+            assert sqlstate(info.value.orig) == "40P01"  # deadlock_detected
             assert conn.invalidated is False
             assert pglocks.release(conn, "sa:d1")  # lets the other side go on
             t.join(30)
