@@ -79,6 +79,8 @@ SELECT pglocks_acquire_all(ARRAY['s1', 's2'], shared => true), pglocks_acquire('
 SELECT pglocks_release_all(ARRAY['s1', 's2'], shared => true);
 SELECT key, shared, holds FROM pglocks_held();
 SELECT pglocks_release_all(ARRAY['s1']);
-SELECT pglocks_acquire_all(ARRAY[5, 6]::bigint[], shared => true);
+SELECT pglocks_acquire_all(ARRAY[5, 6]::bigint[], shared => true), pglocks_acquire(5::bigint, shared => true);
 SELECT pglocks_release_all(ARRAY[6, 5, 5]::bigint[], true);
+SELECT key, shared, holds FROM pglocks_held();
+SELECT pglocks_release(5::bigint, shared => true);
 SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();

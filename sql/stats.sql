@@ -169,7 +169,10 @@ DROP ROLE pglocks_stats_user, pglocks_stats_other, pglocks_stats_reader;
 SELECT current_database() AS regress_db \gset
 SELECT pglocks_stats_reset();
 SELECT pglocks_acquire('st:db') AND pglocks_release('st:db');
-CREATE DATABASE pglocks_stats_other_db;
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS pglocks_stats_other_db WITH (FORCE);
+RESET client_min_messages;
+CREATE DATABASE pglocks_stats_other_db TEMPLATE template0;
 \c pglocks_stats_other_db
 CREATE EXTENSION pglocks;
 SELECT pglocks_acquire('st:db') AND pglocks_release('st:db') AND pglocks_acquire('st:db') AND pglocks_release('st:db');
@@ -177,7 +180,7 @@ SELECT pglocks_acquire('st:db') AND pglocks_release('st:db') AND pglocks_acquire
 SELECT d.datname = current_database() AS this_database, s.acquisitions
 FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
 WHERE s.lock_key = pglocks_key('st:db') AND s.userid = current_user::regrole ORDER BY 1;
-DROP DATABASE pglocks_stats_other_db;
+DROP DATABASE pglocks_stats_other_db WITH (FORCE);
 
 -- Reset empties the view.
 SELECT pglocks_stats_reset();

@@ -200,7 +200,7 @@ fi
 
 # The scripts of released versions stay as released (what they create is what databases
 # that ran them have): a change goes into a new upgrade script. Their SHA-256 as released,
-# 1.0 in e8a15cd and 1.0 to 1.1 in 90eed3f.
+# 1.0 in e8a15cd, 1.0 to 1.1 in 90eed3f, 1.1 to 1.2 in 1dc677f (1.2, 2026-12-01).
 while read -r sum file; do
     if [ "$(sha256sum "$file" | cut -d' ' -f1)" = "$sum" ]; then
         ok "$file is as released"
@@ -210,6 +210,7 @@ while read -r sum file; do
 done <<'SUMS'
 082fbf1eb046c034fbb547f041fa0c76705e99c06b8ead2bfe3a4cfbf334f761 sql/pglocks--1.0.sql
 a10fc5603b9f7290a848161d5e5eae0bf6c9ccb6306edccc28d4f994b4b3d58b sql/pglocks--1.0--1.1.sql
+0c00aa6b9dbd2a3d2b8672b674dcf6bf988beb4643881ce5cfc4b73f651e1bc1 sql/pglocks--1.1--1.2.sql
 SUMS
 
 deb_version=$(dpkg-parsechangelog -l debian/changelog -S Version)

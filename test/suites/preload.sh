@@ -90,14 +90,20 @@ check "a session still sees its own names with pglocks.share_names = off" "priva
 #     database is in that database's view, not in this one's.
 psql -X -q -c "CREATE DATABASE pglocks_other"
 psql -X -q -d pglocks_other -c "CREATE EXTENSION pglocks"
-psql -X -q -At -d pglocks_other -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(3)" >/dev/null &
+PGAPPNAME=elsewhere-holder psql -X -q -At -d pglocks_other \
+    -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(60)" >/dev/null 2>&1 &
 holder=$!
-for _ in $(seq 50); do
-    [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 1 ] && break
+held=0
+for _ in $(seq 100); do
+    held=$(psql -X -At -c "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                           WHERE l.locktype = 'advisory' AND l.granted AND d.datname = 'pglocks_other'")
+    [ "$held" = 1 ] && break
     sleep 0.1
 done
+[ "$held" = 1 ] || fail "the lock in the other database was not taken"
 got="$(psql -X -At -c "SELECT count(*) FROM pglocks_locks")|$(psql -X -At -d pglocks_other -c "SELECT string_agg(key, ',') FROM pglocks_locks")"
-wait $holder
+psql -X -q -At -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere-holder'" >/dev/null
+wait $holder || true
 check "pglocks_locks shows the current database's locks only" "0|elsewhere" "$got"
 
 # 5. The view works when the lock table is full, which is when one needs it most: B, already
