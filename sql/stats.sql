@@ -166,21 +166,21 @@ FROM pglocks_stats WHERE key = 'st:role';
 DROP ROLE pglocks_stats_user, pglocks_stats_other, pglocks_stats_reader;
 
 -- One row per database: the same lock, role and mode in another database is a row of its own.
-SELECT current_database() AS regress_db \gset
+SELECT current_database() AS regress_db, current_database() || '_stats_other' AS other_db \gset
 SELECT pglocks_stats_reset();
 SELECT pglocks_acquire('st:db') AND pglocks_release('st:db');
 SET client_min_messages = warning;
-DROP DATABASE IF EXISTS pglocks_stats_other_db WITH (FORCE);
+DROP DATABASE IF EXISTS :"other_db" WITH (FORCE);
 RESET client_min_messages;
-CREATE DATABASE pglocks_stats_other_db TEMPLATE template0;
-\c pglocks_stats_other_db
+CREATE DATABASE :"other_db" TEMPLATE template0;
+\c :other_db
 CREATE EXTENSION pglocks;
 SELECT pglocks_acquire('st:db') AND pglocks_release('st:db') AND pglocks_acquire('st:db') AND pglocks_release('st:db');
 \c :regress_db
 SELECT d.datname = current_database() AS this_database, s.acquisitions
 FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
 WHERE s.lock_key = pglocks_key('st:db') AND s.userid = current_user::regrole ORDER BY 1;
-DROP DATABASE pglocks_stats_other_db WITH (FORCE);
+DROP DATABASE :"other_db" WITH (FORCE);
 
 -- Reset empties the view.
 SELECT pglocks_stats_reset();

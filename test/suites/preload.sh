@@ -91,7 +91,7 @@ check "a session still sees its own names with pglocks.share_names = off" "priva
 psql -X -q -c "CREATE DATABASE pglocks_other"
 psql -X -q -d pglocks_other -c "CREATE EXTENSION pglocks"
 PGAPPNAME=elsewhere-holder psql -X -q -At -d pglocks_other \
-    -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(60)" >/dev/null 2>&1 &
+    -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(60)" >/dev/null 2>"$root/elsewhere.err" &
 holder=$!
 held=0
 for _ in $(seq 100); do
@@ -100,7 +100,7 @@ for _ in $(seq 100); do
     [ "$held" = 1 ] && break
     sleep 0.1
 done
-[ "$held" = 1 ] || fail "the lock in the other database was not taken"
+[ "$held" = 1 ] || fail "the lock in the other database was not taken: $(cat "$root/elsewhere.err")"
 got="$(psql -X -At -c "SELECT count(*) FROM pglocks_locks")|$(psql -X -At -d pglocks_other -c "SELECT string_agg(key, ',') FROM pglocks_locks")"
 psql -X -q -At -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere-holder'" >/dev/null
 wait $holder || true

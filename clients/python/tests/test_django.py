@@ -299,6 +299,9 @@ def test_deadlock_inside_atomic_keeps_the_connection(probe):
         assert pglocks.release(other, "dj:d2")
         assert django_holds() == []
     finally:
+        if t.is_alive():  # a failure above: the other side's wait ends
+            other.cancel()
+            t.join(30)
         other.close()
 
 

@@ -349,6 +349,7 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine, probe):
     cur.execute("SET deadlock_timeout = '60s'")
     cur.execute("SELECT pg_backend_pid()")
     other_pid = cur.fetchone()[0]
+    t = None
     try:
         with engine.connect() as conn:
             assert pglocks.acquire(conn, "sa:d1")
@@ -378,6 +379,9 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine, probe):
             assert pglocks.release(other, "sa:d2")
             assert sa_holds(conn) == []
     finally:
+        if t is not None and t.is_alive():  # a failure above: the other side's wait ends
+            other.cancel()
+            t.join(30)
         other.close()
 
 
