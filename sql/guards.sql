@@ -24,6 +24,14 @@ SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY['job:other', 'job:import']
 -- The failed calls took nothing: one hold of the lock, and job:other (taken before job:import
 -- in lock-key order, or not at all) is not held.
 SELECT key, shared, scope, holds FROM pglocks_held() ORDER BY key;
+-- Inside pglocks_with_lock, whose own hold is this session's: two callers sharing one
+-- connection find out there too, and the helper's hold ends with its command as always.
+SELECT pg_temp.err($$SELECT pglocks_with_lock('job:wl', 'SELECT pglocks_acquire(''job:wl'', reentrant => false)')$$);
+SELECT key, holds FROM pglocks_held() WHERE key = 'job:wl';
+-- A key named twice in one acquire_all is one lock of the set, taken once: no 55006.
+SELECT pglocks_acquire_all(ARRAY['job:twice', 'job:twice'], reentrant => false);
+SELECT key, holds FROM pglocks_held() WHERE key = 'job:twice';
+SELECT pglocks_release('job:twice');
 -- reentrant => true (the default) still counts a second hold.
 SELECT pglocks_acquire('job:import'), pglocks_acquire('job:import', reentrant => true);
 SELECT key, holds FROM pglocks_held();

@@ -42,5 +42,23 @@ FROM (VALUES (''), ('some lock'), ('orders:42'), ('Grüße')) AS v(k);
 SELECT pglocks_key(repeat('ü', 1500000)) =
        ('x' || substr(encode(sha256(convert_to(repeat('ü', 1500000), 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint
        AS long_latin1_converted_in_chunks;
+-- The locks taken by name there are the same locks: the keys in pg_locks, of a lock, a
+-- slot and a set, are those of the UTF-8 names (the specification's vectors for the names;
+-- the documented slot key: SHA-256 of the name's UTF-8 bytes, a zero byte and the slot).
+SELECT pglocks_acquire('Grüße'), pglocks_acquire_slot('Grüße', 1) AS slot,
+       pglocks_acquire_all(ARRAY['Grüße', 'some lock'], shared => true);
+SELECT h.key, h.shared,
+       (l.classid::bigint << 32) | l.objid::bigint = CASE h.key
+           WHEN 'Grüße' THEN -559005354142841542
+           WHEN 'some lock' THEN -5006958056254205714
+           WHEN 'Grüße#0' THEN ('x' || left(encode(sha256(convert_to('Grüße', 'UTF8') || '\x00'::bytea
+                                                         || convert_to('0', 'UTF8')), 'hex'), 16))::bit(64)::bigint
+       END AS documented_key
+FROM pglocks_held() h
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+ AND (l.classid::bigint << 32) | l.objid::bigint = h.lock_key
+ AND l.mode = CASE WHEN h.shared THEN 'ShareLock' ELSE 'ExclusiveLock' END
+ORDER BY h.key, h.shared;
+SELECT pglocks_release_all();
 \c contrib_regression
 DROP DATABASE pglocks_latin1;

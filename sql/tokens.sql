@@ -26,6 +26,19 @@ SELECT pglocks_token('tx') IS NOT NULL AS has_token;
 COMMIT;
 SELECT pglocks_token('tx') IS NULL AS ended;
 
+-- A hold lost behind pglocks' back takes its token with it: no token is reported for a
+-- lock this session no longer holds through pglocks (pg_advisory_unlock_all, DISCARD ALL),
+-- nor for a core hold of the same lock taken since.
+SELECT pglocks_acquire_token('lost') IS NOT NULL AS issued, pg_advisory_unlock_all();
+SELECT pglocks_token('lost') IS NULL AS after_unlock_all;
+SELECT pglocks_acquire_token('lost') IS NOT NULL AS issued;
+DISCARD ALL;
+SELECT pglocks_token('lost') IS NULL AS after_discard_all;
+SELECT pglocks_acquire_token('lost') IS NOT NULL AS issued,
+       pg_advisory_unlock(pglocks_key('lost')) AS core_unlock, pg_advisory_lock(pglocks_key('lost'));
+SELECT pglocks_token('lost') IS NULL AS after_core_relock;
+SELECT pg_advisory_unlock_all();
+
 -- Bad input as pglocks_acquire.
 CREATE FUNCTION pg_temp.err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE msg text;
@@ -40,7 +53,12 @@ SELECT pg_temp.err($$SELECT pglocks_acquire_token(NULL::text)$$);
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', scope => 'forever')$$);
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', wait => false, timeout => '1s')$$);
 SELECT pg_temp.err($$SELECT pglocks_token(NULL::bigint)$$);
-SELECT pg_temp.err($$SELECT pglocks_token('k', NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_token('k'::text, NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', shared => NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', wait => NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', scope => NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', reentrant => NULL)$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', timeout => '-1s')$$);
 SELECT count(*) AS held_rows FROM pglocks_held();
 
 -- Nobody can draw from or move the sequence directly.

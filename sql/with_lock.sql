@@ -73,12 +73,29 @@ SELECT count(*) AS held_rows FROM pglocks_held();
 CREATE ROLE pglocks_plain_role;
 GRANT SELECT, INSERT ON wl_log TO pglocks_plain_role;
 TRUNCATE wl_log;
+-- Also when the same command ran before as another role, so that its plan is kept: the
+-- privileges and the row security of the role that runs it apply. The superuser runs these
+-- three times first (a table the plain role may not write; a table whose policy shows that
+-- role one row of two).
+CREATE TABLE wl_secret (x int);
+CREATE TABLE wl_rls (x int);
+INSERT INTO wl_rls VALUES (1), (2);
+GRANT SELECT ON wl_rls TO pglocks_plain_role;
+ALTER TABLE wl_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wl_rls_one ON wl_rls FOR SELECT TO pglocks_plain_role USING (x = 1);
+SELECT pglocks_with_lock('job', 'INSERT INTO wl_secret VALUES (1)'),
+       pglocks_with_lock('job', $$INSERT INTO wl_log SELECT current_user || ' sees ' || count(*) FROM wl_rls$$)
+FROM generate_series(1, 3);
 SET ROLE pglocks_plain_role;
 SELECT pglocks_with_lock('job', $$INSERT INTO wl_log VALUES (current_user)$$);
 SELECT pglocks_with_lock('job', 'DROP TABLE wl_log');
+SELECT pglocks_with_lock('job', 'INSERT INTO wl_secret VALUES (1)');
+SELECT pglocks_with_lock('job', $$INSERT INTO wl_log SELECT current_user || ' sees ' || count(*) FROM wl_rls$$);
 RESET ROLE;
 SELECT * FROM wl_log;
-DROP TABLE wl_log;
+SELECT count(*) AS secret_rows FROM wl_secret;
+SELECT count(*) AS held_rows FROM pglocks_held();
+DROP TABLE wl_log, wl_secret, wl_rls;
 DROP ROLE pglocks_plain_role;
 
 -- Outside a transaction block pglocks_with_lock keeps each lock until the statement's

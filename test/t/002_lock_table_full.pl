@@ -138,11 +138,36 @@ is(sqlstate($err), '53200', 'pglocks: 53200 on a table the core functions filled
 ($out, $err) = run_sql($s, "SELECT pglocks_acquire('full:after-core', shared => true, "
 	  . "scope => 'transaction')");
 is(sqlstate($err), '53200', 'pglocks transaction scope: 53200 too');
-agree($s, 'after 53200 on a core-filled table');
+# The other calls that take a lock need an entry as well: a semaphore slot (its queue lock,
+# then the slot), waiting or timed; a token; a detached wait; a set. Each fails with 53200
+# and the hint and leaves nothing held and nothing queued.
+my @calls = (
+	"SELECT pglocks_acquire_slot('full:sem', 2)",
+	"SELECT pglocks_acquire_slot('full:sem', 2, timeout => '1s')",
+	"SELECT pglocks_acquire_token('full:tok')",
+	"CALL pglocks_acquire_detached('full:det', timeout => '1s')",
+	"SELECT pglocks_acquire_all(ARRAY['full:x', 'full:y'])");
+for my $call (@calls)
+{
+	($out, $err) = run_sql($s, $call);
+	is(sqlstate($err), '53200', "$call: 53200 on a full table");
+	like($err, $hint, "$call: with the server's hint");
+	agree($s, "after $call");
+}
 is(holds($s), '0', 'pglocks holds nothing');
+my $s_pid = (run_sql($s, 'SELECT pg_backend_pid()'))[0];
+# (read by the session that filled the table: a new one could not start)
+is((run_sql($o, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $s_pid"))[0],
+	'0', 'no lock of the session in pg_locks, granted or queued');
 run_sql($o, 'SELECT pg_advisory_unlock_all()');
 is((run_sql($s, "SELECT pglocks_acquire('full:after-core'), pglocks_release_all()"))[0],
 	't|1', 'pglocks works once the core locks are gone');
+is((run_sql($s, "SELECT pglocks_acquire_slot('full:sem', 2), "
+	  . "pglocks_acquire_token('full:tok') IS NOT NULL, pglocks_release_all()"))[0],
+	'0|t|2', 'a slot and a token once the core locks are gone');
+($out, $err) = run_sql($s, "CALL pglocks_acquire_detached('full:det')");
+is($err, '', 'a detached wait once the core locks are gone');
+is((run_sql($s, 'SELECT pglocks_release_all()'))[0], '1', 'its hold released');
 agree($s, 'at the end');
 is($obs->("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), '0',
 	'no advisory lock left');
