@@ -16,6 +16,10 @@ after it, the call's answer and the server's lock table:
   timeout      NULL after the timeout, nothing held, nothing queued
   cancel       of the head of the queue, of a waiter queued behind it; lock_timeout and
                statement_timeout: their errors, nothing held or queued, the others served
+  view         pglocks_locks shows the head holding name#queue, the waiters behind it
+               waiting for it
+  deadlock     one through the head's sleep is not detected (documented): the head's
+               timeout ends it
   order        waiters are served in the order they arrived
 
 Exits 1 on the first failure, printing it.
@@ -246,6 +250,61 @@ class Scenarios:
             self.fail(f"after the cancels the head got {slot!r}")
         self.ok("cancel of a queued waiter: 57014, nothing left; the head is served")
         for s in (h, w, w1, w2):
+            s.close()
+
+        # pglocks_locks by name: the holder's slot, the head holding the queue lock, a
+        # waiter behind it waiting for that lock and blocked by the head.
+        h, w1, w2 = Session(self.dsn), Session(self.dsn), Session(self.dsn)
+        h.q("SELECT pglocks_acquire_slot('view', 1)")
+        w1.start("SELECT pglocks_acquire_slot('view', 1)")
+        self.until_waiting(w1)
+        w2.start("SELECT pglocks_acquire_slot('view', 1)")
+        self.until_waiting(w2, queued=True)
+        rows = self.m.q(
+            "SELECT string_agg(CASE pid WHEN %d THEN 'h' WHEN %d THEN 'w1' WHEN %d THEN 'w2' END"
+            " || ' ' || key || ' ' || CASE WHEN granted THEN 'held'"
+            " ELSE 'waiting, blocked by ' || CASE WHEN blocked_by = ARRAY[%d] THEN 'w1' ELSE"
+            " blocked_by::text END END, '; ' ORDER BY key, granted DESC)"
+            " FROM pglocks_locks WHERE key LIKE 'view#%%'" % (h.pid, w1.pid, w2.pid, w1.pid))
+        want = "h view#0 held; w1 view#queue held; w2 view#queue waiting, blocked by w1"
+        if rows != want:
+            self.fail(f"pglocks_locks: {rows!r}, not {want!r}")
+        self.ok("pglocks_locks: " + rows)
+        h.q("SELECT pglocks_release_slot('view', 0)")
+        if w1.finish()[0] != 0:
+            self.fail("pglocks_locks: the head did not get the slot")
+        w1.q("SELECT pglocks_release_slot('view', 0)")
+        if w2.finish()[0] != 0:
+            self.fail("pglocks_locks: the waiter behind did not get the slot")
+        for s in (h, w1, w2):
+            s.close()
+
+        # A deadlock through the head's sleep (the head holds a lock that the slot's holder
+        # then waits for) is not detected, as documented: the head's timeout ends it (NULL,
+        # the other lock still held), and the holder's lock wait, which no deadlock error
+        # ended, is granted once the head gives that lock back.
+        h, w = Session(self.dsn), Session(self.dsn)
+        h.q("SELECT pglocks_acquire_slot('dl', 1)")
+        w.q("SELECT pglocks_acquire('dl:x')")
+        w.start("SELECT pglocks_acquire_slot('dl', 1, timeout => '3s')")
+        self.until_waiting(w)
+        h.start("SELECT pglocks_acquire('dl:x')")
+        self.until_waiting(h, queued=True)
+        slot, t1 = w.finish()
+        took = t1 - w.sent
+        if slot is not None or took < 2.9:
+            self.fail(f"undetected deadlock: the head got {slot!r} after {took:.3f}s")
+        if h.done():
+            self.fail(f"undetected deadlock: the holder's wait ended: {h.finish()[0]!r}")
+        if w.q("SELECT string_agg(key, ',') FROM pglocks_held()") != "dl:x":
+            self.fail("undetected deadlock: the head does not hold just its other lock")
+        w.q("SELECT pglocks_release('dl:x')")
+        got, _ = h.finish()
+        if got is not True:
+            self.fail(f"undetected deadlock: the holder got {got!r}")
+        self.ok(f"a deadlock through the head's sleep: NULL after {took:.1f} s, "
+                "then the holder's lock")
+        for s in (h, w):
             s.close()
 
         # Arrival order, several times.
