@@ -97,6 +97,7 @@ COMMIT;
 BEGIN;
 SELECT pglocks_acquire('prep', scope => 'transaction');
 PREPARE TRANSACTION 'pglocks_prep';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT count(*) AS held_rows FROM pglocks_held();
 
 DROP FUNCTION locked_job(text);
