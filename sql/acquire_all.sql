@@ -21,13 +21,13 @@ SELECT pglocks_release_all(ARRAY['x']::text[]);
 
 -- Bad input.
 CREATE FUNCTION pg_temp.err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE msg text;
+DECLARE msg text; hint text;
 BEGIN
   EXECUTE cmd;
   RETURN 'no error';
 EXCEPTION WHEN others THEN
-  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-  RETURN SQLSTATE || ': ' || msg;
+  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || msg || CASE WHEN hint <> '' THEN ' HINT: ' || hint ELSE '' END;
 END $$;
 SELECT pg_temp.err($$SELECT pglocks_acquire_all(NULL::text[])$$);
 SELECT pg_temp.err($$SELECT pglocks_acquire_all(ARRAY['a', NULL])$$);

@@ -41,13 +41,13 @@ SELECT pg_advisory_unlock_all();
 
 -- Bad input as pglocks_acquire.
 CREATE FUNCTION pg_temp.err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE msg text;
+DECLARE msg text; hint text;
 BEGIN
   EXECUTE cmd;
   RETURN 'no error';
 EXCEPTION WHEN others THEN
-  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-  RETURN SQLSTATE || ': ' || msg;
+  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || msg || CASE WHEN hint <> '' THEN ' HINT: ' || hint ELSE '' END;
 END $$;
 SELECT pg_temp.err($$SELECT pglocks_acquire_token(NULL::text)$$);
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', scope => 'forever')$$);
