@@ -1,7 +1,9 @@
 # pglocks on a hot standby made with pg_basebackup -R and streaming from its primary:
 # acquiring fails with 55000 and a hint (a standby's locks do not exclude the primary's
 # sessions) unless pglocks.allow_on_standby is on; the key functions and the read-only
-# functions work; after promotion the guard no longer applies.
+# functions work; with it on, semaphores and detached waits work there and a fencing token
+# is refused (25006: its sequence cannot advance during recovery); after promotion the
+# guard no longer applies.
 use strict;
 use warnings;
 
@@ -49,10 +51,16 @@ my @calls = (
 	"pglocks_acquire_all('{}'::int8[])",
 	"pglocks_with_lock('sb', 'SELECT 1')",
 	"pglocks_with_lock(42::int8, 'SELECT 1')",
-	"pglocks_with_lock(4, 2, 'SELECT 1')");
+	"pglocks_with_lock(4, 2, 'SELECT 1')",
+	q{pglocks_with_lock('sb', 'SELECT $1', ARRAY[1])},
+	"pglocks_acquire_slot('sb', 2)",
+	"pglocks_acquire_slot('sb', 2, wait => false)",
+	"pglocks_acquire_token('sb')",
+	"CALL pglocks_acquire_detached('sb')",
+	"CALL pglocks_acquire_detached(4, 2, timeout => '1s')");
 for my $call (@calls)
 {
-	my ($out, $err) = run_sql($s, "SELECT $call");
+	my ($out, $err) = run_sql($s, $call =~ /^CALL/ ? $call : "SELECT $call");
 	is(sqlstate($err), '55000', "standby: $call fails with 55000");
 	like($err, $hint, "standby: $call gives the hint");
 	like($err, qr/DETAIL:\s+Advisory locks taken on a standby do not exclude sessions on the primary/,
@@ -96,6 +104,20 @@ is($out, 't', 'transaction scope in a read-only transaction of the standby');
 run_sql($s, 'COMMIT');
 is((run_sql($s, 'SELECT pglocks_release_all()'))[0], '4', 'release_all on the standby');
 assert_clean($s, 'standby, released');
+
+# With the guard off, a semaphore's slots and a detached wait work there too; a fencing
+# token cannot be issued during recovery (its sequence cannot advance): 25006.
+is((run_sql($s, "SELECT pglocks_acquire_slot('sbsem', 2), pglocks_acquire_slot('sbsem', 2), "
+	  . "pglocks_acquire_slot('sbsem', 2, wait => false) IS NULL"))[0],
+	'0|1|t', 'allow_on_standby = on: slots of a semaphore on the standby');
+is((run_sql($t, "SELECT pglocks_acquire_slot('sbsem', 2, timeout => '100ms') IS NULL"))[0],
+	't', 'another standby session finds the semaphore full');
+($out, $err) = run_sql($s, "CALL pglocks_acquire_detached('sbdet')");
+is($err, '', 'allow_on_standby = on: a detached wait on the standby');
+($out, $err) = run_sql($s, "SELECT pglocks_acquire_token('sbtok')");
+is(sqlstate($err), '25006', 'no token during recovery: 25006');
+is((run_sql($s, 'SELECT pglocks_release_all()'))[0], '3', 'release_all: the slots and the detached hold');
+assert_clean($s, 'standby, slots and detached released');
 
 # The setting is the session's own: others still get the guard.
 run_sql($t, 'RESET pglocks.allow_on_standby');
