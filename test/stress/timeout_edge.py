@@ -6,7 +6,9 @@ One session H loops, server-side, pglocks_acquire('R') / pg_sleep(0-3 ms) /
 pglocks_release('R'). Eight sessions W loop, server-side, timed acquires of the same lock
 with a 1 ms timeout and lock_timeout = 0: pglocks_acquire, pglocks_acquire_all,
 pglocks_acquire_token and (inside a transaction block, where it releases at once)
-pglocks_with_lock, releasing whatever they got. Each round trip runs many rounds, so the
+pglocks_with_lock, releasing whatever they got; two more sessions call
+pglocks_acquire_detached the same way, one CALL per round trip (a procedure that ends its
+transaction cannot run inside a function's loop). Each round trip runs many rounds, so the
 run reaches hundreds of thousands of timed waits, and the pglocks timeout meets the grant
 again and again.
 
@@ -59,6 +61,10 @@ END $$;
 """
 
 
+DETACHED = 4  # the kind of the waiters that CALL pglocks_acquire_detached
+DETACHED_BATCH = 200
+
+
 class Waiter(threading.Thread):
     def __init__(self, dsn, kind, deadline, batch):
         super().__init__(daemon=True)
@@ -87,17 +93,20 @@ class Waiter(threading.Thread):
         while time.monotonic() < self.deadline and len(self.failures) < 5:
             error = None
             try:
-                if in_block:
-                    cur.execute("BEGIN")
-                cur.execute("SELECT pg_temp.edge_waiter(%s, %s)", (self.batch, self.kind))
-                self.granted += cur.fetchone()[0]
-                if in_block:
-                    cur.execute("COMMIT")
+                if self.kind == DETACHED:
+                    self.calls += self.detached_batch(cur)
+                else:
+                    if in_block:
+                        cur.execute("BEGIN")
+                    cur.execute("SELECT pg_temp.edge_waiter(%s, %s)", (self.batch, self.kind))
+                    self.granted += cur.fetchone()[0]
+                    if in_block:
+                        cur.execute("COMMIT")
+                    self.calls += self.batch
             except psycopg2.Error as e:
                 error = e
                 if in_block:
                     cur.execute("ROLLBACK")
-            self.calls += self.batch
             cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
                         (pid,))
             left = cur.fetchone()[0]
@@ -115,6 +124,19 @@ class Waiter(threading.Thread):
                 cur.execute("SELECT pg_advisory_unlock_all()")
         conn.close()
 
+    def detached_batch(self, cur):
+        """Timed detached waits, one per round trip; returns how many were made."""
+        n = 0
+        for _ in range(DETACHED_BATCH):
+            cur.execute("CALL pglocks_acquire_detached('R', timeout => '1ms')")
+            n += 1
+            if cur.fetchone()[0]:
+                self.granted += 1
+                cur.execute("SELECT pglocks_release('R')")
+            if time.monotonic() >= self.deadline:
+                break
+        return n
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,6 +144,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--waiters", type=int, default=8)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--detached", type=int, default=2)
     args = ap.parse_args()
 
     deadline = time.monotonic() + args.seconds
@@ -144,6 +167,7 @@ def main():
     holder = threading.Thread(target=run_holder, daemon=True)
     holder.start()
     waiters = [Waiter(args.dsn, i % 4, deadline, args.batch) for i in range(args.waiters)]
+    waiters += [Waiter(args.dsn, DETACHED, deadline, args.batch) for _ in range(args.detached)]
     for w in waiters:
         w.start()
     for w in waiters:
@@ -158,6 +182,11 @@ def main():
           f"{granted} granted")
     if granted == 0 or granted == calls:
         failures.append(f"the waits did not race the holder ({granted} of {calls} granted)")
+    d_calls = sum(w.calls for w in waiters if w.kind == DETACHED)
+    d_granted = sum(w.granted for w in waiters if w.kind == DETACHED)
+    print(f"of them {d_calls} detached waits, {d_granted} granted")
+    if args.detached and (d_granted == 0 or d_granted == d_calls):
+        failures.append(f"the detached waits did not race the holder ({d_granted} of {d_calls} granted)")
     if failures:
         print(f"\n{len(failures)} inconsistenc{'y' if len(failures) == 1 else 'ies'}:")
         for f in failures[:20]:

@@ -2,9 +2,10 @@
 # Releases racing timed waits: runs test/stress/timeout_race.py for a bounded time against the
 # test server and fails on any round where pglocks_acquire's answer disagrees with the
 # server's lock table or with pglocks_held(); then runs test/stress/timeout_edge.py, where
-# sessions loop server-side timed acquires with a 1 ms timeout against a holder that keeps
-# taking and releasing the lock, so that pglocks' own timeout meets the grant hundreds of
-# thousands of times, and fails on any error or hold left behind.
+# sessions loop server-side timed acquires with a 1 ms timeout (and two more timed detached
+# waits, one per round trip) against a holder that keeps taking and releasing the lock, so
+# that pglocks' own timeout meets the grant hundreds of thousands of times, and fails on any
+# error or hold left behind.
 #
 # Run by scripts/test.sh against its server (PG* exported); run alone, it starts its own.
 # PGLOCKS_RACE_SECONDS sets the duration of the first part (default 20), PGLOCKS_RACE_SEED
