@@ -79,6 +79,14 @@ SELECT * FROM held('st:unlock_all');
 -- pglocks_with_lock
 SELECT pglocks_with_lock('st:with', 'SELECT pg_sleep(0.1)');
 SELECT * FROM held('st:with');
+-- A token's hold and a detached wait's count as acquisitions of their lock, with their time.
+SELECT pglocks_acquire_token('st:token') IS NOT NULL AS token, pg_sleep(0.1), pglocks_release('st:token');
+SELECT * FROM held('st:token');
+CALL pglocks_acquire_detached('st:detached');
+SELECT pg_sleep(0.1), pglocks_release('st:detached');
+SELECT * FROM held('st:detached');
+SELECT key, acquisitions, waits, failed_tries, timeouts, errors FROM st
+WHERE key IN ('st:with', 'st:token', 'st:detached') ORDER BY key;
 -- A hold that has not ended has no hold time yet.
 SELECT pglocks_acquire('st:open');
 SELECT total_hold_time, max_hold_time FROM pglocks_stats WHERE key = 'st:open';
