@@ -108,6 +108,14 @@ SELECT count(*) AS core_hold_left FROM pg_locks
 WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objid = 106;
 SELECT pg_advisory_unlock(106);
 
+-- pglocks_with_lock whose command unlocks everything and takes the same lock with the core
+-- function: the helper's release at the end finds its hold gone and leaves the core hold.
+SELECT pglocks_with_lock(108::bigint, 'SELECT pg_advisory_unlock_all(); SELECT pg_advisory_lock(108)');
+SELECT count(*) AS core_hold_left FROM pg_locks
+WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objid = 108 AND granted;
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT pg_advisory_unlock(108);
+
 -- Core and pglocks counts taken together stay counted apart: each release takes its own.
 SELECT pglocks_acquire(107::bigint), pg_advisory_lock(107);
 SELECT pg_advisory_unlock(107);

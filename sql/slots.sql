@@ -72,6 +72,22 @@ ROLLBACK TO s;
 SELECT key FROM pglocks_held();
 ROLLBACK;
 SELECT count(*) AS held_after_rollback FROM pglocks_held();
+-- A transaction-scope slot released early inside a savepoint that then rolls back stays
+-- released (a release is not undone, and the slot is not released twice); so does one taken
+-- and released within the savepoint.
+BEGIN;
+SELECT pglocks_acquire_slot('tx', 2, scope => 'transaction') AS slot;
+SAVEPOINT s;
+SELECT pglocks_release_slot('tx', 0) AS released;
+SELECT pglocks_acquire_slot('tx', 2, scope => 'transaction') AS slot_in_savepoint;
+SELECT pglocks_release_slot('tx', 0) AS released_in_savepoint;
+ROLLBACK TO s;
+SELECT count(*) AS held_after_rollback_to FROM pglocks_held();
+SELECT count(*) AS in_pg_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT pglocks_acquire_slot('tx', 1, wait => false) AS free_again, pglocks_release_slot('tx', 0);
+COMMIT;
+SELECT (SELECT count(*) FROM pglocks_held()) AS held_after_commit,
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS server;
 
 -- One slot is a mutex; a multibyte name keeps its characters.
 SELECT pglocks_acquire_slot('Ωmega', 1) AS only_slot,
