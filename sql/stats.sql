@@ -180,14 +180,24 @@ SELECT pglocks_acquire('st:db') AND pglocks_release('st:db');
 SET client_min_messages = warning;
 DROP DATABASE IF EXISTS :"other_db" WITH (FORCE);
 RESET client_min_messages;
-CREATE DATABASE :"other_db" TEMPLATE template0;
+CREATE DATABASE :"other_db" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C';
 \c :other_db
+SET client_encoding = 'UTF8';
 CREATE EXTENSION pglocks;
 SELECT pglocks_acquire('st:db') AND pglocks_release('st:db') AND pglocks_acquire('st:db') AND pglocks_release('st:db');
+-- A name is kept in its database's encoding: there, it reads as it was given.
+SELECT pglocks_acquire('st:Grüße') AND pglocks_release('st:Grüße');
+SELECT key, lock_key = pglocks_key('st:Grüße') AS same_key FROM pglocks_stats WHERE key LIKE 'st:Gr%';
 \c :regress_db
+SHOW server_encoding;
 SELECT d.datname = current_database() AS this_database, s.acquisitions
 FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
 WHERE s.lock_key = pglocks_key('st:db') AND s.userid = current_user::regrole ORDER BY 1;
+-- Read from a database of another encoding, an ASCII name shows as it is and another one by
+-- its numeric key (its bytes are not text of this database's encoding).
+SELECT s.key, s.key = s.lock_key::text AS numeric_form
+FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
+WHERE d.datname = :'other_db' ORDER BY s.key;
 DROP DATABASE :"other_db" WITH (FORCE);
 
 -- Reset empties the view.

@@ -20,10 +20,10 @@
 // second takes each partition with victims exclusively just long enough to remove them. A
 // table of up to 1,000 entries is read whole; a larger one in part, partitions in turn,
 // four batches' worth and at least 1,000 entries, and whole when the batch would take a
-// row whose usage, decayed, is above one acquisition's worth (see evict()). The decay is counted, not applied: every eviction
-// begins a new epoch, and an entry keeps its usage as of the epoch it was last counted in,
-// packed with that epoch in one atomic word, brought forward by the decay of the epochs
-// since whenever it is read. So the decay reaches the entries an eviction does not read,
+// row whose usage, decayed, is above one acquisition's worth (see evict()). The decay is counted,
+// not applied: every eviction begins a new epoch, and an entry keeps its usage as of the epoch it
+// was last counted in, packed with that epoch in one atomic word, brought forward by the decay of
+// the epochs since whenever it is read. So the decay reaches the entries an eviction does not read,
 // and where 64-bit reads are atomic (PG_HAVE_8BYTE_SINGLE_COPY_ATOMICITY: x86-64, 64-bit
 // ARM) the scan only reads: no spinlock, no cache line taken from a backend that counts
 // there (elsewhere pg_atomic_read_u64 is an atomic exchange, or takes a spinlock).
@@ -66,6 +66,7 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "catalog/pg_authid_d.h"
+#include "catalog/pg_database.h"
 #include "executor/executor.h"
 #include "funcapi.h"
 #include "lib/ilist.h"
@@ -81,6 +82,7 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 }
 
@@ -501,9 +503,8 @@ int evict(Candidate* notes) {
 // lock. Returns how many entries it removed; `no_memory` is set when the notes of eviction
 // could not be allocated (an allocation that cannot fail: without memory nothing is evicted).
 int evict_batch(bool* no_memory) {
-    auto* notes = static_cast<Candidate*>(
-        MemoryContextAllocExtended(TopMemoryContext, sizeof(Candidate) * g_max_stats,
-                                   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+    auto* notes = static_cast<Candidate*>(MemoryContextAllocExtended(
+        TopMemoryContext, sizeof(Candidate) * g_max_stats, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
     *no_memory = notes == nullptr;
     if (notes == nullptr) return 0;
     const int removed = evict(notes);
@@ -839,6 +840,36 @@ void put_row(Tuplestorestate* store, TupleDesc desc, const RowCopy& r, bool show
     nulls[kLastAcquired] = c.acquisitions == 0;
     tuplestore_putvalues(store, desc, values, nulls);
 }
+
+// A name is stored as its database's bytes. Shown in another database it must be text of
+// this one's encoding: it is shown when both databases have the same encoding, or when it
+// is plain ASCII (the same bytes in every server encoding); otherwise the row shows the
+// key's numeric form, as for a name the reader may not see. The encoding of the last
+// database looked up is kept for the next rows (a database dropped since: none).
+struct DbEncoding {
+    Oid db = InvalidOid;
+    int encoding = -1;
+};
+
+bool is_ascii(const char* s, int len) {
+    for (int i = 0; i < len; i++)
+        if (static_cast<unsigned char>(s[i]) >= 0x80) return false;
+    return true;
+}
+
+bool name_readable_here(const RowCopy& r, DbEncoding* last) {
+    if (r.key.db == MyDatabaseId || r.name_len <= 0) return true;
+    if (last->db != r.key.db) {
+        last->db = r.key.db;
+        last->encoding = -1;
+        HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(r.key.db));
+        if (HeapTupleIsValid(tup)) {
+            last->encoding = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup))->encoding;
+            ReleaseSysCache(tup);
+        }
+    }
+    return last->encoding == GetDatabaseEncoding() || is_ascii(r.name, r.name_len);
+}
 }  // namespace
 
 PGLOCKS_FUNCTION(pglocks_stats_data) {
@@ -855,6 +886,7 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
     // view as a whole is not one instant.
     RowCopy* rows = nullptr;
     int room = 0;
+    DbEncoding last_db;
     for (int p = 0; p < kPartitions; p++) {
         CHECK_FOR_INTERRUPTS();
         int n;
@@ -886,7 +918,8 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
         }
         LWLockRelease(partition_lock(p));
         for (int j = 0; j < i; j++)
-            put_row(store, desc, rows[j], read_all || rows[j].key.user == me);
+            put_row(store, desc, rows[j],
+                    (read_all || rows[j].key.user == me) && name_readable_here(rows[j], &last_db));
     }
     if (rows != nullptr) pfree(rows);
     return static_cast<Datum>(0);
