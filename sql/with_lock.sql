@@ -67,6 +67,20 @@ SELECT pglocks_with_lock('plan', 'INSERT INTO wl_target SELECT 1');
 SELECT pglocks_with_lock('plan', 'CREATE TEMP TABLE wl_made (x int); INSERT INTO wl_made VALUES (7)');
 SELECT * FROM wl_made;
 DROP TABLE wl_made;
+-- A kept plan follows search_path: the same text names the table of the schema first on the
+-- path when it runs.
+CREATE SCHEMA wl_a;
+CREATE SCHEMA wl_b;
+CREATE TABLE wl_a.wl_t (s text);
+CREATE TABLE wl_b.wl_t (s text);
+SET search_path = wl_a, public;
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_t VALUES (current_schema)') FROM generate_series(1, 3);
+SET search_path = wl_b, public;
+SELECT pglocks_with_lock('plan', 'INSERT INTO wl_t VALUES (current_schema)');
+RESET search_path;
+SELECT 'wl_a' AS schema, count(*) FROM wl_a.wl_t UNION ALL SELECT 'wl_b', count(*) FROM wl_b.wl_t;
+DROP TABLE wl_a.wl_t, wl_b.wl_t;
+DROP SCHEMA wl_a, wl_b;
 SELECT count(*) AS held_rows FROM pglocks_held();
 
 -- The command runs as the calling role.
