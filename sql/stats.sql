@@ -189,15 +189,30 @@ SELECT pglocks_acquire('st:db') AND pglocks_release('st:db') AND pglocks_acquire
 SELECT pglocks_acquire('st:Grüße') AND pglocks_release('st:Grüße');
 SELECT key, lock_key = pglocks_key('st:Grüße') AS same_key FROM pglocks_stats WHERE key LIKE 'st:Gr%';
 \c :regress_db
-SHOW server_encoding;
 SELECT d.datname = current_database() AS this_database, s.acquisitions
 FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
 WHERE s.lock_key = pglocks_key('st:db') AND s.userid = current_user::regrole ORDER BY 1;
 -- Read from a database of another encoding, an ASCII name shows as it is and another one by
--- its numeric key (its bytes are not text of this database's encoding).
+-- its numeric key (its bytes are not text of this database's encoding); from a database of
+-- the same encoding, as it is; once its database is dropped, by its numeric key.
 SELECT s.key, s.key = s.lock_key::text AS numeric_form
 FROM pglocks_stats s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = :'other_db' ORDER BY s.key;
+SELECT current_database() || '_stats_same' AS same_db,
+       pg_encoding_to_char(encoding) AS this_encoding
+FROM pg_database WHERE datname = current_database() \gset
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS :"same_db" WITH (FORCE);
+RESET client_min_messages;
+CREATE DATABASE :"same_db" TEMPLATE template0 ENCODING :'this_encoding';
+\c :same_db
+CREATE EXTENSION pglocks;
+SELECT oid AS same_oid FROM pg_database WHERE datname = current_database() \gset
+SELECT pglocks_acquire('st:Grüße') AND pglocks_release('st:Grüße');
+\c :regress_db
+SELECT key, key = lock_key::text AS numeric_form FROM pglocks_stats WHERE dbid = :same_oid;
+DROP DATABASE :"same_db" WITH (FORCE);
+SELECT key, key = lock_key::text AS numeric_form FROM pglocks_stats WHERE dbid = :same_oid;
 DROP DATABASE :"other_db" WITH (FORCE);
 
 -- Reset empties the view.

@@ -844,8 +844,11 @@ void put_row(Tuplestorestate* store, TupleDesc desc, const RowCopy& r, bool show
 // A name is stored as its database's bytes. Shown in another database it must be text of
 // this one's encoding: it is shown when both databases have the same encoding, or when it
 // is plain ASCII (the same bytes in every server encoding); otherwise the row shows the
-// key's numeric form, as for a name the reader may not see. The encoding of the last
-// database looked up is kept for the next rows (a database dropped since: none).
+// key's numeric form, as for a name the reader may not see. The encoding of the previous
+// row's database is kept for the next row (rows come in partition order, so rows of one
+// database are often but not always adjacent; a syscache hit is cheap). A database dropped
+// since has none, so only ASCII names of its rows show; should its OID be reused by a new
+// database, its old rows are judged by the new one's encoding.
 struct DbEncoding {
     Oid db = InvalidOid;
     int encoding = -1;
