@@ -33,25 +33,12 @@ SELECT c, pg_temp.err(c) FROM (VALUES
   ('SELECT pglocks_with_lock(1, NULL::int, ''SELECT 1'')')
 ) AS v(c);
 
--- The same for what 1.1 and 1.2 added (pglocks_acquire_all and the tokens have theirs in
--- acquire_all.sql and tokens.sql): reentrant, the semaphores, the parameters of
+-- The same for what 1.1 and 1.2 added (pglocks_acquire_all, the tokens and the semaphores
+-- have theirs in acquire_all.sql, tokens.sql and slots.sql): reentrant, the parameters of
 -- pglocks_with_lock, the detached wait. Nothing is taken by any of them.
 SELECT c, pg_temp.err(c) FROM (VALUES
   ('SELECT pglocks_acquire(''k'', reentrant => NULL)'),
   ('SELECT pglocks_acquire(1, 2, reentrant => NULL)'),
-  ('SELECT pglocks_acquire_slot(NULL, 1)'),
-  ('SELECT pglocks_acquire_slot(''k'', NULL)'),
-  ('SELECT pglocks_acquire_slot(''k'', 1, wait => NULL)'),
-  ('SELECT pglocks_acquire_slot(''k'', 1, scope => NULL)'),
-  ('SELECT pglocks_acquire_slot(''k'', 1, scope => ''x'')'),
-  ('SELECT pglocks_acquire_slot(''k'', 1, timeout => ''-1s'')'),
-  ('SELECT pglocks_acquire_slot(''k'', 1, wait => false, timeout => ''1s'')'),
-  ('SELECT pglocks_acquire_slot(''k'', 0)'),
-  ('SELECT pglocks_acquire_slot(''k'', 1025)'),
-  ('SELECT pglocks_release_slot(NULL, 0)'),
-  ('SELECT pglocks_release_slot(''k'', NULL)'),
-  ('SELECT pglocks_release_slot(''k'', -1)'),
-  ('SELECT pglocks_release_slot(''k'', 1024)'),
   ('SELECT pglocks_with_lock(NULL::text, ''SELECT $1'', ARRAY[1])'),
   ('SELECT pglocks_with_lock(''k'', NULL, ARRAY[1])'),
   ('SELECT pglocks_with_lock(''k'', ''SELECT $1'', NULL::int[])'),

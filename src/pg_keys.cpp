@@ -16,17 +16,17 @@ extern "C" {
 
 namespace pglocks {
 
-namespace {
-
-constexpr int kChunkBytes = 1 << 20;
-
-using ChunkFn = void (*)(void* state, const uint8_t* data, size_t len);
-
 bool is_ascii(const char* s, int len) {
     for (int i = 0; i < len; i++)
         if (static_cast<unsigned char>(s[i]) & 0x80) return false;
     return true;
 }
+
+namespace {
+
+constexpr int kChunkBytes = 1 << 20;
+
+using ChunkFn = void (*)(void* state, const uint8_t* data, size_t len);
 
 // Feeds the UTF-8 form of the text to fn, chunk by chunk.
 void for_each_utf8_chunk(const text* t, ChunkFn fn, void* state) {

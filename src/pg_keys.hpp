@@ -22,6 +22,8 @@ struct KeyArg {
 int64_t text_key(const text* t);           // through a small cache of short names
 int64_t text_key_uncached(const text* t);  // always hashes
 int32_t text_crc32(const text* t);
+// Whether the bytes are plain ASCII (the same in every server encoding).
+bool is_ascii(const char* s, int len);
 // The key of the name's UTF-8 bytes followed by `suffix` (which may hold a zero byte, which
 // no text has: such a key never equals a plain text key but by a SHA-256 collision).
 int64_t text_key_suffixed(const text* t, const char* suffix, size_t suffix_len);

@@ -854,12 +854,6 @@ struct DbEncoding {
     int encoding = -1;
 };
 
-bool is_ascii(const char* s, int len) {
-    for (int i = 0; i < len; i++)
-        if (static_cast<unsigned char>(s[i]) >= 0x80) return false;
-    return true;
-}
-
 bool name_readable_here(const RowCopy& r, DbEncoding* last) {
     if (r.key.db == MyDatabaseId || r.name_len <= 0) return true;
     if (last->db != r.key.db) {
