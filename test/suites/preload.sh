@@ -6,6 +6,16 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 
 fail() { suite_fail "$@"; }
 check() { suite_check "$@"; }
+# poll_value TRIES EXPECTED SQL: runs SQL every 0.1 s until it prints EXPECTED, at most TRIES
+# times; fails (status 1) when it never does.
+poll_value() {
+    local tries=$1 want=$2 sql=$3
+    for _ in $(seq "$tries"); do
+        [ "$(psql -X -At -c "$sql")" = "$want" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 root=$(mktemp -d /tmp/pglocks-preload.XXXXXX); chmod 755 "$root"
 trap 'for d in plain small full; do pglocks_own_stop "$root/$d"; done; rm -rf "$root"' EXIT
@@ -15,10 +25,7 @@ run_case() { # DIR: session A holds three named locks; B takes one of its own an
     psql -X -q -c "CREATE EXTENSION IF NOT EXISTS pglocks"
     psql -X -q -At -c "SELECT pglocks_acquire('first'), pglocks_acquire('second'), pglocks_acquire('third'), pg_sleep(3)" >/dev/null &
     local holder=$!
-    for _ in $(seq 50); do
-        [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 3 ] && break
-        sleep 0.1
-    done
+    poll_value 50 3 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'" || true
     # B's own locks are always named, whatever the configuration.
     seen=$(psql -X -At -c "SELECT pglocks_acquire('mine')" \
                       -c "SELECT string_agg(CASE WHEN key IN ('first','second','third','mine') THEN key ELSE 'numeric' END, ',' ORDER BY lock_key)
@@ -38,10 +45,7 @@ check "without shared_preload_libraries other sessions' keys are numeric" "$expe
 pglocks_own_use "$root/plain"
 psql -X -q -At -c "SELECT pglocks_acquire_slot('sem', 1), pg_sleep(3)" >/dev/null &
 holder=$!
-for _ in $(seq 50); do
-    [ "$(psql -X -At -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" = 1 ] && break
-    sleep 0.1
-done
+poll_value 50 1 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'" || true
 got=$(psql -X -At -c "SELECT coalesce(pglocks_acquire_slot('sem', 2)::text, 'null'), coalesce(pglocks_acquire_slot('sem', 1, wait => false)::text, 'null')")
 check "without shared_preload_libraries a free slot is taken and a try gets NULL" "1|null" "$got"
 got=$(psql -X -At -c "\set VERBOSITY verbose" -c "SELECT pglocks_acquire_slot('sem', 1, timeout => '5s')" 2>&1 |
@@ -93,14 +97,9 @@ psql -X -q -d pglocks_other -c "CREATE EXTENSION pglocks"
 PGAPPNAME=elsewhere-holder psql -X -q -At -d pglocks_other \
     -c "SELECT pglocks_acquire('elsewhere'), pg_sleep(60)" >/dev/null 2>"$root/elsewhere.err" &
 holder=$!
-held=0
-for _ in $(seq 100); do
-    held=$(psql -X -At -c "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                           WHERE l.locktype = 'advisory' AND l.granted AND d.datname = 'pglocks_other'")
-    [ "$held" = 1 ] && break
-    sleep 0.1
-done
-[ "$held" = 1 ] || fail "the lock in the other database was not taken: $(cat "$root/elsewhere.err")"
+poll_value 100 1 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                  WHERE l.locktype = 'advisory' AND l.granted AND d.datname = 'pglocks_other'" ||
+    fail "the lock in the other database was not taken: $(cat "$root/elsewhere.err")"
 got="$(psql -X -At -c "SELECT count(*) FROM pglocks_locks")|$(psql -X -At -d pglocks_other -c "SELECT string_agg(key, ',') FROM pglocks_locks")"
 psql -X -q -At -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere-holder'" >/dev/null
 wait $holder || true
@@ -117,12 +116,8 @@ PGAPPNAME=full-reader psql -X -At -c "SELECT count(*) >= 0 FROM pglocks_locks" -
 reader=$!
 # A starts filling once B is connected and asleep: a session that connects after the lock
 # table is full cannot start (it needs locks of its own), so B must not be still connecting.
-for _ in $(seq 1 100); do
-    asleep=$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'full-reader' AND query = 'SELECT pg_sleep(2)'")
-    [ "$asleep" = 1 ] && break
-    sleep 0.1
-done
-[ "$asleep" = 1 ] || fail "the reader of the full lock table did not connect"
+poll_value 100 1 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'full-reader' AND query = 'SELECT pg_sleep(2)'" ||
+    fail "the reader of the full lock table did not connect"
 psql -X -q -At -c "DO \$\$ BEGIN FOR i IN 1..100000 LOOP PERFORM pglocks_acquire('fill-' || i); END LOOP;
                    EXCEPTION WHEN out_of_memory THEN RAISE NOTICE 'full'; END \$\$" \
             -c "SELECT pg_sleep(4)" >/dev/null 2>&1 &
