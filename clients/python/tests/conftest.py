@@ -145,6 +145,51 @@ def wait_until_waiting(probe, pid, timeout=30):
     return False
 
 
+class OtherSide:
+    """The other side of a deadlock: a psycopg2 connection that holds ``mine``, then, once
+    ``wait_for`` is called, waits in a thread for ``theirs`` until that wait shows in the
+    server's lock table. It checks for a deadlock only after a minute, so the side that asks
+    second (and checks after deadlock_timeout) is the one that finds it. ``finish`` expects
+    its wait to have been granted without error and gives back both locks; ``close`` ends a
+    wait still going (a failed test) and closes the connection."""
+
+    def __init__(self, probe, mine, theirs):
+        import threading
+
+        self.probe, self.mine, self.theirs = probe, mine, theirs
+        self.conn = psycopg2.connect("")
+        self.conn.autocommit = True
+        cur = self.conn.cursor()
+        cur.execute("SET deadlock_timeout = '60s'")
+        cur.execute("SELECT pg_backend_pid()")
+        self.pid = cur.fetchone()[0]
+        self.errors = []
+        self.thread = threading.Thread(target=self._wait)
+        assert pglocks.acquire(self.conn, mine)
+
+    def _wait(self):
+        try:
+            with pglocks.lock(self.conn, self.theirs):
+                pass
+        except Exception as exc:  # not expected: the other side is not the victim
+            self.errors.append(exc)
+
+    def wait_for(self):
+        self.thread.start()
+        assert wait_until_waiting(self.probe, self.pid)
+
+    def finish(self):
+        self.thread.join(30)
+        assert not self.thread.is_alive() and self.errors == []
+        assert pglocks.release(self.conn, self.mine)
+
+    def close(self):
+        if self.thread.is_alive():
+            self.conn.cancel()
+            self.thread.join(30)
+        self.conn.close()
+
+
 def sqlstate(exc):
     """The SQLSTATE of a driver's error: psycopg2's pgcode, psycopg's sqlstate."""
     return getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 import pglocks
-from conftest import HERE, Probe, elapsed, sqlstate, wait_until_waiting
+from conftest import HERE, OtherSide, Probe, elapsed, sqlstate
 
 PROJECT = os.path.join(HERE, "djangoproject")
 
@@ -261,30 +261,14 @@ def test_deadlock_inside_atomic_keeps_the_connection(probe):
     with the lock it held before."""
     from django.db import OperationalError, connection, transaction
 
-    other = psycopg2.connect("")
-    other.autocommit = True
-    cur = other.cursor()
-    # The other side waits first and checks for a deadlock only after a minute; Django's side
-    # waits second and checks after a second: Django's side is the one that finds it.
-    cur.execute("SET deadlock_timeout = '60s'")
-    cur.execute("SELECT pg_backend_pid()")
-    other_pid = cur.fetchone()[0]
-    errors = []
-
-    def other_side():
-        try:
-            with pglocks.lock(other, "dj:d1"):
-                pass
-        except Exception as exc:  # not expected: the other side is not the victim
-            errors.append(exc)
-
-    t = threading.Thread(target=other_side)
+    other = None
     try:
         with advisory_lock("dj:d1") as acquired:
             assert acquired
-            assert pglocks.acquire(other, "dj:d2")
-            t.start()
-            assert wait_until_waiting(probe, other_pid)  # the other side waits for dj:d1
+            # The other side holds dj:d2 and waits for dj:d1 first; Django's side then asks
+            # for dj:d2 and, checking after a second, finds the deadlock.
+            other = OtherSide(probe, "dj:d2", "dj:d1")
+            other.wait_for()
             with pytest.raises(OperationalError) as info:
                 with transaction.atomic():
                     with connection.cursor() as c:
@@ -294,15 +278,11 @@ def test_deadlock_inside_atomic_keeps_the_connection(probe):
             assert sqlstate(info.value.__cause__) == "40P01"  # deadlock_detected
             # The same connection, usable, still holding only what it held before.
             assert django_holds() == [("dj:d1", False, 1)]
-        t.join(30)
-        assert not t.is_alive() and errors == []
-        assert pglocks.release(other, "dj:d2")
+        other.finish()
         assert django_holds() == []
     finally:
-        if t.is_alive():  # a failure above: the other side's wait ends
-            other.cancel()
-            t.join(30)
-        other.close()
+        if other is not None:
+            other.close()
 
 
 def test_timeout(probe):

@@ -7,7 +7,7 @@ from sqlalchemy import Column, Integer, String, text
 from sqlalchemy.orm import Session, declarative_base
 
 import pglocks
-from conftest import rewrite_scalar, sqlstate, wait_until_waiting
+from conftest import OtherSide, rewrite_scalar, sqlstate
 from test_lock import wait_until_free
 
 Base = declarative_base()
@@ -339,33 +339,14 @@ def test_connection_closed_in_the_block_no_release_on_another_checkout(probe):
 def test_deadlock_in_a_transaction_keeps_the_connection(engine, probe):
     """A deadlock cannot follow a grant: the acquire's error is raised as it is and the
     connection, whose transaction the caller rolls back, stays usable (not invalidated)."""
-    import threading
-
-    other = psycopg2.connect("")
-    other.autocommit = True
-    cur = other.cursor()
-    # The other side waits first and checks for a deadlock only after a minute; the
-    # SQLAlchemy side waits second and checks after a second: it is the one that finds it.
-    cur.execute("SET deadlock_timeout = '60s'")
-    cur.execute("SELECT pg_backend_pid()")
-    other_pid = cur.fetchone()[0]
-    t = None
+    other = None
     try:
         with engine.connect() as conn:
             assert pglocks.acquire(conn, "sa:d1")
-            assert pglocks.acquire(other, "sa:d2")
-            errors = []
-
-            def other_side():
-                try:
-                    with pglocks.lock(other, "sa:d1"):
-                        pass
-                except Exception as exc:  # not expected: the other side is not the victim
-                    errors.append(exc)
-
-            t = threading.Thread(target=other_side)
-            t.start()
-            assert wait_until_waiting(probe, other_pid)  # the other side waits for sa:d1
+            # The other side holds sa:d2 and waits for sa:d1 first; the SQLAlchemy side then
+            # asks for sa:d2 and, checking after a second, finds the deadlock.
+            other = OtherSide(probe, "sa:d2", "sa:d1")
+            other.wait_for()
             with pytest.raises(sqlalchemy.exc.OperationalError) as info:
                 with conn.begin():
                     conn.exec_driver_sql("SET LOCAL deadlock_timeout = '1s'")
@@ -374,15 +355,11 @@ def test_deadlock_in_a_transaction_keeps_the_connection(engine, probe):
             assert sqlstate(info.value.orig) == "40P01"  # deadlock_detected
             assert conn.invalidated is False
             assert pglocks.release(conn, "sa:d1")  # lets the other side go on
-            t.join(30)
-            assert not t.is_alive() and errors == []
-            assert pglocks.release(other, "sa:d2")
+            other.finish()
             assert sa_holds(conn) == []
     finally:
-        if t is not None and t.is_alive():  # a failure above: the other side's wait ends
-            other.cancel()
-            t.join(30)
-        other.close()
+        if other is not None:
+            other.close()
 
 
 @pytest.mark.parametrize("setting", ["SET lock_timeout = '200ms'", "SET pglocks.session_locks = deny"])
