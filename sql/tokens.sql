@@ -62,11 +62,21 @@ SELECT pg_temp.err($$SELECT pglocks_acquire_token('k', timeout => '-1s')$$);
 SELECT count(*) AS held_rows FROM pglocks_held();
 
 -- Nobody can draw from or move the sequence directly.
+-- A plain role's draw moves a sequence found below the timeline's part (here: the sequence
+-- set back to its 48 low bits, as a build that kept the timeline out of it left it) and
+-- stays that role. A read-only transaction gets no token (25006) and keeps no hold.
 CREATE ROLE pglocks_token_user;
+SELECT setval('pglocks_token_seq', last_value & ((1::bigint << 48) - 1)) > 0 AS set_back
+FROM pglocks_token_seq;
 SET ROLE pglocks_token_user;
 SELECT pg_temp.err($$SELECT nextval('pglocks_token_seq')$$);
 SELECT pg_temp.err($$SELECT setval('pglocks_token_seq', 1)$$);
-SELECT pglocks_acquire_token('k') > :t4 AS plain_role_gets_tokens;
+SELECT pglocks_acquire_token('k') > :t4 AS plain_role_gets_tokens, current_user;
+SELECT pglocks_acquire_token('k') > :t4 AS again, current_user;
+BEGIN READ ONLY;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('k-ro')$$);
+COMMIT;
+SELECT count(*) AS ro_held_rows FROM pglocks_held() WHERE key = 'k-ro';
 SELECT pglocks_release_all();
 RESET ROLE;
 DROP ROLE pglocks_token_user;
@@ -136,14 +146,15 @@ ALTER SEQUENCE pglocks_token_seq CACHE 20;
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter')$$);
 ALTER SEQUENCE pglocks_token_seq CACHE 1 INCREMENT BY -1;
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter')$$);
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 2;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter')$$);
 ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1 CYCLE;
 SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-alter', scope => 'transaction')$$);
 SELECT last_value = :seq_before_alter AS nothing_drawn FROM pglocks_token_seq;
 SELECT count(*) AS held_rows FROM pglocks_held();
 SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
 ALTER SEQUENCE pglocks_token_seq NO CYCLE;
-SELECT (pglocks_acquire_token('tk-alter') & ((1::bigint << 48) - 1)) > :seq_before_alter
-       AS issued_as_made;
+SELECT pglocks_acquire_token('tk-alter') = :seq_before_alter + 1 AS issued_as_made;
 SELECT pglocks_release_all();
 
 -- DROP EXTENSION and CREATE EXTENSION again: tokens never go back, also after many draws.
@@ -165,12 +176,23 @@ DROP EXTENSION pglocks;
 CREATE EXTENSION pglocks;
 SELECT pglocks_acquire_token('job') > :after_create AS greater_again;
 SELECT pglocks_release_all();
--- Beyond the 48-bit value part drawing raises 2200H, and the hold goes.
-SELECT setval('pglocks_token_seq', (1::bigint << 48) - 1);
-\set VERBOSITY sqlstate
-SELECT pglocks_acquire_token('job');
-\set VERBOSITY default
-SELECT count(*) AS held_rows FROM pglocks_held();
+-- The token is the sequence's value. A sequence below this timeline's part (as a fresh one
+-- is, or one of a pglocks build that kept the timeline out of it) moves up to it, keeping its
+-- 48 low bits; one above it (a cluster upgraded with pg_upgrade or restored after a
+-- failover, whose timeline starts at 1 again) goes on from its value.
+SELECT (SELECT timeline_id FROM pg_control_checkpoint())::bigint << 48 AS tli_part \gset
+SELECT setval('pglocks_token_seq', 12345);
+-- (The draw that finds the sequence below takes one more value, with the lock held while it
+-- moves the sequence; from a value without any timeline part, as 1.2 builds before this one
+-- left it, it moves 2^20 further, above what their backends drew in the instant before.)
+SELECT pglocks_acquire_token('job') = :tli_part + 12347 + (1 << 20) AS moved_up,
+       (SELECT last_value FROM pglocks_token_seq) = :tli_part + 12347 + (1 << 20) AS sequence_too;
+SELECT pglocks_acquire_token('job') = :tli_part + 12348 + (1 << 20) AS next_one;
+-- (From an earlier timeline's part, after a failover, it keeps the low bits exactly:
+-- test/suites/tokens.sh.)
+SELECT setval('pglocks_token_seq', (:tli_part << 2) + 5);
+SELECT pglocks_acquire_token('job') = (:tli_part << 2) + 6 AS goes_on;
+SELECT pglocks_release_all();
 -- Where the guarantee does not hold: a 1.1 installation starts its sequence at 1, and its
 -- tokens have 1.1's layout (timeline << 40), which a 1.1 library running beside this one
 -- may be issuing too.

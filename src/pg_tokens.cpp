@@ -1,27 +1,34 @@
-// Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is
-//   (timeline << 48) + nextval(pglocks_token_seq)
-// (1.1 libraries shifted by 40: every token of this layout exceeds every token of that one
-// on the same or an earlier timeline). The sequence is the extension's own. A fresh one
-// (CREATE EXTENSION, also after DROP EXTENSION) starts at half the WAL insert position
-// (pglocks_token_floor(), called by the 1.1--1.2 script): every nextval that logs writes a
-// sequence record of about 100 bytes for 33 values (more than 2 bytes a value), so the
-// tokens of an earlier incarnation of the extension stay below half the WAL position
-// reached since, and DROP EXTENSION cannot move the WAL position back. Its WAL record is flushed before a token is handed
-// out, so a crash restart never issues a token again; the timeline grows with every
-// promotion, so tokens issued after a failover to a physical standby exceed every token of
-// the old primary even when the standby had not replayed its last sequence records.
+// Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is the value
+// nextval(pglocks_token_seq) returns, and its top bits (from bit 48 up) are never below the
+// timeline the server issues it on: a draw that finds the sequence below (timeline << 48)
+// moves it there first, keeping the 48 low bits. So the timeline grows with every promotion,
+// and tokens issued after a failover to a physical standby exceed every token of the old
+// primary even when the standby had not replayed its last sequence records; and since the
+// sequence carries the whole token, a cluster whose timeline starts at 1 again (pg_upgrade, a
+// restore into a new cluster) goes on from the tokens issued before instead of going back.
+// (1.1 libraries issued (timeline << 40) + the sequence's value, below 2^40.)
+// The sequence is the extension's own. A fresh one (CREATE EXTENSION, also after DROP
+// EXTENSION) starts at half the WAL insert position (pglocks_token_floor(), called by the
+// 1.1--1.2 script): every nextval that logs writes a sequence record of about 100 bytes for
+// 33 values (more than 2 bytes a value), so the tokens of an earlier incarnation of the
+// extension stay below half the WAL position reached since, and DROP EXTENSION cannot move
+// the WAL position back. Its WAL record is flushed before a token is handed out, so a crash
+// restart never issues a token again.
 #include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
 extern "C" {
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "storage/bufmgr.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -41,6 +48,7 @@ namespace {
 constexpr int kSequenceBits = 48;
 constexpr int kSequenceBits_1_1 = 40;
 constexpr const char* kSequenceName = "pglocks_token_seq";
+constexpr int64 kLayoutMargin = INT64CONST(1) << 20;
 
 // The sequence sits in the extension's schema, which is the calling function's schema.
 Oid token_sequence(FunctionCallInfo fcinfo) {
@@ -70,33 +78,98 @@ void check_token_sequence(Oid seq) {
     if (!HeapTupleIsValid(tuple))
         elog(ERROR, "cache lookup failed for sequence %u", seq);
     const Form_pg_sequence form = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple));
-    const bool as_made = form->seqincrement > 0 && form->seqcache == 1 && !form->seqcycle;
+    // An increment of one: the start of a fresh sequence relies on every value costing
+    // more than two bytes of WAL (see the top).
+    const bool as_made = form->seqincrement == 1 && form->seqcache == 1 && !form->seqcycle;
     ReleaseSysCache(tuple);
     if (!as_made || get_rel_persistence(seq) != RELPERSISTENCE_PERMANENT)
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                  errmsg("pglocks fencing tokens need %s as the extension made it", kSequenceName),
-                 errdetail("It must be logged, count up by a positive increment with CACHE 1, "
-                           "and not cycle."),
+                 errdetail("It must be logged, count up by one with CACHE 1, and not cycle."),
                  errhint("Run ALTER SEQUENCE %s CACHE 1 NO CYCLE INCREMENT BY 1, and ALTER "
                          "SEQUENCE %s SET LOGGED if it is unlogged.",
                          kSequenceName, kSequenceName)));
 }
 
-int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
+// Where a token cannot be drawn, so that the call fails before it waits for the lock.
+void check_can_issue() {
     if (RecoveryInProgress())
         ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
                         errmsg("cannot issue pglocks fencing tokens during recovery"),
                         errhint("Fencing tokens are issued by the primary.")));
+    if (XactReadOnly)
+        ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+                        errmsg("cannot issue pglocks fencing tokens in a read-only transaction")));
+}
+
+// setval, which checks the caller's UPDATE privilege on the sequence, which nobody is
+// granted: run as the bootstrap superuser, for that call only (an error in it ends with the
+// (sub)transaction's abort, which restores the user).
+void move_sequence(Oid seq, int64 value) {
+    Oid user = InvalidOid;
+    int sec_context = 0;
+    GetUserIdAndSecContext(&user, &sec_context);
+    SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+                           sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    (void)DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq), Int64GetDatum(value),
+                              BoolGetDatum(true));
+    SetUserIdAndSecContext(user, sec_context);
+}
+
+// The next value of the sequence at or above `floor`. Below it (the first draw on a new
+// timeline, or the first after an update from a layout that kept the timeline out of the
+// sequence), the sequence is moved to floor + its 48 low bits (and a margin, from the older
+// layout), by one backend at a time:
+// every backend that drew a value below floor meanwhile waits for the move and draws again,
+// so no value below floor is handed out once one at or above it was, and the move never
+// takes the sequence back past a value another backend drew.
+int64 draw_at_or_above(Oid seq, int64 floor) {
+    int64 value = nextval_internal(seq, false);
+    if (value >= floor) return value;
+    LockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
+    value = nextval_internal(seq, false);
+    if (value < floor) {
+        const int64 low = value & ((INT64CONST(1) << kSequenceBits) - 1);
+        // A value without any timeline part is of the layout of 1.2 builds before this one,
+        // whose backends may still be drawing (their tokens: (timeline << 48) + value) until
+        // the move, after which they refuse to: a margin above the value puts this token
+        // above theirs drawn in the instant before the move.
+        value = floor + low + (value >> kSequenceBits == 0 ? kLayoutMargin : 0);
+        move_sequence(seq, value);
+    }
+    UnlockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
+    return value;
+}
+
+int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
+    check_can_issue();
     const Oid seq = token_sequence(fcinfo);
     // The lock nextval takes, taken first: it reads the catalog changes committed since
     // (AcceptInvalidationMessages), and an ALTER SEQUENCE waits for it, so the check sees
     // the settings the draw uses. It lasts to the end of the transaction.
     LockRelationOid(seq, RowExclusiveLock);
     check_token_sequence(seq);
+    const uint64 tli = compat::wal_insert_timeline();
+    if (tli >= (UINT64CONST(1) << (63 - sequence_bits)))
+        ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+                        errmsg("pglocks fencing tokens are exhausted on this timeline")));
     // No privilege on the sequence is needed or granted: tokens come only from here, and
     // nobody can move the sequence back.
-    const int64 value = nextval_internal(seq, false);
+    int64 value = 0;
+    if (sequence_bits == kSequenceBits) {
+        value = draw_at_or_above(seq, static_cast<int64>(tli << kSequenceBits));
+    } else {
+        // 1.1's layout: the value below 2^40, the timeline above.
+        value = nextval_internal(seq, false);
+        if (value <= 0 || value >= (INT64CONST(1) << sequence_bits))
+            ereport(ERROR,
+                    (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+                     errmsg("pglocks fencing tokens are exhausted on this timeline"),
+                     errhint("Run ALTER EXTENSION pglocks UPDATE, and reconnect "
+                             "sessions that loaded an older pglocks library.")));
+        value = static_cast<int64>((tli << sequence_bits) | static_cast<uint64>(value));
+    }
     // The WAL record covering this value may be another backend's, not yet flushed: flush
     // up to the sequence page's LSN, a no-op when it is already on disk.
     Relation rel = relation_open(seq, AccessShareLock);
@@ -106,17 +179,7 @@ int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
     UnlockReleaseBuffer(buf);
     relation_close(rel, AccessShareLock);
     XLogFlush(lsn);
-
-    const uint64 tli = compat::wal_insert_timeline();
-    if (value <= 0 || value >= (INT64CONST(1) << sequence_bits) ||
-        tli >= (UINT64CONST(1) << (63 - sequence_bits)))
-        ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
-                        errmsg("pglocks fencing tokens are exhausted on this timeline"),
-                        sequence_bits < kSequenceBits
-                            ? errhint("Run ALTER EXTENSION pglocks UPDATE, and reconnect "
-                                      "sessions that loaded an older pglocks library.")
-                            : 0));
-    return static_cast<int64_t>((tli << sequence_bits) | static_cast<uint64>(value));
+    return static_cast<int64_t>(value);
 }
 
 Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
@@ -127,6 +190,8 @@ Datum acquire_token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     check_acquire_guards(req);  // for the scope the hold ends up with
     // A sequence not as made fails the draw anyway: fail before waiting for the lock. The
     // draw checks again under the sequence's lock (an ALTER may commit while this waits).
+    check_standby();  // the acquire's own error first, as for every acquire on a standby
+    check_can_issue();
     check_token_sequence(token_sequence(fcinfo));
     // Drawn once the lock is granted, so that successive holders of a lock get increasing
     // tokens whatever order they queued in. Until the token is drawn the hold is a call-scope

@@ -14,6 +14,8 @@
 #   4. failover: on the standby the function fails (55000, or 25006 with
 #      pglocks.allow_on_standby = on); after the standby misses the primary's last
 #      sequence WAL and is promoted, its tokens exceed every token of the old primary
+#   5. pg_upgrade of the promoted server (timeline 2) into a new cluster, which starts on
+#      timeline 1: its tokens exceed every token of the old cluster
 # Prints what each check saw; exits non-zero when one fails.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -26,7 +28,7 @@ chmod 755 "$WORK"
 [ "$(id -u)" = 0 ] && chown postgres: "$WORK"
 cleanup() {
     local d
-    for d in "$WORK"/primary "$WORK"/standby; do
+    for d in "$WORK"/primary "$WORK"/standby "$WORK"/upgraded; do
         [ -f "$d/postmaster.pid" ] && as_server_owner pg_ctl -D "$d" -m immediate stop >/dev/null 2>&1
     done
     rm -rf "$WORK"
@@ -39,6 +41,7 @@ export PGLOCKS_TOKENS_WORK=$WORK
 cat >"$WORK/tokens.py" <<'PYTHON'
 import bisect
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -613,6 +616,42 @@ def test_failover(primary, prev_max):
     return standby
 
 
+def test_upgrade(promoted):
+    """pg_upgrade starts the new cluster on timeline 1, whatever the old one was on; the
+    sequence, which pg_upgrade keeps, carries the timeline part, so tokens go on from the old
+    cluster's instead of going back to timeline 1's."""
+    section("pg_upgrade of the promoted server")
+    old_tli = int(promoted.q1("SELECT timeline_id FROM pg_control_checkpoint()"))
+    last = promoted.q1("SELECT pglocks_acquire_token('before-upgrade')")
+    note("last token before the upgrade %d (%s), timeline %d" % (last, split(last), old_tli))
+    check(old_tli >= 2, "the promoted server is on a timeline above 1 (%d)" % old_tli)
+    promoted.stop("fast")
+    new = Node("upgraded")
+    as_owner("initdb", "-D", new.data, "-A", "trust", "-U", "postgres", "-E", "UTF8",
+             "--no-locale", "--no-sync")
+    new.append_conf(["port = %d" % new.port, "unix_socket_directories = '%s'" % WORK,
+                     "shared_preload_libraries = 'pglocks'", "max_connections = 40"])
+    bindir = os.path.dirname(shutil.which("pg_ctl"))
+    cmd = ("pg_upgrade", "-b", bindir, "-B", bindir, "-d", promoted.data, "-D", new.data,
+           "-p", str(free_port()), "-P", str(free_port()), "-U", "postgres", "--link")
+    if os.getuid() == 0:
+        cmd = ("runuser", "-u", "postgres", "--") + cmd
+    # pg_upgrade writes its logs and sockets in its working directory.
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=WORK)
+    if r.returncode != 0:
+        raise RuntimeError("pg_upgrade failed: %s%s" % (r.stdout[-2000:], r.stderr[-2000:]))
+    new.start()
+    new.wait_ready()
+    new_tli = int(new.q1("SELECT timeline_id FROM pg_control_checkpoint()"))
+    after = take_tokens(new, 3, 20, "upgraded")
+    low = min(after) if after else 0
+    check(new_tli == 1, "the upgraded cluster starts on timeline 1 (%d)" % new_tli)
+    check(bool(after) and low > last,
+          "every token after the upgrade exceeds every token before it: lowest %d (%s) > %d (%s)"
+          % (low, split(low), last, split(last)))
+    new.stop("fast")
+
+
 # ------------------------------------------------------------------------------------------
 def main():
     t_all = time.monotonic()
@@ -656,8 +695,11 @@ def main():
     high = test_crash(primary, "pg_ctl stop -m immediate", high)
     timings.append(("crash: immediate", time.monotonic() - t))
     t = time.monotonic()
-    test_failover(primary, high)
+    promoted = test_failover(primary, high)
     timings.append(("failover", time.monotonic() - t))
+    t = time.monotonic()
+    test_upgrade(promoted)
+    timings.append(("pg_upgrade", time.monotonic() - t))
 
     print("\ntimings: " + ", ".join("%s %.1f s" % x for x in timings)
           + "; total %.1f s" % (time.monotonic() - t_all))
