@@ -75,5 +75,21 @@ BEGIN
 END $$;
 CALL detached_job_with_set();
 SELECT count(*) AS holds_left FROM pglocks_held();
+-- A refusal that needs no wait (session locks denied, reentrant => false on a lock held, a
+-- standby: TAP 003) comes before the commit: the caller's work is rolled back with it.
+TRUNCATE detached_log;
+SET pglocks.session_locks = deny;
+DO $$ DECLARE got boolean; BEGIN
+  INSERT INTO detached_log VALUES ('denied');
+  CALL pglocks_acquire_detached('job', acquired => got);
+END $$;
+RESET pglocks.session_locks;
+SELECT pglocks_acquire('job');
+DO $$ DECLARE got boolean; BEGIN
+  INSERT INTO detached_log VALUES ('not reentrant');
+  CALL pglocks_acquire_detached('job', false, NULL, got, false);
+END $$;
+SELECT count(*) AS rows_committed FROM detached_log;
+SELECT pglocks_release_all();
 DROP TABLE detached_log;
 DROP PROCEDURE detached_job, detached_job_in_block, detached_job_with_set;

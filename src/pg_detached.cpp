@@ -7,6 +7,7 @@
 // procedure, called on its own (a non-atomic CALL), commits the CALL's transaction first and
 // waits in a fresh one that takes no snapshot and writes nothing: the lock manager needs
 // neither. The hold is a session hold, as pglocks_acquire's default.
+#include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
 extern "C" {
@@ -45,6 +46,14 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
                                   "PL/pgSQL block with an EXCEPTION clause."),
                         errhint("CALL it on its own, outside BEGIN ... COMMIT and outside "
                                 "functions; inside a transaction use pglocks_acquire().")));
+
+    // What can refuse the lock without waiting is checked before the commit, so that a
+    // refusal leaves the caller's work uncommitted, rolled back with the error. (Nothing
+    // the checks read changes with the commit: a top-level CALL's transaction takes no
+    // hold before this.)
+    check_standby();
+    check_acquire_guards(req);
+    req.guards_checked = true;
 
     // The result's descriptor first (catalog access), in the CALL's memory, which outlives
     // the commit: once the lock is held, nothing may fail before the caller learns of it.
