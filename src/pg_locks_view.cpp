@@ -145,7 +145,8 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
                     }
                 }
             } else if (names_lookup(inst->pid, id, name, &name_len, &held_since)) {
-                have_since = granted;
+                // 0: a name kept after pglocks' hold ended; the lock, if held, is held again.
+                have_since = granted && held_since != 0;
                 if (!names_visible(&backends, backend)) name_len = -1;
             }
 

@@ -57,8 +57,12 @@ struct NamesShared {
 // Names of this backend's recent locks stay published after the lock is released, so that
 // taking the same name again costs one atomic store instead of a partition lock, an insert
 // and a delete. Only the owner ever removes its entries, so the pointer stays valid.
-// Direct-mapped and small: a handful of stale names per backend at most, and those go as
-// soon as the table runs short.
+// Direct-mapped and small: a handful of stale names per backend at most, and those go when
+// a backend that kept them finds the table has run short (at its next name). A backend
+// that stays idle never looks, so the names kept by all backends together are bounded to
+// half the table (keep_limit()): the other half is always there for names in use. A kept
+// entry's time is 0: the view shows no hold time for it (the lock may be held again, by
+// the core functions).
 constexpr int kLocalNames = 16;  // test/unit/lock_key_test.cpp has keys colliding here
 struct LocalName {
     LockId id;
@@ -67,6 +71,7 @@ struct LocalName {
 };
 LocalName g_local[kLocalNames];
 uint32 g_seen_pressure = 0;
+int g_kept_idle = 0;  // slots of g_local with an entry not in use
 
 int g_max_named_locks = 4096;
 bool g_share_names = true;
@@ -186,6 +191,14 @@ void remove_shared(const LockId& id) {
 
 LocalName& local_slot(const LockId& id) { return g_local[LockIdHash()(id) % kLocalNames]; }
 
+// How many names of locks no longer used a backend keeps: its share of half the table.
+int keep_limit() {
+    static int limit = -1;
+    if (limit < 0)
+        limit = std::min(kLocalNames, g_max_named_locks / (2 * std::max(MaxBackends, 1)));
+    return limit;
+}
+
 // Drops the kept names of locks this backend no longer uses.
 void drop_idle_names() {
     for (LocalName& l : g_local) {
@@ -194,6 +207,7 @@ void drop_idle_names() {
             l.entry = nullptr;
         }
     }
+    g_kept_idle = 0;
 }
 
 void follow_pressure() {
@@ -245,6 +259,7 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
     LocalName& slot = local_slot(id);
     if (slot.entry != nullptr && slot.id == id) {
         pg_atomic_write_u64(&slot.entry->since, static_cast<uint64>(since));
+        if (!slot.in_use) g_kept_idle--;
         slot.in_use = true;
         return true;
     }
@@ -280,7 +295,10 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
     if (e == nullptr) return false;
     // Keep it for next time, unless the slot names a lock in use.
     if (slot.entry == nullptr || !slot.in_use) {
-        if (slot.entry != nullptr) remove_shared(slot.id);
+        if (slot.entry != nullptr) {
+            remove_shared(slot.id);
+            g_kept_idle--;
+        }
         slot = LocalName{id, e, true};
     }
     return true;
@@ -290,9 +308,16 @@ void names_unpublish(const LockId& id) {
     if (!names_available()) return;
     LocalName& slot = local_slot(id);
     if (slot.entry != nullptr && slot.id == id) {
-        slot.in_use = false;  // kept published; dropped under pressure or at exit
-        follow_pressure();
-        return;
+        if (!slot.in_use) return;
+        if (g_kept_idle < keep_limit()) {
+            // Kept published; dropped under pressure or at exit.
+            pg_atomic_write_u64(&slot.entry->since, 0);
+            slot.in_use = false;
+            g_kept_idle++;
+            follow_pressure();
+            return;
+        }
+        slot.entry = nullptr;
     }
     remove_shared(id);
 }

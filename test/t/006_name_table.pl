@@ -2,7 +2,9 @@
 #  - filled to its limit and beyond, it takes no spare shared memory, and names that do not
 #    fit are shown by their numeric key;
 #  - waiters terminated in the lock queue leave no name behind, also when their keys
-#    collide in every per-backend cache pglocks has.
+#    collide in every per-backend cache pglocks has;
+#  - names kept by idle sessions leave room for names in use, and a kept name shows no
+#    hold time.
 use strict;
 use warnings;
 
@@ -50,7 +52,42 @@ is($big->safe_psql('postgres',
 is($big->safe_psql('postgres', $free_sql), $free0, 'free shared memory still unchanged');
 quit_session($_) for @fillers;
 
+###############################################################################
+note 'names kept by idle sessions after their locks ended leave room for names in use';
+# Each session keeps a few names of locks it released, for the next acquire of the same
+# name; a session that stays idle never gives them back. Together they are bounded to half
+# the table, so four idle sessions that took and released 40 names each (16 kept each would
+# fill the 64 entries) leave room for another session's 30 names.
+$big->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pglocks_locks');
+my @idle = map { session($big) } 1 .. 4;
+for my $i (0 .. 3)
+{
+	run_sql($idle[$i], "SELECT count(pglocks_acquire('idle:$i:' || g)) FROM generate_series(1, 40) g");
+	run_sql($idle[$i], 'SELECT pglocks_release_all()');
+}
+my $busy = session($big);
+run_sql($busy, q{SELECT count(pglocks_acquire('busy:' || g)) FROM generate_series(1, 30) g});
+is($big->safe_psql('postgres', sprintf($named, $busy->{pid})), '30/30',
+	'four idle sessions that kept names: all 30 names of a busy session are shown');
+quit_session($_) for @idle, $busy;
+
 $big->stop;
+
+###############################################################################
+note 'a kept name shows no hold time for a lock taken again by the core functions';
+my $kept = pglocks_node('kept');
+my $b = session($kept);
+run_sql($b, q{SELECT pglocks_acquire('job'), pglocks_release('job'),
+	pg_advisory_lock(pglocks_key('job'))});
+is($kept->safe_psql('postgres',
+		"SELECT key || ' ' || (held_since IS NULL) FROM pglocks_locks WHERE pid = $b->{pid}"),
+	'job true', 'the name is shown, the hold time is not (pglocks does not know it)');
+run_sql($b, q{SELECT pg_advisory_unlock_all(), pglocks_acquire('job')});
+is($kept->safe_psql('postgres',
+		"SELECT key || ' ' || (held_since IS NOT NULL) FROM pglocks_locks WHERE pid = $b->{pid}"),
+	'job true', 'taken again by pglocks: name and hold time');
+quit_session($b);
+$kept->stop;
 
 ###############################################################################
 note 'terminated waiters leave no name behind';
