@@ -7,6 +7,7 @@
 #include "pg_stats.hpp"
 
 extern "C" {
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 PGLOCKS_MODULE_MAGIC;
@@ -25,7 +26,11 @@ extern "C" void _PG_init(void) {
     pglocks::names_define_settings();
     pglocks::guards_define_settings();
     pglocks::stats_define_settings();
-    pglocks::compat::reserve_settings_prefix("pglocks");
+    // Only when preloaded, as the server-start settings are defined only then: a server
+    // that does not preload pglocks but names them in postgresql.conf would otherwise warn
+    // in every session that loads the library, and drop them.
+    if (process_shared_preload_libraries_in_progress)
+        pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
     pglocks::register_with_lock_callbacks();
     pglocks::names_init_preload();

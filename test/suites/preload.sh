@@ -35,11 +35,16 @@ run_case() { # DIR: session A holds three named locks; B takes one of its own an
 }
 
 # 1. Without the preload: everything works; other sessions' text keys are numeric.
-pglocks_own_start "$root/plain"
+pglocks_own_start "$root/plain" "pglocks.max_stats = 1000" "pglocks.max_named_locks = 100"
 expected_plain=$(psql -X -At -h "$root/plain" -p "$(sed -n 's/^port = //p' "$root/plain/data/postgresql.conf")" -U postgres -d postgres -c \
   "CREATE EXTENSION pglocks; SELECT string_agg(CASE WHEN k = 'mine' THEN k ELSE 'numeric' END, ',' ORDER BY pglocks_key(k)) FROM unnest(ARRAY['first','second','third','mine']) k" | tail -n 1)
 got=$(run_case "$root/plain")
 check "without shared_preload_libraries other sessions' keys are numeric" "$expected_plain" "$got"
+# 1a. The server-start settings named in postgresql.conf without the preload: no session
+#     that loads the library warns about them.
+pglocks_own_use "$root/plain"
+got=$(psql -X -At -c "SELECT pglocks_acquire('w'), pglocks_release('w')" -c "SHOW pglocks.max_stats" 2>&1 | tr '\n' ' ')
+check "without shared_preload_libraries, pglocks.max_stats in postgresql.conf: no warning" "t|t 1000 " "$got"
 # 1b. Counting semaphores without the preload: free slots and tries work; a call that would
 #     have to wait fails with 55000 and its hint, at once.
 pglocks_own_use "$root/plain"
