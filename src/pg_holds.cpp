@@ -219,7 +219,7 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     if (wait_start != 0 &&
         !(ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
           !(statement_timer && !get_timeout_active(STATEMENT_TIMEOUT))))
-        stats_count(*stats, StatsOutcome::Failed, stats_clock() - wait_start, 0);
+        stats_count(*stats, StatsOutcome::Failed, stats_elapsed(wait_start), 0);
     // Nothing of this session held the lock before the wait (the try would have succeeded),
     // so a lock held now was granted to the wait.
     const bool raced = held_by_me(tag, mode);
@@ -405,7 +405,7 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
         g_pending_named = named;
         const TimestampTz wait_start = stats_active() ? stats_clock() : 0;
         got = lm_wait(&tag, mode, req.timeout_ms, &req.key);
-        if (wait_start != 0) wait_us = stats_clock() - wait_start;
+        if (wait_start != 0) wait_us = stats_elapsed(wait_start);
         g_pending_named = false;
         if (!got && named) names_unpublish(id);
     }

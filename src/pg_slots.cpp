@@ -281,11 +281,12 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     }
     PG_END_TRY();
     if (failure != nullptr) {
-        stats_count(row, StatsOutcome::Failed, stats_clock() - start, 0);
+        stats_count(row, StatsOutcome::Failed, stats_elapsed(start), 0);
         ReThrowError(failure);
     }
     const TimestampTz end = stats_clock();
-    stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut, end - start, end);
+    stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut,
+                end > start ? end - start : 0, end);
     return slot;
 }
 

@@ -702,6 +702,13 @@ TimestampTz stats_clock() {
            ts.tv_nsec / 1000;
 }
 
+// A wall clock stepped back during a wait would make it negative, which stats_count reads as
+// "no wait": the wait would go uncounted and a timeout be counted as a failed try.
+int64 stats_elapsed(TimestampTz start) {
+    const int64 us = stats_clock() - start;
+    return us > 0 ? us : 0;
+}
+
 uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     if (!stats_active()) return 0;
     ensure_exit_hook();

@@ -26,6 +26,8 @@ uint32 stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, Times
 
 // The precise clock, as a timestamp (microseconds).
 TimestampTz stats_clock();
+// Microseconds from `start` (a stats_clock() reading) to now; 0 when the clock went back.
+int64 stats_elapsed(TimestampTz start);
 
 // Adds the times of ended holds that this backend has not yet added to their rows (a
 // release leaves them for the next count of the same row). Called at the end of every
