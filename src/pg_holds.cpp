@@ -52,6 +52,10 @@ LockId g_pending;
 bool g_has_pending = false;
 bool g_pending_named = false;
 bool g_in_wait = false;
+// The wait's internal subtransaction: its own abort is part of the wait; the abort of any
+// other (an error that escaped the wait's catch, ending an enclosing (sub)transaction) ends
+// the wait too, so g_in_wait cannot stay set past it.
+SubTransactionId g_wait_subid = InvalidSubTransactionId;
 
 // pglocks_with_lock calls of this transaction that kept their hold past the call (outside a
 // transaction block the hold ends with the statement's transaction). A cheap gate: the
@@ -185,6 +189,7 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
 
     BeginInternalSubTransaction(nullptr);
     g_in_wait = true;
+    g_wait_subid = GetCurrentSubTransactionId();
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
     {
@@ -216,6 +221,11 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     CurrentResourceOwner = caller_owner;
 
     if (granted) return true;
+    // Until a grant that raced the error is settled (given back, or marked and returned to
+    // be recorded): counting may write to the server log, whose interrupt check would
+    // otherwise raise a pending cancel here and leave a session lock nobody records. Resumed
+    // before every way out (ReThrowError does not reset the holdoff as ereport does).
+    HOLD_INTERRUPTS();
     if (wait_start != 0 &&
         !(ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
           !(statement_timer && !get_timeout_active(STATEMENT_TIMEOUT))))
@@ -227,14 +237,17 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
         if (statement_timer && !get_timeout_active(STATEMENT_TIMEOUT)) {
             if (raced) LockRelease(tag, mode, true);
             FreeErrorData(failure);
+            RESUME_INTERRUPTS();
             ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
                             errmsg("canceling statement due to statement timeout")));
         }
         FreeErrorData(failure);
         if (raced) mark_ours(tag, mode);
+        RESUME_INTERRUPTS();
         return raced;
     }
     if (raced) LockRelease(tag, mode, true);
+    RESUME_INTERRUPTS();
     ReThrowError(failure);  // the abort ends the pending acquire (drop_pending)
 }
 
@@ -303,6 +316,7 @@ void xact_callback(XactEvent event, void*) {
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
             g_kept_call_holds = 0;
+            g_in_wait = false;
             drop_pending();
             g_registry.end_transaction_holds(0, lm_held, lm_release);
             slots_at_abort(InvalidSubTransactionId);
@@ -318,6 +332,8 @@ void xact_callback(XactEvent event, void*) {
             stats_flush();
             break;
         case XACT_EVENT_PRE_PREPARE:
+            // Holds released behind pglocks' back (pg_advisory_unlock_all) do not count.
+            if (g_registry.has_transaction_holds()) g_registry.reconcile(lm_held);
             if (g_registry.has_transaction_holds())
                 ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                                 errmsg("cannot PREPARE a transaction that holds pglocks "
@@ -331,6 +347,7 @@ void xact_callback(XactEvent event, void*) {
 
 void subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransactionId, void*) {
     if (event == SUBXACT_EVENT_ABORT_SUB) {
+        if (my_subid != g_wait_subid) g_in_wait = false;
         drop_pending();
         g_registry.end_transaction_holds(static_cast<uint32_t>(my_subid), lm_held, lm_release);
         slots_at_abort(my_subid);
@@ -419,15 +436,20 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
                         wait_us, 0);
         return 0;
     }
+    // Granted: no interrupt until the hold is recorded (counting may write to the server
+    // log, whose interrupt check would raise a pending cancel with the lock unrecorded).
+    HOLD_INTERRUPTS();
     const TimestampTz now = hold_time();
     const uint32 row = stats_count(req.key, StatsOutcome::Acquired, wait_us, now);
     const uint64_t hold_id = record_hold(entry, req, now, row);
     if (hold_id == 0) {
         LockRelease(&tag, mode, true);
         g_registry.drop_if_empty(id);
+        RESUME_INTERRUPTS();
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                         errmsg("pglocks could not record a hold it had reserved room for")));
     }
+    RESUME_INTERRUPTS();
     if (publish_name(req, now)) g_registry.mark_published(id);
     return hold_id;
 }
