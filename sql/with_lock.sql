@@ -114,8 +114,7 @@ DROP ROLE pglocks_plain_role;
 
 -- Outside a transaction block pglocks_with_lock keeps each lock until the statement's
 -- transaction ends: a loop over many keys in one statement fills the lock table, and the
--- hint says why and what to do. Nothing stays held afterwards. (A PL/pgSQL block with an
--- EXCEPTION clause runs in a subtransaction, where each lock ends with its call.)
+-- hint says why and what to do. Nothing stays held afterwards.
 DO $$
 BEGIN
   FOR i IN 1..100000 LOOP
@@ -134,17 +133,30 @@ BEGIN
 END $$;
 SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
 COMMIT;
--- A PL/pgSQL block with an EXCEPTION clause runs in a subtransaction: there too.
-DO $$
+-- A PL/pgSQL block with an EXCEPTION clause runs in a subtransaction of the statement's
+-- transaction, which commits only when the statement ends: outside a block the client
+-- opened, each lock is kept until then; inside one, it ends with its call.
+CREATE FUNCTION pg_temp.with_lock_loop() RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
-  FOR i IN 1..20000 LOOP
-    PERFORM pglocks_with_lock('many:' || i, 'SELECT 1');
-  END LOOP;
-  RAISE NOTICE 'advisory locks held: %', (SELECT count(*) FROM pg_locks
-    WHERE locktype = 'advisory' AND pid = pg_backend_pid());
-EXCEPTION WHEN division_by_zero THEN
-  NULL;
+  BEGIN
+    FOR i IN 1..100 LOOP
+      PERFORM pglocks_with_lock('many:' || i, 'SELECT 1');
+    END LOOP;
+    RETURN (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid());
+  EXCEPTION WHEN division_by_zero THEN
+    RETURN -1;
+  END;
 END $$;
+SELECT pg_temp.with_lock_loop() AS kept_in_subtransaction;
+BEGIN;
+SELECT pg_temp.with_lock_loop() AS kept_in_subtransaction_of_block;
+COMMIT;
+-- Statements sent in one query string run in one transaction, committed after the last:
+-- the lock is kept until then. A block opened in the string is one the client opened.
+DO $$ BEGIN PERFORM pglocks_with_lock('one-string', 'SELECT 1'); END $$ \; SELECT count(*) AS kept_in_query_string FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT count(*) AS after_query_string FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+BEGIN \; DO $$ BEGIN PERFORM pglocks_with_lock('one-string', 'SELECT 1'); END $$ \; SELECT count(*) AS block_opened_in_string FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+COMMIT;
 -- Without pending pglocks_with_lock holds, a full lock table keeps the server's hint
 -- (quotes left out: PostgreSQL 17 quotes the setting's name).
 DO $$

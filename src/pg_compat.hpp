@@ -12,6 +12,7 @@ extern "C" {
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "storage/lockdefs.h"
+#include "tcop/utility.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -37,6 +38,23 @@ extern "C" {
 #define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pglocks", .version = PGLOCKS_VERSION)
 #else
 #define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+// A ProcessUtility_hook's parameters, and the arguments that pass them on (14 added
+// readOnlyTree).
+#if PG_VERSION_NUM >= 140000
+#define PGLOCKS_UTILITY_PARAMS                                                               \
+    PlannedStmt *pstmt, const char *query_string, bool read_only_tree,                       \
+        ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env,    \
+        DestReceiver *dest, QueryCompletion *qc
+#define PGLOCKS_UTILITY_ARGS \
+    pstmt, query_string, read_only_tree, context, params, query_env, dest, qc
+#else
+#define PGLOCKS_UTILITY_PARAMS                                                               \
+    PlannedStmt *pstmt, const char *query_string, ProcessUtilityContext context,             \
+        ParamListInfo params, QueryEnvironment *query_env, DestReceiver *dest,               \
+        QueryCompletion *qc
+#define PGLOCKS_UTILITY_ARGS pstmt, query_string, context, params, query_env, dest, qc
 #endif
 
 struct LOCKTAG;

@@ -142,9 +142,37 @@ void end_plan_uses_from(SubTransactionId from) {
         end_plan_use();
 }
 
+// Whether this transaction is a block the client opened with BEGIN or START TRANSACTION, as
+// the utility hook saw it. IsTransactionBlock() cannot tell: it is true as well in an
+// implicit block (several statements sent in one query string, committed together after
+// the last) and in any subtransaction (a PL/pgSQL block with an EXCEPTION clause), whose
+// top-level transaction may be an autocommit statement's. Unknown counts as no: a library
+// loaded inside a block (without the preload) did not see its BEGIN, and a chained
+// transaction (COMMIT AND CHAIN) has none; there the lock is kept until commit, which is
+// never less safe.
+bool g_explicit_block = false;
+ProcessUtility_hook_type g_prev_utility = nullptr;
+
+void utility_hook(PGLOCKS_UTILITY_PARAMS) {
+    // Plain data only in this frame: the statement may raise an error through it.
+    const Node* tree = pstmt->utilityStmt;
+    if (g_prev_utility != nullptr)
+        g_prev_utility(PGLOCKS_UTILITY_ARGS);
+    else
+        standard_ProcessUtility(PGLOCKS_UTILITY_ARGS);
+    if (tree != nullptr && IsA(tree, TransactionStmt)) {
+        const auto* stmt = reinterpret_cast<const TransactionStmt*>(tree);
+        if ((stmt->kind == TRANS_STMT_BEGIN || stmt->kind == TRANS_STMT_START) &&
+            IsTransactionBlock())
+            g_explicit_block = true;
+    }
+}
+
 void plan_xact_callback(XactEvent event, void*) {
     if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
         end_plan_uses_from(InvalidSubTransactionId);
+    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
+        g_explicit_block = false;
 }
 
 void plan_subxact_callback(SubXactEvent event, SubTransactionId my_subid, SubTransactionId, void*) {
@@ -308,12 +336,14 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key, bool has_param
                         errmsg("pglocks_with_lock could not run its command: %s",
                                SPI_result_code_string(rc))));
     SPI_finish();
-    // Outside a transaction block the statement's transaction commits right after this
-    // call; releasing before that commit would let the next holder read what the command
-    // read, not what it wrote. The hold then ends from the commit callback instead, as a
-    // lock/work/unlock sequence in autocommit mode would. In a transaction block the caller
-    // chose when to commit, and the lock ends with the call, as documented.
-    if (IsTransactionBlock())
+    // Outside a transaction block the client opened, the transaction commits when the
+    // statement (or the query string, or the enclosing autocommit statement of a
+    // subtransaction) ends, not before; releasing before that commit would let the next
+    // holder read what the command read, not what it wrote. The hold then ends from the
+    // commit callback instead, as a lock/work/unlock sequence in autocommit mode would. In a
+    // block the client opened, it chose when to commit, and the lock ends with the call, as
+    // documented.
+    if (g_explicit_block && IsTransactionBlock())
         release_hold(req.key.id, hold);
     else
         note_kept_call_hold();
@@ -329,6 +359,8 @@ namespace pglocks {
 void register_with_lock_callbacks() {
     RegisterXactCallback(plan_xact_callback, nullptr);
     RegisterSubXactCallback(plan_subxact_callback, nullptr);
+    g_prev_utility = ProcessUtility_hook;
+    ProcessUtility_hook = utility_hook;
 }
 }  // namespace pglocks
 
