@@ -75,8 +75,11 @@ BEGIN
 END $$;
 CALL detached_job_with_set();
 SELECT count(*) AS holds_left FROM pglocks_held();
--- A refusal that needs no wait (session locks denied, reentrant => false on a lock held, a
--- standby: TAP 003) comes before the commit: the caller's work is rolled back with it.
+-- A refusal whatever is held (session locks denied, a standby: TAP 003) comes before the
+-- commit: the caller's work is rolled back with it. reentrant => false comes after it, as
+-- the commit ends the transaction-scope holds of the caller's transaction: a lock held
+-- only by them is free for the wait, one held for the session is refused (the caller's
+-- work committed).
 TRUNCATE detached_log;
 SET pglocks.session_locks = deny;
 DO $$ DECLARE got boolean; BEGIN
@@ -84,6 +87,15 @@ DO $$ DECLARE got boolean; BEGIN
   CALL pglocks_acquire_detached('job', acquired => got);
 END $$;
 RESET pglocks.session_locks;
+DO $$ DECLARE got boolean; BEGIN
+  PERFORM pglocks_acquire('job', scope => 'transaction');
+  CALL pglocks_acquire_detached('job', false, NULL, got, false);
+  INSERT INTO detached_log VALUES ('held by the transaction only: ' || got);
+END $$;
+SELECT what FROM detached_log;
+SELECT key, scope, holds FROM pglocks_held();
+SELECT pglocks_release_all();
+TRUNCATE detached_log;
 SELECT pglocks_acquire('job');
 DO $$ DECLARE got boolean; BEGIN
   INSERT INTO detached_log VALUES ('not reentrant');

@@ -47,13 +47,14 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
                         errhint("CALL it on its own, outside BEGIN ... COMMIT and outside "
                                 "functions; inside a transaction use pglocks_acquire().")));
 
-    // What can refuse the lock without waiting is checked before the commit, so that a
-    // refusal leaves the caller's work uncommitted, rolled back with the error. (Nothing
-    // the checks read changes with the commit: a top-level CALL's transaction takes no
-    // hold before this.)
+    // A standby and pglocks.session_locks = deny refuse the lock whatever is held: checked
+    // before the commit, so that the refusal leaves the caller's work uncommitted, rolled
+    // back with the error. reentrant => false is checked after it, by the acquire: the
+    // commit ends the transaction-scope holds the caller's block may have taken before.
     check_standby();
-    check_acquire_guards(req);
-    req.guards_checked = true;
+    AcquireRequest before_commit = req;
+    before_commit.reentrant = true;
+    check_acquire_guards(before_commit);
 
     // The result's descriptor first (catalog access), in the CALL's memory, which outlives
     // the commit: once the lock is held, nothing may fail before the caller learns of it.

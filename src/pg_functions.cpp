@@ -154,18 +154,19 @@ bool g_explicit_block = false;
 ProcessUtility_hook_type g_prev_utility = nullptr;
 
 void utility_hook(PGLOCKS_UTILITY_PARAMS) {
-    // Plain data only in this frame: the statement may raise an error through it.
+    // Plain data only in this frame: the statement may raise an error through it. The tree
+    // is read before the statement runs: a transaction statement may free it.
     const Node* tree = pstmt->utilityStmt;
+    bool begins = false;
+    if (tree != nullptr && IsA(tree, TransactionStmt)) {
+        const auto* stmt = reinterpret_cast<const TransactionStmt*>(tree);
+        begins = stmt->kind == TRANS_STMT_BEGIN || stmt->kind == TRANS_STMT_START;
+    }
     if (g_prev_utility != nullptr)
         g_prev_utility(PGLOCKS_UTILITY_ARGS);
     else
         standard_ProcessUtility(PGLOCKS_UTILITY_ARGS);
-    if (tree != nullptr && IsA(tree, TransactionStmt)) {
-        const auto* stmt = reinterpret_cast<const TransactionStmt*>(tree);
-        if ((stmt->kind == TRANS_STMT_BEGIN || stmt->kind == TRANS_STMT_START) &&
-            IsTransactionBlock())
-            g_explicit_block = true;
-    }
+    if (begins && IsTransactionBlock()) g_explicit_block = true;
 }
 
 void plan_xact_callback(XactEvent event, void*) {

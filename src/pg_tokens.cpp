@@ -1,11 +1,12 @@
 // Fencing tokens: pglocks_acquire_token() and pglocks_token(). A token is the value
-// nextval(pglocks_token_seq) returns, and its top bits (from bit 48 up) are never below the
-// timeline the server issues it on: a draw that finds the sequence below (timeline << 48)
-// moves it there first, keeping the 48 low bits. So the timeline grows with every promotion,
-// and tokens issued after a failover to a physical standby exceed every token of the old
-// primary even when the standby had not replayed its last sequence records; and since the
-// sequence carries the whole token, a cluster whose timeline starts at 1 again (pg_upgrade, a
-// restore into a new cluster) goes on from the tokens issued before instead of going back.
+// nextval(pglocks_token_seq) returns, and its top bits (from bit 48 up, its part) are never
+// below the timeline the server issues it on: a draw that finds the sequence below
+// (timeline << 48) moves it there first, keeping the 48 low bits, and the first draw on a new
+// timeline moves the part one above what it was (draw_token). So tokens issued after a
+// failover to a physical standby exceed every token of the old primary even when the standby
+// had not replayed its last sequence records; and since the sequence carries the whole
+// token, a cluster whose timeline starts at 1 again (pg_upgrade, a restore into a new
+// cluster) goes on from the tokens issued before instead of going back.
 // (1.1 libraries issued (timeline << 40) + the sequence's value, below 2^40.)
 // The sequence is the extension's own. A fresh one (CREATE EXTENSION, also after DROP
 // EXTENSION) starts at half the WAL insert position (pglocks_token_floor(), called by the
@@ -20,11 +21,11 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/timeline.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "storage/bufmgr.h"
@@ -103,39 +104,110 @@ void check_can_issue() {
                         errmsg("cannot issue pglocks fencing tokens in a read-only transaction")));
 }
 
-// setval, which checks the caller's UPDATE privilege on the sequence, which nobody is
-// granted: run as the bootstrap superuser, for that call only (an error in it ends with the
-// (sub)transaction's abort, which restores the user).
-void move_sequence(Oid seq, int64 value) {
+// setval and pg_sequence_last_value check the caller's privileges on the sequence, which
+// nobody is granted: they run as the sequence's owner, who has them, for that call only (an
+// error in it ends with the (sub)transaction's abort, which restores the user).
+struct AsOwner {
     Oid user = InvalidOid;
     int sec_context = 0;
-    GetUserIdAndSecContext(&user, &sec_context);
-    SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-                           sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    (void)DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq), Int64GetDatum(value),
-                              BoolGetDatum(true));
-    SetUserIdAndSecContext(user, sec_context);
+};
+
+AsOwner become_owner(Oid seq) {
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(seq));
+    if (!HeapTupleIsValid(tuple)) elog(ERROR, "cache lookup failed for relation %u", seq);
+    const Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+    ReleaseSysCache(tuple);
+    AsOwner saved;
+    GetUserIdAndSecContext(&saved.user, &saved.sec_context);
+    SetUserIdAndSecContext(owner, saved.sec_context | SECURITY_LOCAL_USERID_CHANGE |
+                                      SECURITY_RESTRICTED_OPERATION);
+    return saved;
 }
 
-// The next value of the sequence at or above `floor`. Below it (the first draw on a new
-// timeline, or the first after an update from a layout that kept the timeline out of the
-// sequence), the sequence is moved to floor + its 48 low bits (and a margin, from the older
-// layout), by one backend at a time:
-// every backend that drew a value below floor meanwhile waits for the move and draws again,
-// so no value below floor is handed out once one at or above it was, and the move never
-// takes the sequence back past a value another backend drew.
-int64 draw_at_or_above(Oid seq, int64 floor) {
-    int64 value = nextval_internal(seq, false);
-    if (value >= floor) return value;
+void move_sequence(Oid seq, int64 value) {
+    const AsOwner saved = become_owner(seq);
+    (void)DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq), Int64GetDatum(value),
+                              BoolGetDatum(true));
+    SetUserIdAndSecContext(saved.user, saved.sec_context);
+}
+
+// The value the sequence gave last; 0 when it has given none.
+int64 sequence_last_value(Oid seq) {
+    const AsOwner saved = become_owner(seq);
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = ObjectIdGetDatum(seq);
+    fcinfo->args[0].isnull = false;
+    const Datum last = pg_sequence_last_value(fcinfo);
+    SetUserIdAndSecContext(saved.user, saved.sec_context);
+    return fcinfo->isnull ? 0 : DatumGetInt64(last);
+}
+
+// The LSN of the sequence's page: of the last WAL record that changed it.
+XLogRecPtr sequence_lsn(Oid seq) {
+    Relation rel = relation_open(seq, AccessShareLock);
+    Buffer buf = ReadBuffer(rel, 0);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    const XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
+    UnlockReleaseBuffer(buf);
+    relation_close(rel, AccessShareLock);
+    return lsn;
+}
+
+// Where the timeline began (its switch point in the history; 0 for timeline 1, or when the
+// history file is gone), read once per backend and timeline.
+XLogRecPtr timeline_begin(TimeLineID tli) {
+    static TimeLineID cached_tli = 0;
+    static XLogRecPtr cached_begin = InvalidXLogRecPtr;
+    if (tli == cached_tli) return cached_begin;
+    XLogRecPtr begin = InvalidXLogRecPtr;
+    List* history = readTimeLineHistory(tli);
+    ListCell* lc;
+    foreach (lc, history) {
+        const auto* entry = static_cast<const TimeLineHistoryEntry*>(lfirst(lc));
+        if (entry->tli == tli) begin = entry->begin;
+    }
+    list_free_deep(history);
+    cached_tli = tli;
+    cached_begin = begin;
+    return begin;
+}
+
+// The next token, of 1.2's layout. Two moves of the sequence keep it above every token
+// issued before, each made by one backend at a time under an object lock on the sequence:
+//  - the first draw on a timeline (the sequence's page last changed before the timeline
+//    began: a promotion) moves the sequence's bits from 48 up one above what they were,
+//    and at least to the timeline; a server promoted after pg_upgrade or a restore, whose
+//    timeline restarted at 1 while the sequence kept its part, moves past it too. It moves
+//    before it draws: a backend that reads the page's LSN as of this timeline draws after
+//    the move.
+//  - a value below (timeline << 48) (a fresh sequence, or one of a layout that kept the
+//    timeline out of it) moves up to it, keeping its 48 low bits; every backend that drew
+//    such a value meanwhile waits for the move and draws again, so none is handed out once
+//    one at or above it was, and the move never takes the sequence back past a value another
+//    backend drew.
+int64 draw_token(Oid seq, TimeLineID tli) {
+    const int64 floor = static_cast<int64>(static_cast<uint64>(tli) << kSequenceBits);
+    const int64 low_mask = (INT64CONST(1) << kSequenceBits) - 1;
+    const XLogRecPtr begin = timeline_begin(tli);
+    if (begin == InvalidXLogRecPtr || sequence_lsn(seq) >= begin) {
+        const int64 value = nextval_internal(seq, false);
+        if (value >= floor) return value;
+    }
     LockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
-    value = nextval_internal(seq, false);
+    if (begin != InvalidXLogRecPtr && sequence_lsn(seq) < begin) {
+        const int64 last = sequence_last_value(seq);
+        const int64 part = std::max<int64>((last >> kSequenceBits) + 1, static_cast<int64>(tli));
+        move_sequence(seq, (part << kSequenceBits) + (last & low_mask) +
+                               (last >> kSequenceBits == 0 ? kLayoutMargin : 0));
+    }
+    int64 value = nextval_internal(seq, false);
     if (value < floor) {
-        const int64 low = value & ((INT64CONST(1) << kSequenceBits) - 1);
         // A value without any timeline part is of the layout of 1.2 builds before this one,
         // whose backends may still be drawing (their tokens: (timeline << 48) + value) until
         // the move, after which they refuse to: a margin above the value puts this token
         // above theirs drawn in the instant before the move.
-        value = floor + low + (value >> kSequenceBits == 0 ? kLayoutMargin : 0);
+        value = floor + (value & low_mask) + (value >> kSequenceBits == 0 ? kLayoutMargin : 0);
         move_sequence(seq, value);
     }
     UnlockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
@@ -158,7 +230,7 @@ int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
     // nobody can move the sequence back.
     int64 value = 0;
     if (sequence_bits == kSequenceBits) {
-        value = draw_at_or_above(seq, static_cast<int64>(tli << kSequenceBits));
+        value = draw_token(seq, static_cast<TimeLineID>(tli));
     } else {
         // 1.1's layout: the value below 2^40, the timeline above.
         value = nextval_internal(seq, false);
@@ -172,13 +244,7 @@ int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
     }
     // The WAL record covering this value may be another backend's, not yet flushed: flush
     // up to the sequence page's LSN, a no-op when it is already on disk.
-    Relation rel = relation_open(seq, AccessShareLock);
-    Buffer buf = ReadBuffer(rel, 0);
-    LockBuffer(buf, BUFFER_LOCK_SHARE);
-    const XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
-    UnlockReleaseBuffer(buf);
-    relation_close(rel, AccessShareLock);
-    XLogFlush(lsn);
+    XLogFlush(sequence_lsn(seq));
     return static_cast<int64_t>(value);
 }
 

@@ -15,7 +15,8 @@
 #      pglocks.allow_on_standby = on); after the standby misses the primary's last
 #      sequence WAL and is promoted, its tokens exceed every token of the old primary
 #   5. pg_upgrade of the promoted server (timeline 2) into a new cluster, which starts on
-#      timeline 1: its tokens exceed every token of the old cluster
+#      timeline 1: its tokens exceed every token of the old cluster, and after its own
+#      promotion (to timeline 2, below its sequence's part) every token before it
 # Prints what each check saw; exits non-zero when one fails.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -649,6 +650,21 @@ def test_upgrade(promoted):
     check(bool(after) and low > last,
           "every token after the upgrade exceeds every token before it: lowest %d (%s) > %d (%s)"
           % (low, split(low), last, split(last)))
+    # Its sequence's part (2) is above its timeline (1). A promotion must still move the
+    # sequence (a standby may have missed its last records): one above the part it had,
+    # whatever the new timeline's number. Promoted in place: a standby of itself.
+    high = max(after)
+    new.stop("fast")
+    as_owner("touch", os.path.join(new.data, "standby.signal"))
+    new.start()
+    as_owner("pg_ctl", "-D", new.data, "-w", "-t", "60", "promote")
+    wait_until("the upgraded server is promoted", lambda: not new.q1("SELECT pg_is_in_recovery()"), 30)
+    tli = int(new.q1("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
+    again = take_tokens(new, 3, 20, "promoted after upgrade")
+    low = min(again) if again else 0
+    check(tli == 2 and bool(again) and low > high and low >> SEQ_BITS == (high >> SEQ_BITS) + 1,
+          "promoted after the upgrade (timeline %d): every token exceeds the ones before, one part "
+          "higher: lowest %d (%s) > %d (%s)" % (tli, low, split(low), high, split(high)))
     new.stop("fast")
 
 
