@@ -189,15 +189,35 @@ XLogRecPtr timeline_begin(TimeLineID tli) {
 int64 draw_token(Oid seq, TimeLineID tli) {
     const int64 floor = static_cast<int64>(static_cast<uint64>(tli) << kSequenceBits);
     const int64 low_mask = (INT64CONST(1) << kSequenceBits) - 1;
+    // A record replayed last before the promotion ends exactly where the timeline begins;
+    // any record written on the timeline ends after it.
     const XLogRecPtr begin = timeline_begin(tli);
-    if (begin == InvalidXLogRecPtr || sequence_lsn(seq) >= begin) {
+    if (begin == InvalidXLogRecPtr || sequence_lsn(seq) > begin) {
         const int64 value = nextval_internal(seq, false);
         if (value >= floor) return value;
     }
     LockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
-    if (begin != InvalidXLogRecPtr && sequence_lsn(seq) < begin) {
+    const XLogRecPtr lsn = sequence_lsn(seq);
+    if (begin != InvalidXLogRecPtr && lsn <= begin) {
         const int64 last = sequence_last_value(seq);
-        const int64 part = std::max<int64>((last >> kSequenceBits) + 1, static_cast<int64>(tli));
+        if (last <= 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("pglocks cannot issue fencing tokens on this timeline"),
+                     errdetail("%s has no last value to move past (it was restarted).",
+                               kSequenceName)));
+        // The part grows by as many timelines as the server went through since the page
+        // last changed, so that it stays ahead of the timeline by what it was: a server
+        // promoted after another promotion it missed the move of gets a part above that
+        // one's too (after pg_upgrade the part may be above the timeline).
+        TimeLineID page_tli = tli - 1;
+        if (lsn > 0) {
+            List* history = readTimeLineHistory(tli);
+            page_tli = tliOfPointInHistory(lsn - 1, history);
+            list_free_deep(history);
+        }
+        const int64 steps = tli > page_tli ? static_cast<int64>(tli - page_tli) : 1;
+        const int64 part = std::max<int64>((last >> kSequenceBits) + steps, static_cast<int64>(tli));
         move_sequence(seq, (part << kSequenceBits) + (last & low_mask) +
                                (last >> kSequenceBits == 0 ? kLayoutMargin : 0));
     }
