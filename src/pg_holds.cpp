@@ -70,17 +70,21 @@ void kept_holds_hint(void*) {
     const int code = geterrcode();
     if (code != ERRCODE_T_R_DEADLOCK_DETECTED && code != ERRCODE_OUT_OF_MEMORY) return;
     if (!has_call_holds()) return;
+    // Said of where the holds are kept, not of IsTransactionBlock(): a block the client
+    // opened before the library was loaded, an implicit block and a chained transaction
+    // keep them too (g_explicit_block in pg_functions.cpp).
     if (code == ERRCODE_T_R_DEADLOCK_DETECTED)
-        errhint("See server log for query details. Outside a transaction block, "
-                "pglocks_with_lock keeps every lock it took until the statement's "
+        errhint("See server log for query details. Unless pglocks saw the client open the "
+                "transaction with BEGIN, pglocks_with_lock keeps every lock it took until the "
                 "transaction ends, so a statement that calls it for several locks holds them "
                 "all: take them in one order (pglocks_acquire_all), or call pglocks_with_lock "
                 "inside BEGIN ... COMMIT, where each lock ends with its call.");
     else
-        errhint("You might need to increase max_locks_per_transaction. Outside a transaction "
-                "block, pglocks_with_lock keeps every lock it took until the statement's "
-                "transaction ends: run a loop over many keys inside BEGIN ... COMMIT, where "
-                "each lock ends with its call, or one statement per key.");
+        errhint("You might need to increase max_locks_per_transaction. Unless pglocks saw "
+                "the client open the transaction with BEGIN, pglocks_with_lock keeps every "
+                "lock it took until the transaction ends: run a loop over many keys inside "
+                "BEGIN ... COMMIT, where each lock ends with its call, or one statement per "
+                "key.");
 }
 
 void drop_pending() {

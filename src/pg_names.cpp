@@ -71,7 +71,6 @@ struct LocalName {
 };
 LocalName g_local[kLocalNames];
 uint32 g_seen_pressure = 0;
-int g_kept_idle = 0;  // slots of g_local with an entry not in use
 
 int g_max_named_locks = 4096;
 bool g_share_names = true;
@@ -207,7 +206,13 @@ void drop_idle_names() {
             l.entry = nullptr;
         }
     }
-    g_kept_idle = 0;
+}
+
+// Slots of g_local naming a lock this backend no longer uses.
+int kept_idle() {
+    int n = 0;
+    for (const LocalName& l : g_local) n += l.entry != nullptr && !l.in_use;
+    return n;
 }
 
 void follow_pressure() {
@@ -259,7 +264,6 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
     LocalName& slot = local_slot(id);
     if (slot.entry != nullptr && slot.id == id) {
         pg_atomic_write_u64(&slot.entry->since, static_cast<uint64>(since));
-        if (!slot.in_use) g_kept_idle--;
         slot.in_use = true;
         return true;
     }
@@ -295,10 +299,7 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
     if (e == nullptr) return false;
     // Keep it for next time, unless the slot names a lock in use.
     if (slot.entry == nullptr || !slot.in_use) {
-        if (slot.entry != nullptr) {
-            remove_shared(slot.id);
-            g_kept_idle--;
-        }
+        if (slot.entry != nullptr) remove_shared(slot.id);
         slot = LocalName{id, e, true};
     }
     return true;
@@ -309,11 +310,10 @@ void names_unpublish(const LockId& id) {
     LocalName& slot = local_slot(id);
     if (slot.entry != nullptr && slot.id == id) {
         if (!slot.in_use) return;
-        if (g_kept_idle < keep_limit()) {
+        if (kept_idle() < keep_limit()) {
             // Kept published; dropped under pressure or at exit.
             pg_atomic_write_u64(&slot.entry->since, 0);
             slot.in_use = false;
-            g_kept_idle++;
             follow_pressure();
             return;
         }

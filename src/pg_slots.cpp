@@ -286,7 +286,7 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     }
     const TimestampTz end = stats_clock();
     stats_count(row, slot >= 0 ? StatsOutcome::Acquired : StatsOutcome::TimedOut,
-                end > start ? end - start : 0, end);
+                stats_elapsed(start, end), end);
     return slot;
 }
 

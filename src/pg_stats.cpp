@@ -638,8 +638,7 @@ void apply(StatsEntry* e, const KeyArg& arg, StatsOutcome outcome, int64 wait_us
 void hold_ended(const LockId& id, const Hold& h) {
     if (g_table == nullptr || h.owner == InvalidOid || h.stats_row == 0) return;
     const StatsKey key = make_key(h.owner, id);
-    double held_ms = static_cast<double>(stats_clock() - h.acquired_at) / 1000.0;
-    if (held_ms < 0) held_ms = 0;  // the clock went back
+    const double held_ms = static_cast<double>(stats_elapsed(h.acquired_at)) / 1000.0;
     if (g_pending_holds.any && (g_pending_holds.serial != h.stats_row ||
                                 memcmp(&g_pending_holds.key, &key, sizeof(key)) != 0))
         flush_pending();
@@ -704,10 +703,9 @@ TimestampTz stats_clock() {
 
 // A wall clock stepped back during a wait would make it negative, which stats_count reads as
 // "no wait": the wait would go uncounted and a timeout be counted as a failed try.
-int64 stats_elapsed(TimestampTz start) {
-    const int64 us = stats_clock() - start;
-    return us > 0 ? us : 0;
-}
+int64 stats_elapsed(TimestampTz start, TimestampTz end) { return end > start ? end - start : 0; }
+
+int64 stats_elapsed(TimestampTz start) { return stats_elapsed(start, stats_clock()); }
 
 uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     if (!stats_active()) return 0;

@@ -26,8 +26,10 @@ uint32 stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, Times
 
 // The precise clock, as a timestamp (microseconds).
 TimestampTz stats_clock();
-// Microseconds from `start` (a stats_clock() reading) to now; 0 when the clock went back.
+// Microseconds from `start` (a stats_clock() reading) to now, or to `end`; 0 when the clock
+// went back.
 int64 stats_elapsed(TimestampTz start);
+int64 stats_elapsed(TimestampTz start, TimestampTz end);
 
 // Adds the times of ended holds that this backend has not yet added to their rows (a
 // release leaves them for the next count of the same row). Called at the end of every

@@ -191,9 +191,19 @@ int64 draw_token(Oid seq, TimeLineID tli) {
     const int64 low_mask = (INT64CONST(1) << kSequenceBits) - 1;
     // A record replayed last before the promotion ends exactly where the timeline begins;
     // any record written on the timeline ends after it.
+    // Once this backend has seen the page changed on this timeline, it stays so: the page's
+    // LSN only grows on a timeline (a new relfilenode of the sequence starts at a record of
+    // its own), and a re-created sequence is another relation.
+    static Oid past_seq = InvalidOid;
+    static TimeLineID past_tli = 0;
     const XLogRecPtr begin = timeline_begin(tli);
-    if (begin == InvalidXLogRecPtr || sequence_lsn(seq) > begin) {
+    if (begin == InvalidXLogRecPtr || (seq == past_seq && tli == past_tli) ||
+        sequence_lsn(seq) > begin) {
         const int64 value = nextval_internal(seq, false);
+        if (begin != InvalidXLogRecPtr) {
+            past_seq = seq;
+            past_tli = tli;
+        }
         if (value >= floor) return value;
     }
     LockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
