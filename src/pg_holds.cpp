@@ -163,9 +163,13 @@ bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
 // Waits in the lock queue. timeout_ms < 0: no limit of ours (the user's lock_timeout still
 // applies and raises its error). Returns whether the lock is held.
 //
-// Our timeout is lock_timeout, set through the settings machinery with GUC_ACTION_SAVE
-// inside the internal subtransaction, so that the subtransaction's end (commit or abort)
-// restores the user's value and SHOW lock_timeout never disagrees with the variable.
+// Our timeout is the lock-timeout timer the server arms in the wait from the LockTimeout
+// variable: set for the lock-manager call alone, inside the PG_TRY, and given the user's
+// value back first thing on every way out of it (the grant, the catch), so no statement
+// ever runs with it (SHOW lock_timeout never disagrees with the variable). Not through
+// set_config_option with GUC_ACTION_SAVE: up to PostgreSQL 15 the subtransaction's end then
+// walks every setting of the server (AtEOXact_GUC), some 3.5 µs between the grant and the
+// caller on this machine, a twentieth of a hand-off (bench/README.md, scenario 5).
 //
 // When the lock-timeout timer fires in the very instant the lock is granted, the server
 // keeps the grant, stops the timer and leaves the timeout's cancel pending: the next
@@ -197,14 +201,10 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     MemoryContextSwitchTo(caller_cxt);
     PG_TRY();
     {
-        if (ours) {
-            char value[32];
-            snprintf(value, sizeof(value), "%d", timeout_ms);
-            (void)set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
-                                    GUC_ACTION_SAVE, true, 0, false);
-        }
         LOCALLOCK* locallock = nullptr;
+        if (ours) LockTimeout = timeout_ms;
         (void)compat::lock_acquire_session(tag, mode, false, true, &locallock);
+        LockTimeout = user_lock_timeout;
         MarkLockClear(locallock);
         CHECK_FOR_INTERRUPTS();
         ReleaseCurrentSubTransaction();
@@ -212,11 +212,11 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     }
     PG_CATCH();
     {
+        LockTimeout = user_lock_timeout;
         MemoryContextSwitchTo(caller_cxt);
         failure = CopyErrorData();
         FlushErrorState();
-        // Takes us off the wait queue, or records a grant that raced with the error; restores
-        // lock_timeout.
+        // Takes us off the wait queue, or records a grant that raced with the error.
         RollbackAndReleaseCurrentSubTransaction();
     }
     PG_END_TRY();
@@ -420,13 +420,17 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
     const LOCKMODE mode = mode_of(id);
     bool got = lm_try(&tag, mode);
     int64 wait_us = -1;
+    TimestampTz waited_until = 0;
     if (!got && req.wait && req.timeout_ms != 0) {
         // Name the lock we queue for, so that pglocks_locks shows what we wait on.
         const bool named = publish_name(req, hold_time());
         g_pending_named = named;
         const TimestampTz wait_start = stats_active() ? stats_clock() : 0;
         got = lm_wait(&tag, mode, req.timeout_ms, &req.key);
-        if (wait_start != 0) wait_us = stats_elapsed(wait_start);
+        if (wait_start != 0) {
+            waited_until = stats_clock();  // also the hold's start: one reading for both
+            wait_us = stats_elapsed(wait_start, waited_until);
+        }
         g_pending_named = false;
         if (!got && named) names_unpublish(id);
     }
@@ -443,7 +447,7 @@ uint64_t acquire_hinted(const AcquireRequest& req) {
     // Granted: no interrupt until the hold is recorded (counting may write to the server
     // log, whose interrupt check would raise a pending cancel with the lock unrecorded).
     HOLD_INTERRUPTS();
-    const TimestampTz now = hold_time();
+    const TimestampTz now = waited_until != 0 ? waited_until : hold_time();
     const uint32 row = stats_count(req.key, StatsOutcome::Acquired, wait_us, now);
     const uint64_t hold_id = record_hold(entry, req, now, row);
     if (hold_id == 0) {
