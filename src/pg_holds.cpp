@@ -74,17 +74,18 @@ void kept_holds_hint(void*) {
     // opened before the library was loaded, an implicit block and a chained transaction
     // keep them too (g_explicit_block in pg_functions.cpp).
     if (code == ERRCODE_T_R_DEADLOCK_DETECTED)
-        errhint("See server log for query details. Unless pglocks saw the client open the "
-                "transaction with BEGIN, pglocks_with_lock keeps every lock it took until the "
-                "transaction ends, so a statement that calls it for several locks holds them "
-                "all: take them in one order (pglocks_acquire_all), or call pglocks_with_lock "
-                "inside BEGIN ... COMMIT, where each lock ends with its call.");
+        errhint("See server log for query details. Unless the transaction was opened with "
+                "BEGIN or START TRANSACTION while pglocks was loaded, pglocks_with_lock keeps "
+                "every lock it took until the transaction ends, so a statement that calls it "
+                "for several locks holds them all: take them in one order "
+                "(pglocks_acquire_all), or call pglocks_with_lock inside BEGIN ... COMMIT, "
+                "where each lock ends with its call.");
     else
-        errhint("You might need to increase max_locks_per_transaction. Unless pglocks saw "
-                "the client open the transaction with BEGIN, pglocks_with_lock keeps every "
-                "lock it took until the transaction ends: run a loop over many keys inside "
-                "BEGIN ... COMMIT, where each lock ends with its call, or one statement per "
-                "key.");
+        errhint("You might need to increase max_locks_per_transaction. Unless the "
+                "transaction was opened with BEGIN or START TRANSACTION while pglocks was "
+                "loaded, pglocks_with_lock keeps every lock it took until the transaction "
+                "ends: run a loop over many keys inside BEGIN ... COMMIT, where each lock "
+                "ends with its call, or one statement per key.");
 }
 
 void drop_pending() {

@@ -15,6 +15,7 @@
 // extension stay below half the WAL position reached since, and DROP EXTENSION cannot move
 // the WAL position back. Its WAL record is flushed before a token is handed out, so a crash
 // restart never issues a token again.
+#include "pg_functions.hpp"
 #include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
@@ -154,6 +155,23 @@ XLogRecPtr sequence_lsn(Oid seq) {
     return lsn;
 }
 
+// The sequence this backend has seen changed on its timeline (its page's LSN past the
+// timeline's start), so that later draws skip reading the page before they draw. A committed
+// change never takes the page back before that point (a rewrite of the sequence, a re-created
+// sequence under the same OID: each is written on the timeline); a rolled-back rewrite puts
+// the older file back, whose page may be from before it, so any abort in this backend
+// forgets it (the rollback of another backend's rewrite: this one never read that file).
+Oid g_past_seq = InvalidOid;
+TimeLineID g_past_tli = 0;
+
+void forget_past_page_at_abort(XactEvent event, void*) {
+    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) g_past_seq = InvalidOid;
+}
+
+void forget_past_page_at_subabort(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) g_past_seq = InvalidOid;
+}
+
 // Where the timeline began (its switch point in the history; 0 for timeline 1, or when the
 // history file is gone), read once per backend and timeline.
 XLogRecPtr timeline_begin(TimeLineID tli) {
@@ -191,18 +209,13 @@ int64 draw_token(Oid seq, TimeLineID tli) {
     const int64 low_mask = (INT64CONST(1) << kSequenceBits) - 1;
     // A record replayed last before the promotion ends exactly where the timeline begins;
     // any record written on the timeline ends after it.
-    // Once this backend has seen the page changed on this timeline, it stays so: the page's
-    // LSN only grows on a timeline (a new relfilenode of the sequence starts at a record of
-    // its own), and a re-created sequence is another relation.
-    static Oid past_seq = InvalidOid;
-    static TimeLineID past_tli = 0;
     const XLogRecPtr begin = timeline_begin(tli);
-    if (begin == InvalidXLogRecPtr || (seq == past_seq && tli == past_tli) ||
+    if (begin == InvalidXLogRecPtr || (seq == g_past_seq && tli == g_past_tli) ||
         sequence_lsn(seq) > begin) {
         const int64 value = nextval_internal(seq, false);
         if (begin != InvalidXLogRecPtr) {
-            past_seq = seq;
-            past_tli = tli;
+            g_past_seq = seq;
+            g_past_tli = tli;
         }
         if (value >= floor) return value;
     }
@@ -317,6 +330,11 @@ Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 
 }  // namespace
 }  // namespace pglocks
+
+void pglocks::register_token_callbacks() {
+    RegisterXactCallback(forget_past_page_at_abort, nullptr);
+    RegisterSubXactCallback(forget_past_page_at_subabort, nullptr);
+}
 
 using namespace pglocks;
 

@@ -16,7 +16,8 @@
 #      sequence WAL and is promoted, its tokens exceed every token of the old primary
 #   5. pg_upgrade of the promoted server (timeline 2) into a new cluster, which starts on
 #      timeline 1: its tokens exceed every token of the old cluster, and after its own
-#      promotion (to timeline 2, below its sequence's part) every token before it
+#      promotion (to timeline 2, below its sequence's part) every token before it, also in
+#      a session whose rewrite of the sequence (with a draw in it) was rolled back
 # Prints what each check saw; exits non-zero when one fails.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -660,6 +661,24 @@ def test_upgrade(promoted):
     as_owner("pg_ctl", "-D", new.data, "-w", "-t", "60", "promote")
     wait_until("the upgraded server is promoted", lambda: not new.q1("SELECT pg_is_in_recovery()"), 30)
     tli = int(new.q1("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
+    # Before any other draw: a rewrite of the sequence (INCREMENT BY 1 writes a new file)
+    # with a draw in its transaction, rolled back. The rollback puts the older file back,
+    # last changed before the promotion: the session's next draw must still move the
+    # sequence, although it drew in between from a file changed on this timeline.
+    conn = new.connect(autocommit=False)
+    try:
+        cur = conn.cursor()
+        cur.execute("ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1")
+        cur.execute("SELECT pglocks_acquire_token('rewrite-rolled-back', scope => 'transaction')")
+        conn.rollback()
+        conn.autocommit = True
+        cur.execute("SELECT pglocks_acquire_token('after-the-rollback')")
+        next_draw = cur.fetchone()[0]
+    finally:
+        conn.close()
+    check(next_draw > high and next_draw >> SEQ_BITS == (high >> SEQ_BITS) + 1,
+          "after a rolled-back rewrite of the sequence, the session's next draw moves it one "
+          "part higher: %d (%s) > %d (%s)" % (next_draw, split(next_draw), high, split(high)))
     again = take_tokens(new, 3, 20, "promoted after upgrade")
     low = min(again) if again else 0
     check(tli == 2 and bool(again) and low > high and low >> SEQ_BITS == (high >> SEQ_BITS) + 1,
