@@ -33,6 +33,14 @@ extern "C" {
 #define PGLOCKS_ROLE_READ_ALL_STATS DEFAULT_ROLE_READ_ALL_STATS
 #endif
 
+// The first subtransaction of the current transaction that gave a relation a new file
+// (InvalidSubTransactionId: none did); 16 renamed relfilenodes relfilelocators.
+#if PG_VERSION_NUM >= 160000
+#define PGLOCKS_REL_FIRST_NEW_FILE_SUBID(rel) ((rel)->rd_firstRelfilelocatorSubid)
+#else
+#define PGLOCKS_REL_FIRST_NEW_FILE_SUBID(rel) ((rel)->rd_firstRelfilenodeSubid)
+#endif
+
 // The module's magic block; from 18 on it also names the library and its version.
 #if PG_VERSION_NUM >= 180000
 #define PGLOCKS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pglocks", .version = PGLOCKS_VERSION)

@@ -6,7 +6,5 @@ namespace pglocks {
 // Registers the transaction callbacks that end the plan uses of pglocks_with_lock calls an
 // error ended; called once from _PG_init.
 void register_with_lock_callbacks();
-// Registers the transaction callbacks of the fencing tokens (pg_tokens.cpp).
-void register_token_callbacks();
 
 }  // namespace pglocks

@@ -33,7 +33,6 @@ extern "C" void _PG_init(void) {
         pglocks::compat::reserve_settings_prefix("pglocks");
     pglocks::register_hold_callbacks();
     pglocks::register_with_lock_callbacks();
-    pglocks::register_token_callbacks();
     pglocks::names_init_preload();
     pglocks::slots_init_preload();
     pglocks::stats_init_preload();

@@ -15,7 +15,6 @@
 // extension stay below half the WAL position reached since, and DROP EXTENSION cannot move
 // the WAL position back. Its WAL record is flushed before a token is handed out, so a crash
 // restart never issues a token again.
-#include "pg_functions.hpp"
 #include "pg_guards.hpp"
 #include "pg_holds.hpp"
 
@@ -144,9 +143,13 @@ int64 sequence_last_value(Oid seq) {
     return fcinfo->isnull ? 0 : DatumGetInt64(last);
 }
 
-// The LSN of the sequence's page: of the last WAL record that changed it.
-XLogRecPtr sequence_lsn(Oid seq) {
+// The LSN of the sequence's page: of the last WAL record that changed it. `settled`: whether
+// the page is of a file committed before this transaction (see g_past_seq).
+XLogRecPtr sequence_lsn(Oid seq, bool* settled = nullptr) {
     Relation rel = relation_open(seq, AccessShareLock);
+    if (settled != nullptr)
+        *settled = rel->rd_createSubid == InvalidSubTransactionId &&
+                   PGLOCKS_REL_FIRST_NEW_FILE_SUBID(rel) == InvalidSubTransactionId;
     Buffer buf = ReadBuffer(rel, 0);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     const XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
@@ -156,21 +159,16 @@ XLogRecPtr sequence_lsn(Oid seq) {
 }
 
 // The sequence this backend has seen changed on its timeline (its page's LSN past the
-// timeline's start), so that later draws skip reading the page before they draw. A committed
-// change never takes the page back before that point (a rewrite of the sequence, a re-created
-// sequence under the same OID: each is written on the timeline); a rolled-back rewrite puts
-// the older file back, whose page may be from before it, so any abort in this backend
-// forgets it (the rollback of another backend's rewrite: this one never read that file).
+// timeline's start), so that later draws skip reading the page before they draw. Only a
+// file committed before the draw's transaction is remembered: a file this transaction gave
+// the sequence (a rewrite by ALTER SEQUENCE, SET LOGGED) goes if the transaction rolls back
+// (ROLLBACK, ROLLBACK TO SAVEPOINT, ROLLBACK PREPARED), and the older file comes back,
+// whose page may be from before the promotion. A file committed after the remembered one
+// starts from its state (a rewrite copies the sequence's last value), so no draw from it
+// needs the move either. Another backend's file that is not committed is never read: the
+// RowExclusiveLock next_token takes before it reads the page waits for the rewrite's lock.
 Oid g_past_seq = InvalidOid;
 TimeLineID g_past_tli = 0;
-
-void forget_past_page_at_abort(XactEvent event, void*) {
-    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) g_past_seq = InvalidOid;
-}
-
-void forget_past_page_at_subabort(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
-    if (event == SUBXACT_EVENT_ABORT_SUB) g_past_seq = InvalidOid;
-}
 
 // Where the timeline began (its switch point in the history; 0 for timeline 1, or when the
 // history file is gone), read once per backend and timeline.
@@ -210,10 +208,11 @@ int64 draw_token(Oid seq, TimeLineID tli) {
     // A record replayed last before the promotion ends exactly where the timeline begins;
     // any record written on the timeline ends after it.
     const XLogRecPtr begin = timeline_begin(tli);
+    bool settled = false;
     if (begin == InvalidXLogRecPtr || (seq == g_past_seq && tli == g_past_tli) ||
-        sequence_lsn(seq) > begin) {
+        sequence_lsn(seq, &settled) > begin) {
         const int64 value = nextval_internal(seq, false);
-        if (begin != InvalidXLogRecPtr) {
+        if (settled) {
             g_past_seq = seq;
             g_past_tli = tli;
         }
@@ -330,11 +329,6 @@ Datum token_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 
 }  // namespace
 }  // namespace pglocks
-
-void pglocks::register_token_callbacks() {
-    RegisterXactCallback(forget_past_page_at_abort, nullptr);
-    RegisterSubXactCallback(forget_past_page_at_subabort, nullptr);
-}
 
 using namespace pglocks;
 

@@ -17,7 +17,8 @@
 #   5. pg_upgrade of the promoted server (timeline 2) into a new cluster, which starts on
 #      timeline 1: its tokens exceed every token of the old cluster, and after its own
 #      promotion (to timeline 2, below its sequence's part) every token before it, also in
-#      a session whose rewrite of the sequence (with a draw in it) was rolled back
+#      a session whose rewrite of the sequence (with a draw in it) was rolled back (ROLLBACK,
+#      then on further promotions ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED)
 # Prints what each check saw; exits non-zero when one fails.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -655,11 +656,7 @@ def test_upgrade(promoted):
     # sequence (a standby may have missed its last records): one above the part it had,
     # whatever the new timeline's number. Promoted in place: a standby of itself.
     high = max(after)
-    new.stop("fast")
-    as_owner("touch", os.path.join(new.data, "standby.signal"))
-    new.start()
-    as_owner("pg_ctl", "-D", new.data, "-w", "-t", "60", "promote")
-    wait_until("the upgraded server is promoted", lambda: not new.q1("SELECT pg_is_in_recovery()"), 30)
+    promote_in_place(new)
     tli = int(new.q1("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
     # Before any other draw: a rewrite of the sequence (INCREMENT BY 1 writes a new file)
     # with a draw in its transaction, rolled back. The rollback puts the older file back,
@@ -684,7 +681,50 @@ def test_upgrade(promoted):
     check(tli == 2 and bool(again) and low > high and low >> SEQ_BITS == (high >> SEQ_BITS) + 1,
           "promoted after the upgrade (timeline %d): every token exceeds the ones before, one part "
           "higher: lowest %d (%s) > %d (%s)" % (tli, low, split(low), high, split(high)))
+    # The other ways a rewrite is undone after a draw read its new file, each on a timeline
+    # of its own (promoted in place again): ROLLBACK TO SAVEPOINT, and ROLLBACK PREPARED of a
+    # prepared transaction (no abort in the drawing backend).
     new.stop("fast")
+    new.append_conf(["max_prepared_transactions = 2"])
+    new.start()
+    new.wait_ready()
+    high = max(again + [next_draw])
+    for undo in ("ROLLBACK TO SAVEPOINT", "ROLLBACK PREPARED"):
+        promote_in_place(new)
+        conn = new.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("BEGIN")
+            if undo == "ROLLBACK TO SAVEPOINT":
+                cur.execute("SAVEPOINT before_rewrite")
+            cur.execute("ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1")
+            cur.execute("SELECT pglocks_acquire_token('rewrite-undone')")
+            if undo == "ROLLBACK TO SAVEPOINT":
+                cur.execute("ROLLBACK TO SAVEPOINT before_rewrite")
+                cur.execute("SELECT pglocks_acquire_token('after-the-undo')")
+                drawn = cur.fetchone()[0]
+                cur.execute("COMMIT")
+            else:
+                cur.execute("PREPARE TRANSACTION 'pglocks_rewrite'")
+                cur.execute("ROLLBACK PREPARED 'pglocks_rewrite'")
+                cur.execute("SELECT pglocks_acquire_token('after-the-undo')")
+                drawn = cur.fetchone()[0]
+        finally:
+            conn.close()
+        check(drawn > high and drawn >> SEQ_BITS == (high >> SEQ_BITS) + 1,
+              "after %s of a rewrite of the sequence, the next draw moves it one part higher: "
+              "%d (%s) > %d (%s)" % (undo, drawn, split(drawn), high, split(high)))
+        high = drawn
+    new.stop("fast")
+
+
+# An in-place promotion: the server restarted as a standby of nothing, then promoted.
+def promote_in_place(node):
+    node.stop("fast")
+    as_owner("touch", os.path.join(node.data, "standby.signal"))
+    node.start()
+    as_owner("pg_ctl", "-D", node.data, "-w", "-t", "60", "promote")
+    wait_until("the server is promoted", lambda: not node.q1("SELECT pg_is_in_recovery()"), 30)
 
 
 # ------------------------------------------------------------------------------------------
