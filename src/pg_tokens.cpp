@@ -164,8 +164,8 @@ XLogRecPtr sequence_lsn(Oid seq, bool* settled = nullptr) {
 // the sequence (a rewrite by ALTER SEQUENCE, SET LOGGED) goes if the transaction rolls back
 // (ROLLBACK, ROLLBACK TO SAVEPOINT, ROLLBACK PREPARED), and the older file comes back,
 // whose page may be from before the promotion. A file committed after the remembered one
-// starts from its state (a rewrite copies the sequence's last value), so no draw from it
-// needs the move either. Another backend's file that is not committed is never read: the
+// was written on this timeline and, but for a RESTART, carries the remembered one's last
+// value on. Another backend's file that is not committed is never read: the
 // RowExclusiveLock next_token takes before it reads the page waits for the rewrite's lock.
 Oid g_past_seq = InvalidOid;
 TimeLineID g_past_tli = 0;
