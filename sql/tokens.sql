@@ -157,6 +157,40 @@ ALTER SEQUENCE pglocks_token_seq NO CYCLE;
 SELECT pglocks_acquire_token('tk-alter') = :seq_before_alter + 1 AS issued_as_made;
 SELECT pglocks_release_all();
 
+-- No token is drawn in the transaction that gave the sequence a new file (an ALTER SEQUENCE
+-- that rewrites it, here one that changes nothing else): a rollback, or a rollback to a
+-- savepoint before the rewrite, would bring back the older file and its older value, and
+-- the same tokens would be issued again. Refused (55000), nothing held; also in a
+-- subtransaction of it (each pg_temp.err call is one). Once the rewrite is rolled back or
+-- committed, tokens are issued again, each above the last.
+SELECT last_value AS seq_before_rewrite FROM pglocks_token_seq \gset
+BEGIN;
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-rewrite')$$);
+SELECT pg_temp.err($$SELECT pglocks_acquire_token(7, 8, scope => 'transaction')$$);
+SELECT count(*) AS held_rows FROM pglocks_held();
+SELECT count(*) AS server_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+ROLLBACK;
+BEGIN;
+SAVEPOINT before_rewrite;
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1;
+RELEASE SAVEPOINT before_rewrite;
+-- (the rewrite's subtransaction committed into the transaction: still refused)
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-rewrite')$$);
+ROLLBACK;
+BEGIN;
+SAVEPOINT before_rewrite;
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1;
+SELECT pg_temp.err($$SELECT pglocks_acquire_token('tk-rewrite')$$);
+ROLLBACK TO SAVEPOINT before_rewrite;
+SELECT pglocks_acquire_token('tk-rewrite') = :seq_before_rewrite + 1 AS issued_after_undo;
+COMMIT;
+BEGIN;
+ALTER SEQUENCE pglocks_token_seq INCREMENT BY 1;
+COMMIT;
+SELECT pglocks_acquire_token('tk-rewrite') = :seq_before_rewrite + 2 AS issued_after_commit;
+SELECT pglocks_release_all();
+
 -- DROP EXTENSION and CREATE EXTENSION again: tokens never go back, also after many draws.
 CREATE DATABASE pglocks_recreate;
 \c pglocks_recreate
@@ -176,6 +210,14 @@ DROP EXTENSION pglocks;
 CREATE EXTENSION pglocks;
 SELECT pglocks_acquire_token('job') > :after_create AS greater_again;
 SELECT pglocks_release_all();
+-- Nor in the transaction that created the sequence: dropped and created again in one
+-- transaction that then rolled back, the older sequence would come back with its older
+-- value, below the tokens drawn from the new one.
+BEGIN;
+DROP EXTENSION pglocks;
+CREATE EXTENSION pglocks;
+SELECT pglocks_acquire_token('job');
+ROLLBACK;
 -- The token is the sequence's value. A sequence below this timeline's part (as a fresh one
 -- is, or one of a pglocks build that kept the timeline out of it) moves up to it, keeping its
 -- 48 low bits; one above it (a cluster upgraded with pg_upgrade or restored after a

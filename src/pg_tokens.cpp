@@ -83,6 +83,27 @@ void check_token_sequence(Oid seq) {
     // more than two bytes of WAL (see the top).
     const bool as_made = form->seqincrement == 1 && form->seqcache == 1 && !form->seqcycle;
     ReleaseSysCache(tuple);
+    // A file this transaction gave the sequence (CREATE EXTENSION or ALTER EXTENSION UPDATE
+    // from 1.0, which create it; ALTER SEQUENCE with any option but OWNED BY, which rewrites
+    // it; SET LOGGED or UNLOGGED) goes if the transaction, or the subtransaction that gave it,
+    // rolls back, with the values drawn from it: the sequence then has none (dropped) or an
+    // older file back, and tokens drawn from the new one would be issued again, or exceeded
+    // by later ones no more. (Under wal_level = minimal, such a file's changes write no WAL
+    // before the commit either.)
+    Relation rel = RelationIdGetRelation(seq);
+    if (!RelationIsValid(rel)) elog(ERROR, "could not open relation with OID %u", seq);
+    const bool new_file = rel->rd_createSubid != InvalidSubTransactionId ||
+                          PGLOCKS_REL_FIRST_NEW_FILE_SUBID(rel) != InvalidSubTransactionId;
+    RelationClose(rel);
+    if (new_file)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("cannot issue pglocks fencing tokens in the transaction that created or "
+                        "rewrote %s",
+                        kSequenceName),
+                 errdetail("A rollback would undo the change, and the tokens drawn since would "
+                           "be issued again."),
+                 errhint("Draw tokens in a later transaction.")));
     if (!as_made || get_rel_persistence(seq) != RELPERSISTENCE_PERMANENT)
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -143,13 +164,9 @@ int64 sequence_last_value(Oid seq) {
     return fcinfo->isnull ? 0 : DatumGetInt64(last);
 }
 
-// The LSN of the sequence's page: of the last WAL record that changed it. `settled`: whether
-// the page is of a file committed before this transaction (see g_past_seq).
-XLogRecPtr sequence_lsn(Oid seq, bool* settled = nullptr) {
+// The LSN of the sequence's page: of the last WAL record that changed it.
+XLogRecPtr sequence_lsn(Oid seq) {
     Relation rel = relation_open(seq, AccessShareLock);
-    if (settled != nullptr)
-        *settled = rel->rd_createSubid == InvalidSubTransactionId &&
-                   PGLOCKS_REL_FIRST_NEW_FILE_SUBID(rel) == InvalidSubTransactionId;
     Buffer buf = ReadBuffer(rel, 0);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     const XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
@@ -159,14 +176,13 @@ XLogRecPtr sequence_lsn(Oid seq, bool* settled = nullptr) {
 }
 
 // The sequence this backend has seen changed on its timeline (its page's LSN past the
-// timeline's start), so that later draws skip reading the page before they draw. Only a
-// file committed before the draw's transaction is remembered: a file this transaction gave
-// the sequence (a rewrite by ALTER SEQUENCE, SET LOGGED) goes if the transaction rolls back
-// (ROLLBACK, ROLLBACK TO SAVEPOINT, ROLLBACK PREPARED), and the older file comes back,
-// whose page may be from before the promotion. A file committed after the remembered one
-// was written on this timeline and, but for a RESTART, carries the remembered one's last
-// value on. Another backend's file that is not committed is never read: the
-// RowExclusiveLock next_token takes before it reads the page waits for the rewrite's lock.
+// timeline's start), so that later draws skip reading the page before they draw. A draw
+// reads only a file no rollback of its transaction can take away (check_token_sequence
+// refuses one the transaction gave the sequence), so no rollback brings back an older file
+// whose page may be from before the promotion. A file committed after the remembered one was written on this
+// timeline and, but for a RESTART, carries the remembered one's last value on. Another
+// backend's file that is not committed is never read: the RowExclusiveLock next_token takes
+// before it reads the page waits for the rewrite's lock.
 Oid g_past_seq = InvalidOid;
 TimeLineID g_past_tli = 0;
 
@@ -208,14 +224,11 @@ int64 draw_token(Oid seq, TimeLineID tli) {
     // A record replayed last before the promotion ends exactly where the timeline begins;
     // any record written on the timeline ends after it.
     const XLogRecPtr begin = timeline_begin(tli);
-    bool settled = false;
     if (begin == InvalidXLogRecPtr || (seq == g_past_seq && tli == g_past_tli) ||
-        sequence_lsn(seq, &settled) > begin) {
+        sequence_lsn(seq) > begin) {
         const int64 value = nextval_internal(seq, false);
-        if (settled) {
-            g_past_seq = seq;
-            g_past_tli = tli;
-        }
+        g_past_seq = seq;
+        g_past_tli = tli;
         if (value >= floor) return value;
     }
     LockDatabaseObject(RelationRelationId, seq, 1, ExclusiveLock);
