@@ -6,14 +6,18 @@
 // a zero byte and "queue". No text contains a zero byte, so neither can be the key of a
 // plain pglocks_acquire(name).
 //
-// The lock manager cannot wait for "any of N locks". A call first tries every slot. When
-// none is free, it queues on the semaphore's queue lock (first come, first served,
-// cancellable, deadlock-detected), so waiters take turns in arrival order; the head of the
-// queue tries every slot again and sleeps on a condition variable in shared memory, chosen
-// by the queue key among a fixed set. Every path of pglocks that frees a slot broadcasts on
-// it: pglocks_release_slot, pglocks_release_all, the end of a (sub)transaction, and backend
-// exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is signalled
-// when the holder's transaction ends, which finds it no longer held; one freed inside a
+// The lock manager cannot wait for "any of N locks". A call first tries every slot, unless the
+// semaphore has a queue (callers waiting for a slot) and the session holds none of its slots: then
+// it queues too, behind them, or with wait => false takes none, as a lock request does behind the
+// waiters of a lock, so that a slot freed for the head of the queue is not taken from it by a later
+// call (a session freeing its slot and asking again at once would otherwise keep it). When no slot
+// is free, it queues on the semaphore's queue lock (first come, first served, cancellable, seen by
+// the deadlock detector), so waiters take turns in arrival order; the head of the queue tries every
+// slot again and sleeps on a condition variable in shared memory, chosen by the queue key among a
+// fixed set, beside a count of the callers waiting on it. Every path of pglocks that frees a slot
+// broadcasts on it: pglocks_release_slot, pglocks_release_all, the end of a (sub)transaction, and
+// backend exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is
+// signalled when the holder's transaction ends, which finds it no longer held; one freed inside a
 // transaction that stays open is not: the head also wakes every kSafetyNetMs to look.
 #include "pg_slots.hpp"
 
@@ -27,6 +31,7 @@ extern "C" {
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -46,6 +51,8 @@ constexpr long kSafetyNetMs = 500;
 
 struct SlotsShared {
     ConditionVariable cv[kConditionVariables];
+    // The calls in wait_for_slot of the semaphores of each condition variable.
+    pg_atomic_uint32 waiting[kConditionVariables];
 };
 
 SlotsShared* g_shared = nullptr;
@@ -59,8 +66,10 @@ void shmem_startup() {
     bool found = false;
     g_shared = static_cast<SlotsShared*>(
         ShmemInitStruct("pglocks slot waits", sizeof(SlotsShared), &found));
-    if (!found)
+    if (!found) {
         for (ConditionVariable& cv : g_shared->cv) ConditionVariableInit(&cv);
+        for (pg_atomic_uint32& n : g_shared->waiting) pg_atomic_init_u32(&n, 0);
+    }
     LWLockRelease(AddinShmemInitLock);
 }
 
@@ -123,15 +132,19 @@ struct SlotWait {
     bool active;
     SubTransactionId subxact;  // the (sub)transaction the call runs in
     LockId queue;
-    bool queued;  // holds the queue lock
-    bool named;   // published the queue's name
+    int cv;
+    bool counted;  // counted in waiting[cv]
+    bool queued;   // holds the queue lock
+    bool named;    // published the queue's name
 };
-SlotWait g_wait = {false, InvalidSubTransactionId, LockId{}, false, false};
+SlotWait g_wait = {false, InvalidSubTransactionId, LockId{}, 0, false, false, false};
 
 void end_wait() {
-    if (g_wait.queued) unlock_internal(g_wait.queue);
-    if (g_wait.named) names_unpublish(g_wait.queue);
-    g_wait = SlotWait{false, InvalidSubTransactionId, LockId{}, false, false};
+    const SlotWait ending = g_wait;
+    g_wait = SlotWait{false, InvalidSubTransactionId, LockId{}, 0, false, false, false};
+    if (ending.counted) pg_atomic_fetch_sub_u32(&g_shared->waiting[ending.cv], 1);
+    if (ending.queued) unlock_internal(ending.queue);
+    if (ending.named) names_unpublish(ending.queue);
 }
 
 struct Semaphore {
@@ -195,6 +208,24 @@ int try_slots(Semaphore* s, Scope scope) {
     return -1;
 }
 
+// Whether a call queues behind callers already waiting for a slot rather than try the slots:
+// when the semaphore has a queue (a caller in wait_for_slot, as the head, which holds the
+// queue lock, or behind it; the count is shared by the semaphores of one condition variable,
+// the queue lock tells) and this session holds none of its slots. A session that holds one
+// may hold what the head waits for (with the same slots, when none is free; a head that
+// passed fewer slots waits for its lower ones): it takes a free slot ahead of the queue, as
+// the lock manager lets a request ahead of waiters its lock already conflicts with.
+bool queue_first(Semaphore* s) {
+    if (g_shared == nullptr || pg_atomic_read_u32(&g_shared->waiting[s->cv]) == 0) return false;
+    for (int i = 0; i < s->slots; i++) {
+        CHECK_FOR_INTERRUPTS();
+        if (holds_lock(slot_lock(s, i))) return false;
+    }
+    if (!lock_internal(s->queue, 0)) return true;
+    unlock_internal(s->queue);
+    return false;
+}
+
 bool holds_every_slot(Semaphore* s) {
     for (int i = 0; i < s->slots; i++) {
         CHECK_FOR_INTERRUPTS();
@@ -229,7 +260,9 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
     // The queue lock and name are ended on the way out, or by the abort callbacks when an
     // error (cancel, statement_timeout, lock_timeout, deadlock) ends the wait: never here
     // while the error is in flight. The abort also cancels a prepared sleep.
-    g_wait = SlotWait{true, GetCurrentSubTransactionId(), s->queue, false, false};
+    g_wait = SlotWait{true, GetCurrentSubTransactionId(), s->queue, s->cv, false, false, false};
+    pg_atomic_fetch_add_u32(&g_shared->waiting[s->cv], 1);
+    g_wait.counted = true;
     g_wait.named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
     g_wait.queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
     if (g_wait.queued) {
@@ -329,7 +362,8 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
     // of its own, under the semaphore's name.
     KeyArg row = whole.key;
     row.id = s.queue;
-    int slot = try_slots(&s, scope);
+    // Behind the callers already waiting, if any: the slot a release freed is the head's.
+    int slot = queue_first(&s) ? -1 : try_slots(&s, scope);
     if (slot >= 0)
         stats_count(row, StatsOutcome::Acquired, -1, stats_clock());
     else if (timeout_ms == 0)

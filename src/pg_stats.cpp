@@ -707,8 +707,8 @@ int64 stats_elapsed(TimestampTz start, TimestampTz end) { return end > start ? e
 
 int64 stats_elapsed(TimestampTz start) { return stats_elapsed(start, stats_clock()); }
 
-uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
-    if (!stats_active()) return 0;
+namespace {
+uint32 count_held_off(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
     ensure_exit_hook();
     const StatsKey key = make_key(GetUserId(), arg.id);
     const uint32 hash = key_hash(key);
@@ -778,6 +778,18 @@ uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, Times
     }
     LWLockRelease(lock);
     return outcome == StatsOutcome::Acquired ? row : 0;
+}
+}  // namespace
+
+// Interrupts are held off throughout: the server log messages of a failed eviction end with
+// an interrupt check, which would raise a pending cancel from a count its callers make with
+// a lock granted and not yet recorded, or while they re-raise another error.
+uint32 stats_count(const KeyArg& arg, StatsOutcome outcome, int64 wait_us, TimestampTz at) {
+    if (!stats_active()) return 0;
+    HOLD_INTERRUPTS();
+    const uint32 row = count_held_off(arg, outcome, wait_us, at);
+    RESUME_INTERRUPTS();
+    return row;
 }
 
 }  // namespace pglocks
@@ -919,9 +931,11 @@ PGLOCKS_FUNCTION(pglocks_stats_data) {
             SpinLockRelease(&e->mutex);
         }
         LWLockRelease(partition_lock(p));
-        for (int j = 0; j < i; j++)
+        for (int j = 0; j < i; j++) {
+            CHECK_FOR_INTERRUPTS();
             put_row(store, desc, rows[j],
                     (read_all || rows[j].key.user == me) && name_readable_here(rows[j], &last_db));
+        }
     }
     if (rows != nullptr) pfree(rows);
     return static_cast<Datum>(0);

@@ -18,10 +18,10 @@ bool stats_active();
 enum class StatsOutcome { Acquired, FailedTry, TimedOut, Failed };
 
 // Records one acquire attempt's outcome. wait_us < 0: it did not wait. `at` is the time of
-// the grant (last_acquired). Never raises an error: when there is no room, nothing is
-// recorded. Returns, for an acquisition, the number of the row that counted it, which the
-// hold keeps (Hold::stats_row): its time goes to that row only, never to a row made anew
-// after an eviction or a reset. 0 when nothing was recorded.
+// the grant (last_acquired). Never raises an error, nor a pending cancel: when there is no
+// room, nothing is recorded. Returns, for an acquisition, the number of the row that counted
+// it, which the hold keeps (Hold::stats_row): its time goes to that row only, never to a row
+// made anew after an eviction or a reset. 0 when nothing was recorded.
 uint32 stats_count(const KeyArg& key, StatsOutcome outcome, int64 wait_us, TimestampTz at);
 
 // The precise clock, as a timestamp (microseconds).

@@ -20,7 +20,9 @@ after it, the call's answer and the server's lock table:
                waiting for it
   deadlock     one through the head's sleep is not detected (documented): the head's
                timeout ends it
-  order        waiters are served in the order they arrived
+  order        waiters are served in the order they arrived, and a call made while they
+               wait (by the session that freed the slot, say) does not take a slot ahead
+               of them, unless its session holds a slot of the semaphore
 
 Exits 1 on the first failure, printing it.
 """
@@ -335,6 +337,74 @@ class Scenarios:
             for s in ws + [h]:
                 s.close()
         self.ok("waiters served in arrival order (3 rounds of 4)")
+
+        # A slot freed while a caller waits is the waiter's: the session that freed it and
+        # asks again at once, in the same statement, does not take it back; with a try it
+        # gets NULL, with a wait it queues behind the waiter and gets the slot once the
+        # waiter frees it.
+        h, w = Session(self.dsn), Session(self.dsn)
+        h.q("SELECT pglocks_acquire_slot('j', 1)")
+        w.start("SELECT pglocks_acquire_slot('j', 1, timeout => '30s')")
+        self.until_waiting(w)
+        again = h.q("SELECT pglocks_release_slot('j', 0)::text || '/' || "
+                    "coalesce(pglocks_acquire_slot('j', 1, wait => false)::text, 'NULL')")
+        slot, _ = w.finish()
+        if again != "true/NULL" or slot != 0:
+            self.fail(f"no jumping the queue, try: the freeing session got {again!r}, the waiter {slot!r}")
+        # Now w holds the slot; h waits as the head, a third caller behind it.
+        h.start("SELECT pglocks_acquire_slot('j', 1, timeout => '30s')")
+        self.until_waiting(h)
+        x = Session(self.dsn)
+        x.start("SELECT pglocks_acquire_slot('j', 1, timeout => '30s')")
+        self.until_waiting(x, queued=True)
+        w.start("SELECT pglocks_release_slot('j', 0)::text || '/' || "
+                "coalesce(pglocks_acquire_slot('j', 1, timeout => '30s')::text, 'NULL')")
+        slot, _ = h.finish()
+        if slot != 0:
+            self.fail(f"no jumping the queue, wait: the head got {slot!r}")
+        time.sleep(0.2)
+        if w.done() or x.done():
+            self.fail("no jumping the queue, wait: a later caller ended while the head holds the slot")
+        h.q("SELECT pglocks_release_slot('j', 0)")
+        slot, _ = x.finish()
+        if slot != 0:
+            self.fail(f"no jumping the queue, wait: the second in the queue got {slot!r}")
+        time.sleep(0.2)
+        if w.done():
+            self.fail("no jumping the queue, wait: the freeing session got ahead of the queue")
+        x.q("SELECT pglocks_release_slot('j', 0)")
+        again, _ = w.finish()
+        if again != "true/0":
+            self.fail(f"no jumping the queue, wait: the freeing session got {again!r}")
+        w.q("SELECT pglocks_release_slot('j', 0)")
+        for s in (h, w, x):
+            s.close()
+        self.ok("a slot freed while callers wait goes to them, not to a later call "
+                "(a try gets NULL, a wait queues behind them)")
+
+        # A session that holds a slot is not queued behind a waiter, which may wait for that
+        # very slot (here one that passed fewer slots and can use slot 0 only): it takes a
+        # free slot at once, with a try and with a wait.
+        a, hd = Session(self.dsn), Session(self.dsn)
+        a.q("SELECT pglocks_acquire_slot('e', 3)")
+        hd.start("SELECT pglocks_acquire_slot('e', 1, timeout => '30s')")
+        self.until_waiting(hd)
+        tried = a.q("SELECT pglocks_acquire_slot('e', 3, wait => false)")
+        a.start("SELECT pglocks_acquire_slot('e', 3, timeout => '5s')")
+        waited, _ = a.finish()
+        if tried != 1 or waited != 2 or hd.done():
+            self.fail(f"a holder ahead of the queue: a try got {tried!r}, a wait {waited!r} "
+                      f"(want 1 and 2, the head still waiting: {not hd.done()})")
+        a.q("SELECT pglocks_release_slot('e', 0)")
+        slot, _ = hd.finish()
+        if slot != 0:
+            self.fail(f"a holder ahead of the queue: the head got {slot!r} once slot 0 was freed")
+        a.q("SELECT pglocks_release_all()")
+        hd.q("SELECT pglocks_release_all()")
+        for s in (a, hd):
+            s.close()
+        self.ok("a session holding a slot takes a free one ahead of the queue "
+                "(the head may wait for its slot)")
         print(f"{self.count} scenarios passed")
 
 
