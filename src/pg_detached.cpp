@@ -33,6 +33,20 @@ Datum acquire_detached_call(FunctionCallInfo fcinfo, KeyReader read_key) {
     req.scope = Scope::Session;
     req.reentrant = PG_NARGS() > arg + 3 ? bool_arg(fcinfo, arg + 3, "reentrant") : true;
 
+    // Statements sent in a pipeline (extended protocol, no Sync between them) share one
+    // implicit transaction, which the commit would end with theirs: refused as
+    // PreventInTransactionBlock refuses it, once a statement before the CALL has run in it
+    // (from PostgreSQL 18 on, the CALL is then atomic too).
+#ifdef XACT_FLAGS_PIPELINING
+    if (MyXactFlags & XACT_FLAGS_PIPELINING)
+        ereport(ERROR, (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+                        errmsg("pglocks_acquire_detached cannot be executed within a pipeline"),
+                        errdetail("It commits the transaction of its CALL, which the statements "
+                                  "sent before it in the pipeline share."),
+                        errhint("Send a Sync before the CALL (end the pipeline), or use "
+                                "pglocks_acquire() inside the transaction.")));
+#endif
+
     // A CALL is atomic inside a transaction block, from a function, or when the procedure
     // has SET clauses or SECURITY DEFINER; inside a subtransaction (a PL/pgSQL block with an
     // EXCEPTION clause) no commit is possible either.

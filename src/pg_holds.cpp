@@ -343,7 +343,10 @@ void xact_callback(XactEvent event, void*) {
                 ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                                 errmsg("cannot PREPARE a transaction that holds pglocks "
                                        "transaction-scope locks"),
-                                errhint("Release them with pglocks_release() first.")));
+                                errhint("Release them first: with pglocks_release(), or with "
+                                        "pglocks_release_all(), which ends every hold, the "
+                                        "session's and those pglocks_with_lock keeps until "
+                                        "the commit too.")));
             break;
         default:
             break;
