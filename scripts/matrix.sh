@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds pglocks against another PostgreSQL major and runs its regression and isolation
-# suites against a server of that major, with pglocks in shared_preload_libraries, then the
-# TAP tests and the statistics eviction suite on servers of that major of their own.
+# suites against a server of that major, with pglocks in shared_preload_libraries, and the
+# semaphore suites (slot_waits, semaphore_stress) on that server, then the TAP tests and
+# the statistics eviction suite on servers of that major of their own.
 #
 #   scripts/matrix.sh 17          build, install, start a throwaway 17 server, run the suites
 #   scripts/matrix.sh 19          build only (no server of that major is packaged)
@@ -334,6 +335,14 @@ libpq_dir=""
 [ "$major" -gt 15 ] && libpq_dir=$native/lib
 as_server_owner env LD_LIBRARY_PATH="$libpq_dir" make "${make_args[@]}" installcheck \
     bindir="$SYSTEM_PSQL_BIN" || status=$?
+# The semaphores' waits (condition variables in shared memory, the queue's order) on this
+# server: the scripts use it as scripts/test.sh's server (PG* exported), with Debian's
+# python3-psycopg2 and the system's psql.
+for s in slot_waits semaphore_stress; do
+    [ $status -eq 0 ] || break
+    log "$s on PostgreSQL $major"
+    PGLOCKS_STRESS_SECONDS=10 bash "$PGLOCKS_ROOT/test/suites/$s.sh" || status=$?
+done
 as_server_owner "$server_bin/pg_ctl" -D "$server_dir/data" -m fast stop >/dev/null 2>&1 || true
 
 # The TAP tests (test/t) with that major's own Perl test framework, from Debian's package:

@@ -49,7 +49,8 @@ Entry* HoldsRegistry::reserve(const LockId& id, std::string_view name, bool has_
         e.has_name = true;
     }
     // Geometric growth: a session may take one lock thousands of times.
-    if (e.holds.size() == e.holds.capacity()) e.holds.reserve(std::max<size_t>(4, 2 * e.holds.size()));
+    if (e.holds.size() == e.holds.capacity())
+        e.holds.reserve(std::max<size_t>(4, 2 * e.holds.size()));
     return &e;
 }
 
@@ -60,8 +61,8 @@ uint64_t HoldsRegistry::add(const LockId& id, Scope scope, uint32_t subxact, int
     return add(&it->second, scope, subxact, now, token, owner, stats_row);
 }
 
-uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
-                            int64_t token, uint32_t owner, uint32_t stats_row) noexcept {
+uint64_t HoldsRegistry::add(Entry* entry, Scope scope, uint32_t subxact, int64_t now, int64_t token,
+                            uint32_t owner, uint32_t stats_row) noexcept {
     auto& holds = entry->holds;
     if (holds.size() == holds.capacity()) return 0;
     const uint64_t hold_id = next_hold_id_++;
@@ -289,8 +290,14 @@ size_t HoldsRegistry::held_rows(HeldRow* rows, size_t capacity) const noexcept {
             if (row == nullptr) {
                 if (n == capacity) return n;
                 row = &rows[n++];
-                *row = HeldRow{id,       entry.name.data(), entry.name.size(), entry.has_name,
-                               h.scope,  0,                 h.acquired_at,     h.id};
+                *row = HeldRow{id,
+                               entry.name.data(),
+                               entry.name.size(),
+                               entry.has_name,
+                               h.scope,
+                               0,
+                               h.acquired_at,
+                               h.id};
             }
             row->holds++;
             if (h.id < row->first_id) {

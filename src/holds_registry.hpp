@@ -31,10 +31,10 @@ namespace pglocks {
 struct Hold {
     uint64_t id;
     Scope scope;
-    uint32_t subxact;     // subtransaction that took it (transaction and call scopes)
-    int64_t acquired_at;  // server timestamp, microseconds
-    int64_t token;        // fencing token, 0 when the hold has none
-    uint32_t owner = 0;   // the role that took it, for the statistics of its end
+    uint32_t subxact;        // subtransaction that took it (transaction and call scopes)
+    int64_t acquired_at;     // server timestamp, microseconds
+    int64_t token;           // fencing token, 0 when the hold has none
+    uint32_t owner = 0;      // the role that took it, for the statistics of its end
     uint32_t stats_row = 0;  // the statistics row that counted its acquisition, 0: none
 };
 
@@ -106,10 +106,10 @@ public:
 
     // Records a hold in an entry returned by reserve(). Returns the hold's id, or 0 when no
     // room was reserved (a caller bug, reported instead of crashing).
-    uint64_t add(Entry* entry, Scope scope, uint32_t subxact, int64_t now,
-                 int64_t token = 0, uint32_t owner = 0, uint32_t stats_row = 0) noexcept;
-    uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now,
-                 int64_t token = 0, uint32_t owner = 0, uint32_t stats_row = 0) noexcept;
+    uint64_t add(Entry* entry, Scope scope, uint32_t subxact, int64_t now, int64_t token = 0,
+                 uint32_t owner = 0, uint32_t stats_row = 0) noexcept;
+    uint64_t add(const LockId& id, Scope scope, uint32_t subxact, int64_t now, int64_t token = 0,
+                 uint32_t owner = 0, uint32_t stats_row = 0) noexcept;
 
     // One lookup for a release: 1 when the newest releasable hold of `id` was released
     // (*now_empty: it was the last hold), 0 when there is none, -1 when still_held() says

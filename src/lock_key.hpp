@@ -35,9 +35,7 @@ struct LockId {
         return LockId{static_cast<uint32_t>(key1), static_cast<uint32_t>(key2), KeyForm::Pair,
                       shared};
     }
-    int64_t bigint() const {
-        return static_cast<int64_t>((static_cast<uint64_t>(hi) << 32) | lo);
-    }
+    int64_t bigint() const { return static_cast<int64_t>((static_cast<uint64_t>(hi) << 32) | lo); }
     int32_t key1() const { return static_cast<int32_t>(hi); }
     int32_t key2() const { return static_cast<int32_t>(lo); }
 

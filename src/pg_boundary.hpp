@@ -48,12 +48,10 @@ Datum run_boundary(FunctionCallInfo fcinfo, Body body);
 
 // Defines an SQL-callable function whose body runs inside the boundary:
 //   PGLOCKS_FUNCTION(pglocks_key) { ... return Datum; }
-#define PGLOCKS_FUNCTION(name)                                                   \
-    static Datum name##_body(FunctionCallInfo fcinfo);                           \
-    extern "C" {                                                                 \
-    PG_FUNCTION_INFO_V1(name);                                                   \
-    }                                                                            \
-    extern "C" Datum name(PG_FUNCTION_ARGS) {                                    \
-        return pglocks::run_boundary(fcinfo, name##_body);                       \
-    }                                                                            \
+#define PGLOCKS_FUNCTION(name)                                                                     \
+    static Datum name##_body(FunctionCallInfo fcinfo);                                             \
+    extern "C" {                                                                                   \
+    PG_FUNCTION_INFO_V1(name);                                                                     \
+    }                                                                                              \
+    extern "C" Datum name(PG_FUNCTION_ARGS) { return pglocks::run_boundary(fcinfo, name##_body); } \
     static Datum name##_body(FunctionCallInfo fcinfo)

@@ -81,8 +81,7 @@ void shmem_request() {
 
 void on_shmem_request(void (*request)()) {
 #if PG_VERSION_NUM >= 150000
-    if (g_request_count == kMaxRequests)
-        elog(ERROR, "pglocks: too many shared memory requests");
+    if (g_request_count == kMaxRequests) elog(ERROR, "pglocks: too many shared memory requests");
     g_requests[g_request_count++] = request;
     if (g_request_count == 1) {
         g_prev_request = shmem_request_hook;
@@ -144,7 +143,6 @@ void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleD
     rsinfo->setDesc = *desc;
 #endif
 }
-
 
 }  // namespace compat
 }  // namespace pglocks

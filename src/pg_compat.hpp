@@ -51,17 +51,16 @@ extern "C" {
 // A ProcessUtility_hook's parameters, and the arguments that pass them on (14 added
 // readOnlyTree).
 #if PG_VERSION_NUM >= 140000
-#define PGLOCKS_UTILITY_PARAMS                                                               \
-    PlannedStmt *pstmt, const char *query_string, bool read_only_tree,                       \
-        ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env,    \
+#define PGLOCKS_UTILITY_PARAMS                                                            \
+    PlannedStmt *pstmt, const char *query_string, bool read_only_tree,                    \
+        ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env, \
         DestReceiver *dest, QueryCompletion *qc
 #define PGLOCKS_UTILITY_ARGS \
     pstmt, query_string, read_only_tree, context, params, query_env, dest, qc
 #else
-#define PGLOCKS_UTILITY_PARAMS                                                               \
-    PlannedStmt *pstmt, const char *query_string, ProcessUtilityContext context,             \
-        ParamListInfo params, QueryEnvironment *query_env, DestReceiver *dest,               \
-        QueryCompletion *qc
+#define PGLOCKS_UTILITY_PARAMS                                                   \
+    PlannedStmt *pstmt, const char *query_string, ProcessUtilityContext context, \
+        ParamListInfo params, QueryEnvironment *query_env, DestReceiver *dest, QueryCompletion *qc
 #define PGLOCKS_UTILITY_ARGS pstmt, query_string, context, params, query_env, dest, qc
 #endif
 

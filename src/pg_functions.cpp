@@ -35,8 +35,8 @@ int timeout_arg(FunctionCallInfo fcinfo, int argno, bool wait) {
     const Interval* iv = PG_GETARG_INTERVAL_P(argno);
     const Timeout t = timeout_from_interval(iv->month, iv->day, iv->time);
     if (t.kind == Timeout::Negative)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("timeout must not be negative")));
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("timeout must not be negative")));
     if (!wait)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("timeout cannot be combined with wait => false"),
@@ -102,7 +102,7 @@ Datum release_call(FunctionCallInfo fcinfo, KeyReader read_key) {
 constexpr int kCachedCommands = 16;
 struct CachedCommand {
     char* text;
-    int nargs;    // parameters $1 … $nargs, all of type argtype
+    int nargs;  // parameters $1 … $nargs, all of type argtype
     Oid argtype;
     SPIPlanPtr plan;
     uint64 last_used;
@@ -318,8 +318,8 @@ Datum with_lock_call(FunctionCallInfo fcinfo, KeyReader read_key, bool has_param
     } else if (has_params) {
         Oid* types = static_cast<Oid*>(palloc(sizeof(Oid) * (params.count > 0 ? params.count : 1)));
         for (int i = 0; i < params.count; i++) types[i] = params.type;
-        rc = SPI_execute_with_args(command, params.count, types, params.values, params.nulls,
-                                   false, 0);
+        rc = SPI_execute_with_args(command, params.count, types, params.values, params.nulls, false,
+                                   0);
     } else {
         rc = SPI_execute(command, false, 0);
     }
@@ -374,13 +374,19 @@ PGLOCKS_FUNCTION(pglocks_release_bigint) { return release_call(fcinfo, read_bigi
 PGLOCKS_FUNCTION(pglocks_release_pair) { return release_call(fcinfo, read_pair_key); }
 
 PGLOCKS_FUNCTION(pglocks_with_lock_text) { return with_lock_call(fcinfo, read_text_key, false); }
-PGLOCKS_FUNCTION(pglocks_with_lock_bigint) { return with_lock_call(fcinfo, read_bigint_key, false); }
+PGLOCKS_FUNCTION(pglocks_with_lock_bigint) {
+    return with_lock_call(fcinfo, read_bigint_key, false);
+}
 PGLOCKS_FUNCTION(pglocks_with_lock_pair) { return with_lock_call(fcinfo, read_pair_key, false); }
-PGLOCKS_FUNCTION(pglocks_with_lock_params_text) { return with_lock_call(fcinfo, read_text_key, true); }
+PGLOCKS_FUNCTION(pglocks_with_lock_params_text) {
+    return with_lock_call(fcinfo, read_text_key, true);
+}
 PGLOCKS_FUNCTION(pglocks_with_lock_params_bigint) {
     return with_lock_call(fcinfo, read_bigint_key, true);
 }
-PGLOCKS_FUNCTION(pglocks_with_lock_params_pair) { return with_lock_call(fcinfo, read_pair_key, true); }
+PGLOCKS_FUNCTION(pglocks_with_lock_params_pair) {
+    return with_lock_call(fcinfo, read_pair_key, true);
+}
 
 PGLOCKS_FUNCTION(pglocks_release_all) { return Int64GetDatum(static_cast<int64>(release_all())); }
 

@@ -74,18 +74,20 @@ void kept_holds_hint(void*) {
     // opened before the library was loaded, an implicit block and a chained transaction
     // keep them too (g_explicit_block in pg_functions.cpp).
     if (code == ERRCODE_T_R_DEADLOCK_DETECTED)
-        errhint("See server log for query details. Unless the transaction was opened with "
-                "BEGIN or START TRANSACTION while pglocks was loaded, pglocks_with_lock keeps "
-                "every lock it took until the transaction ends, so a statement that calls it "
-                "for several locks holds them all: take them in one order "
-                "(pglocks_acquire_all), or call pglocks_with_lock inside BEGIN ... COMMIT, "
-                "where each lock ends with its call.");
+        errhint(
+            "See server log for query details. Unless the transaction was opened with "
+            "BEGIN or START TRANSACTION while pglocks was loaded, pglocks_with_lock keeps "
+            "every lock it took until the transaction ends, so a statement that calls it "
+            "for several locks holds them all: take them in one order "
+            "(pglocks_acquire_all), or call pglocks_with_lock inside BEGIN ... COMMIT, "
+            "where each lock ends with its call.");
     else
-        errhint("You might need to increase max_locks_per_transaction. Unless the "
-                "transaction was opened with BEGIN or START TRANSACTION while pglocks was "
-                "loaded, pglocks_with_lock keeps every lock it took until the transaction "
-                "ends: run a loop over many keys inside BEGIN ... COMMIT, where each lock "
-                "ends with its call, or one statement per key.");
+        errhint(
+            "You might need to increase max_locks_per_transaction. Unless the "
+            "transaction was opened with BEGIN or START TRANSACTION while pglocks was "
+            "loaded, pglocks_with_lock keeps every lock it took until the transaction "
+            "ends: run a loop over many keys inside BEGIN ... COMMIT, where each lock "
+            "ends with its call, or one statement per key.");
 }
 
 void drop_pending() {
@@ -156,7 +158,8 @@ void lm_release(const LockId& id) {
 
 bool lm_try(const LOCKTAG* tag, LOCKMODE mode) {
     LOCALLOCK* locallock = nullptr;
-    if (compat::lock_acquire_session(tag, mode, true, true, &locallock) == LOCKACQUIRE_NOT_AVAIL) return false;
+    if (compat::lock_acquire_session(tag, mode, true, true, &locallock) == LOCKACQUIRE_NOT_AVAIL)
+        return false;
     MarkLockClear(locallock);
     return true;
 }
@@ -231,9 +234,8 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     // otherwise raise a pending cancel here and leave a session lock nobody records. Resumed
     // before every way out (ReThrowError does not reset the holdoff as ereport does).
     HOLD_INTERRUPTS();
-    if (wait_start != 0 &&
-        !(ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
-          !(statement_timer && !get_timeout_active(STATEMENT_TIMEOUT))))
+    if (wait_start != 0 && !(ours && failure->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
+                             !(statement_timer && !get_timeout_active(STATEMENT_TIMEOUT))))
         stats_count(*stats, StatsOutcome::Failed, stats_elapsed(wait_start), 0);
     // Nothing of this session held the lock before the wait (the try would have succeeded),
     // so a lock held now was granted to the wait.
@@ -255,7 +257,6 @@ bool lm_wait(const LOCKTAG* tag, LOCKMODE mode, int timeout_ms, const KeyArg* st
     RESUME_INTERRUPTS();
     ReThrowError(failure);  // the abort ends the pending acquire (drop_pending)
 }
-
 
 // The time a hold was taken, for pglocks_held() and pglocks_locks: the coarse clock (a few
 // milliseconds of resolution) is plenty for "how long has this been held", and it costs a
@@ -292,8 +293,7 @@ bool publish_name(const AcquireRequest& req, TimestampTz now) {
 }
 
 // `stats_row`: the statistics row that counted the acquisition (stats_count), 0 for none.
-uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now,
-                     uint32 stats_row) {
+uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now, uint32 stats_row) {
     // The owner also marks a hold whose acquisition the statistics counted: only such a hold
     // has its time counted when it ends, whatever track_stats says by then.
     return g_registry.add(entry, req.scope, current_subxact(), now, 0,
@@ -305,14 +305,14 @@ uint64_t record_hold(Entry* entry, const AcquireRequest& req, TimestampTz now,
 Entry* reserve_room(const KeyArg& key) {
     Entry* entry = nullptr;
     try {
-        entry = g_registry.reserve(key.id, {key.name, static_cast<size_t>(key.name_len)},
-                                   key.has_name);
+        entry =
+            g_registry.reserve(key.id, {key.name, static_cast<size_t>(key.name_len)}, key.has_name);
     } catch (...) {
         entry = nullptr;
     }
     if (entry == nullptr)
-        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-                        errmsg("out of memory for pglocks' holds")));
+        ereport(ERROR,
+                (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for pglocks' holds")));
     return entry;
 }
 

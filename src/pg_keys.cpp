@@ -159,10 +159,6 @@ int read_pair_key(FunctionCallInfo fcinfo, KeyArg* out) {
 
 }  // namespace pglocks
 
-PGLOCKS_FUNCTION(pglocks_key) {
-    return Int64GetDatum(pglocks::text_key(PG_GETARG_TEXT_PP(0)));
-}
+PGLOCKS_FUNCTION(pglocks_key) { return Int64GetDatum(pglocks::text_key(PG_GETARG_TEXT_PP(0))); }
 
-PGLOCKS_FUNCTION(pglocks_crc32) {
-    return Int32GetDatum(pglocks::text_crc32(PG_GETARG_TEXT_PP(0)));
-}
+PGLOCKS_FUNCTION(pglocks_crc32) { return Int32GetDatum(pglocks::text_crc32(PG_GETARG_TEXT_PP(0))); }

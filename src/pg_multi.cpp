@@ -47,7 +47,8 @@ KeyArg* sorted_keys(FunctionCallInfo fcinfo, bool text_keys, bool shared, int* c
         if (text_keys) {
             key_from_text(DatumGetTextPP(elems[i]), &keys[i]);
         } else {
-            keys[i] = KeyArg{LockId::from_bigint(DatumGetInt64(elems[i]), false), nullptr, 0, false};
+            keys[i] =
+                KeyArg{LockId::from_bigint(DatumGetInt64(elems[i]), false), nullptr, 0, false};
         }
         keys[i].id.shared = shared;
     }

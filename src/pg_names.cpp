@@ -86,8 +86,7 @@ uint32 g_published = 0;
 shmem_startup_hook_type g_prev_startup = nullptr;
 
 Size shmem_size() {
-    return partitioned_table_shmem_size(g_max_named_locks, sizeof(NameEntry),
-                                        sizeof(NamesShared));
+    return partitioned_table_shmem_size(g_max_named_locks, sizeof(NameEntry), sizeof(NamesShared));
 }
 
 void request_shmem() {
@@ -99,7 +98,8 @@ void shmem_startup() {
     if (g_prev_startup) g_prev_startup();
     LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
     bool found = false;
-    g_shared = static_cast<NamesShared*>(ShmemInitStruct("pglocks names", sizeof(NamesShared), &found));
+    g_shared =
+        static_cast<NamesShared*>(ShmemInitStruct("pglocks names", sizeof(NamesShared), &found));
     if (!found) {
         pg_atomic_init_u32(&g_shared->count, 0);
         pg_atomic_init_u32(&g_shared->pressure, 0);
@@ -234,8 +234,7 @@ void names_define_settings() {
     // A server-start setting can only be defined while the server starts.
     if (!process_shared_preload_libraries_in_progress) return;
     DefineCustomIntVariable(
-        "pglocks.max_named_locks",
-        "Number of lock names kept in shared memory for pglocks_locks.",
+        "pglocks.max_named_locks", "Number of lock names kept in shared memory for pglocks_locks.",
         "Only used when pglocks is in shared_preload_libraries. When full, further locks are "
         "shown by their numeric key.",
         &g_max_named_locks, 4096, 0, 1 << 24, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);

@@ -208,6 +208,16 @@ int try_slots(Semaphore* s, Scope scope) {
     return -1;
 }
 
+// How many of the semaphore's slots this session holds, counting up to `enough`.
+int slots_held(Semaphore* s, int enough) {
+    int held = 0;
+    for (int i = 0; i < s->slots && held < enough; i++) {
+        CHECK_FOR_INTERRUPTS();
+        if (holds_lock(slot_lock(s, i))) held++;
+    }
+    return held;
+}
+
 // Whether a call queues behind callers already waiting for a slot rather than try the slots:
 // when the semaphore has a queue (a caller in wait_for_slot, as the head, which holds the
 // queue lock, or behind it; the count is shared by the semaphores of one condition variable,
@@ -217,21 +227,10 @@ int try_slots(Semaphore* s, Scope scope) {
 // the lock manager lets a request ahead of waiters its lock already conflicts with.
 bool queue_first(Semaphore* s) {
     if (g_shared == nullptr || pg_atomic_read_u32(&g_shared->waiting[s->cv]) == 0) return false;
-    for (int i = 0; i < s->slots; i++) {
-        CHECK_FOR_INTERRUPTS();
-        if (holds_lock(slot_lock(s, i))) return false;
-    }
+    if (slots_held(s, 1) > 0) return false;
     if (!lock_internal(s->queue, 0)) return true;
     unlock_internal(s->queue);
     return false;
-}
-
-bool holds_every_slot(Semaphore* s) {
-    for (int i = 0; i < s->slots; i++) {
-        CHECK_FOR_INTERRUPTS();
-        if (!holds_lock(slot_lock(s, i))) return false;
-    }
-    return true;
 }
 
 long ms_until(TimestampTz deadline) {
@@ -302,11 +301,14 @@ int wait_for_waiting_slot(Semaphore* s, Scope scope, int timeout_ms, const KeyAr
     MemoryContext cxt = CurrentMemoryContext;
     volatile int slot = -1;
     ErrorData* volatile failure = nullptr;
+    // A block of one statement, which clang-format would join to one line.
+    // clang-format off
     PG_TRY();
     {
         slot = wait_for_slot(s, scope, timeout_ms);
     }
     PG_CATCH();
+    // clang-format on
     {
         MemoryContextSwitchTo(cxt);
         failure = CopyErrorData();
@@ -369,7 +371,7 @@ Datum acquire_slot_call(FunctionCallInfo fcinfo) {
     else if (timeout_ms == 0)
         stats_count(row, StatsOutcome::FailedTry, -1, 0);
     if (slot < 0 && timeout_ms != 0) {
-        if (holds_every_slot(&s))
+        if (slots_held(&s, s.slots) == s.slots)
             ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
                             errmsg("this session holds every slot of semaphore \"%.*s\"",
                                    s.display_len, s.display),

@@ -7,8 +7,8 @@ extern "C" {
 
 namespace pglocks {
 
-int begin_srf(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc,
-              int min_columns, int max_columns) {
+int begin_srf(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc, int min_columns,
+              int max_columns) {
     compat::materialize_result(fcinfo, store, desc);
     const int natts = (*desc)->natts;
     if (natts < min_columns || natts > max_columns)

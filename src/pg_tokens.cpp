@@ -76,8 +76,7 @@ Oid token_sequence(FunctionCallInfo fcinfo) {
 // counting up and never cycling. A superuser can ALTER it; then no token is issued.
 void check_token_sequence(Oid seq) {
     HeapTuple tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seq));
-    if (!HeapTupleIsValid(tuple))
-        elog(ERROR, "cache lookup failed for sequence %u", seq);
+    if (!HeapTupleIsValid(tuple)) elog(ERROR, "cache lookup failed for sequence %u", seq);
     const Form_pg_sequence form = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple));
     // An increment of one: the start of a fresh sequence relies on every value costing
     // more than two bytes of WAL (see the top).
@@ -140,8 +139,8 @@ AsOwner become_owner(Oid seq) {
     ReleaseSysCache(tuple);
     AsOwner saved;
     GetUserIdAndSecContext(&saved.user, &saved.sec_context);
-    SetUserIdAndSecContext(owner, saved.sec_context | SECURITY_LOCAL_USERID_CHANGE |
-                                      SECURITY_RESTRICTED_OPERATION);
+    SetUserIdAndSecContext(
+        owner, saved.sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
     return saved;
 }
 
@@ -179,10 +178,10 @@ XLogRecPtr sequence_lsn(Oid seq) {
 // timeline's start), so that later draws skip reading the page before they draw. A draw
 // reads only a file no rollback of its transaction can take away (check_token_sequence
 // refuses one the transaction gave the sequence), so no rollback brings back an older file
-// whose page may be from before the promotion. A file committed after the remembered one was written on this
-// timeline and, but for a RESTART, carries the remembered one's last value on. Another
-// backend's file that is not committed is never read: the RowExclusiveLock next_token takes
-// before it reads the page waits for the rewrite's lock.
+// whose page may be from before the promotion. A file committed after the remembered one was
+// written on this timeline and, but for a RESTART, carries the remembered one's last value on.
+// Another backend's file that is not committed is never read: the RowExclusiveLock
+// next_token takes before it reads the page waits for the rewrite's lock.
 Oid g_past_seq = InvalidOid;
 TimeLineID g_past_tli = 0;
 
@@ -236,11 +235,10 @@ int64 draw_token(Oid seq, TimeLineID tli) {
     if (begin != InvalidXLogRecPtr && lsn <= begin) {
         const int64 last = sequence_last_value(seq);
         if (last <= 0)
-            ereport(ERROR,
-                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                     errmsg("pglocks cannot issue fencing tokens on this timeline"),
-                     errdetail("%s has no last value to move past (it was restarted).",
-                               kSequenceName)));
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("pglocks cannot issue fencing tokens on this timeline"),
+                            errdetail("%s has no last value to move past (it was restarted).",
+                                      kSequenceName)));
         // The part grows by as many timelines as the server went through since the page
         // last changed, so that it stays ahead of the timeline by what it was: a server
         // promoted after another promotion it missed the move of gets a part above that
@@ -252,7 +250,8 @@ int64 draw_token(Oid seq, TimeLineID tli) {
             list_free_deep(history);
         }
         const int64 steps = tli > page_tli ? static_cast<int64>(tli - page_tli) : 1;
-        const int64 part = std::max<int64>((last >> kSequenceBits) + steps, static_cast<int64>(tli));
+        const int64 part =
+            std::max<int64>((last >> kSequenceBits) + steps, static_cast<int64>(tli));
         move_sequence(seq, (part << kSequenceBits) + (last & low_mask) +
                                (last >> kSequenceBits == 0 ? kLayoutMargin : 0));
     }
@@ -290,11 +289,10 @@ int64_t next_token(FunctionCallInfo fcinfo, int sequence_bits) {
         // 1.1's layout: the value below 2^40, the timeline above.
         value = nextval_internal(seq, false);
         if (value <= 0 || value >= (INT64CONST(1) << sequence_bits))
-            ereport(ERROR,
-                    (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
-                     errmsg("pglocks fencing tokens are exhausted on this timeline"),
-                     errhint("Run ALTER EXTENSION pglocks UPDATE, and reconnect "
-                             "sessions that loaded an older pglocks library.")));
+            ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+                            errmsg("pglocks fencing tokens are exhausted on this timeline"),
+                            errhint("Run ALTER EXTENSION pglocks UPDATE, and reconnect "
+                                    "sessions that loaded an older pglocks library.")));
         value = static_cast<int64>((tli << sequence_bits) | static_cast<uint64>(value));
     }
     // The WAL record covering this value may be another backend's, not yet flushed: flush
@@ -354,7 +352,9 @@ PGLOCKS_FUNCTION(pglocks_token_floor) {
 }
 
 PGLOCKS_FUNCTION(pglocks_acquire_token_text) { return acquire_token_call(fcinfo, read_text_key); }
-PGLOCKS_FUNCTION(pglocks_acquire_token_bigint) { return acquire_token_call(fcinfo, read_bigint_key); }
+PGLOCKS_FUNCTION(pglocks_acquire_token_bigint) {
+    return acquire_token_call(fcinfo, read_bigint_key);
+}
 PGLOCKS_FUNCTION(pglocks_acquire_token_pair) { return acquire_token_call(fcinfo, read_pair_key); }
 PGLOCKS_FUNCTION(pglocks_token_text) { return token_call(fcinfo, read_text_key); }
 PGLOCKS_FUNCTION(pglocks_token_bigint) { return token_call(fcinfo, read_bigint_key); }

@@ -54,10 +54,14 @@ void lm_release(const LockId& id) {
 LockId lock_of(int n) {
     const bool shared = n & 1;
     switch ((n >> 1) % 4) {
-        case 0: return LockId::from_bigint(1, shared);
-        case 1: return LockId::from_bigint(-1, shared);
-        case 2: return LockId::from_pair(0, 1, shared);  // same bits as bigint 1, other lock
-        default: return LockId::from_bigint(INT64_MIN, shared);
+        case 0:
+            return LockId::from_bigint(1, shared);
+        case 1:
+            return LockId::from_bigint(-1, shared);
+        case 2:
+            return LockId::from_pair(0, 1, shared);  // same bits as bigint 1, other lock
+        default:
+            return LockId::from_bigint(INT64_MIN, shared);
     }
 }
 constexpr int kLocks = 8;
@@ -89,7 +93,8 @@ struct Session {
     int depth() const { return subs.empty() ? 1 : static_cast<int>(subs.size()); }
 
     bool model_has(const LockId& id) const {
-        return std::any_of(model.begin(), model.end(), [&](const MHold& h) { return h.lock == id; });
+        return std::any_of(model.begin(), model.end(),
+                           [&](const MHold& h) { return h.lock == id; });
     }
     void model_drop_lock(const LockId& id) {
         model.erase(std::remove_if(model.begin(), model.end(),
@@ -133,9 +138,10 @@ struct Session {
         while (static_cast<int>(subs.size()) >= target) {
             reg.end_transaction_holds(subs.back(), lm_held, lm_release);
             const int d = static_cast<int>(subs.size());
-            model.erase(std::remove_if(model.begin(), model.end(),
-                                       [&](const MHold& h) { return bound(h.scope) && h.depth >= d; }),
-                        model.end());
+            model.erase(
+                std::remove_if(model.begin(), model.end(),
+                               [&](const MHold& h) { return bound(h.scope) && h.depth >= d; }),
+                model.end());
             subs.pop_back();
         }
     }
@@ -207,8 +213,8 @@ void check_rows(Session& s, FuzzedDataProvider& in) {
     HoldsRegistry copy = s.reg;
     copy.reconcile(lm_held);
     CHECK(copy.hold_count() == s.model.size());
-    const bool any_bound = std::any_of(s.model.begin(), s.model.end(),
-                                       [](const MHold& h) { return bound(h.scope); });
+    const bool any_bound =
+        std::any_of(s.model.begin(), s.model.end(), [](const MHold& h) { return bound(h.scope); });
     CHECK(copy.has_transaction_holds() == any_bound);
 
     // The model's rows: one per lock, mode and scope, in the order of their oldest hold.
@@ -398,7 +404,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
             case 12: {  // ROLLBACK TO SAVEPOINT
                 if (!s.in_block || s.subs.size() < 2) break;
-                const int target = in.ConsumeIntegralInRange<int>(2, static_cast<int>(s.subs.size()));
+                const int target =
+                    in.ConsumeIntegralInRange<int>(2, static_cast<int>(s.subs.size()));
                 s.abort_to(target);
                 s.subs.push_back(s.next_sub++);
                 break;

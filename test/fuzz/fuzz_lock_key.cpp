@@ -18,8 +18,8 @@ namespace {
     std::fprintf(stderr, "fuzz_lock_key: %s\n", what);
     std::abort();
 }
-#define CHECK(cond)                              \
-    do {                                         \
+#define CHECK(cond)                                \
+    do {                                           \
         if (!(cond)) fail("check failed: " #cond); \
     } while (0)
 
@@ -106,8 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (in.ConsumeIntegralInRange<int>(0, 3)) {
         case 0: {
             // Often near the valid words, so case and length variants get explored.
-            static const char* const words[] = {"session", "transaction", "Session", "TRANSACTION",
-                                                "with_lock", "sessio", "session ", ""};
+            static const char* const words[] = {
+                "session",   "transaction", "Session",  "TRANSACTION",
+                "with_lock", "sessio",      "session ", ""};
             std::string s = in.ConsumeBool() ? words[in.ConsumeIntegralInRange<int>(0, 7)]
                                              : in.ConsumeRandomLengthString(32);
             if (!s.empty() && in.ConsumeBool()) {

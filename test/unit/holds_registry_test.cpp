@@ -12,7 +12,8 @@ namespace {
 // Stands for the lock manager's session locks in these tests.
 std::set<std::pair<uint64_t, bool>> g_lm;
 std::pair<uint64_t, bool> k(const LockId& id) {
-    return {(static_cast<uint64_t>(id.hi) << 32 | id.lo) ^ (static_cast<uint64_t>(id.form) << 60), id.shared};
+    return {(static_cast<uint64_t>(id.hi) << 32 | id.lo) ^ (static_cast<uint64_t>(id.form) << 60),
+            id.shared};
 }
 bool lm_held(const LockId& id) { return g_lm.count(k(id)) > 0; }
 void lm_release(const LockId& id) { g_lm.erase(k(id)); }

@@ -13,16 +13,19 @@ using namespace pglocks;
 namespace {
 std::array<uint8_t, 32> digest_from_hex(const std::string& hex) {
     std::array<uint8_t, 32> d{};
-    for (size_t i = 0; i < 32; i++) d[i] = static_cast<uint8_t>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
+    for (size_t i = 0; i < 32; i++)
+        d[i] = static_cast<uint8_t>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
     return d;
 }
 }  // namespace
 
 TEST(KeyFromSha256, SpecVectors) {
     // sha256('') and sha256('日本語'), full digests from hashlib.
-    auto empty = digest_from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    auto empty =
+        digest_from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     EXPECT_EQ(key_from_sha256(empty.data()), -2039914840885289964LL);
-    auto nihongo = digest_from_hex("77710aedc74ecfa33685e33a6c7df5cc83004da1bdcef7fb280f5c2b2e97e0a5");
+    auto nihongo =
+        digest_from_hex("77710aedc74ecfa33685e33a6c7df5cc83004da1bdcef7fb280f5c2b2e97e0a5");
     EXPECT_EQ(key_from_sha256(nihongo.data()), 8606672379249086371LL);
 }
 

@@ -67,7 +67,9 @@ TEST(Sha256, SpecKeyVectors) {
     EXPECT_EQ(key_of(""), -2039914840885289964LL);
     EXPECT_EQ(key_of("some lock"), -5006958056254205714LL);
     EXPECT_EQ(key_of("orders:42"), -8476019149258318077LL);
-    EXPECT_EQ(key_of("Gr\xc3\xbc\xc3\x9f" "e"), -559005354142841542LL);
+    EXPECT_EQ(key_of("Gr\xc3\xbc\xc3\x9f"
+                     "e"),
+              -559005354142841542LL);
     EXPECT_EQ(key_of("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"), 8606672379249086371LL);
 }
 
