@@ -38,15 +38,15 @@ constexpr int kColumns = 11;
 // statistics are cleared (pg_stat_clear_snapshot()), so no pointer into it outlives this call.
 struct BackendInfo {
     int pid;
-    Oid userid;
     const char* application_name;  // palloc'd copy; nullptr when empty
-    int8 names_visible;            // -1: not decided yet; else 0 or 1
 };
 
 struct Backends {
     BackendInfo* items;  // sorted by pid
     int count;
     int8 read_all_stats;  // -1: not looked up yet
+    Oid last_role;        // the last role decided on, and whether its names are visible
+    bool last_visible;
 };
 
 int compare_pid(const void* a, const void* b) {
@@ -62,16 +62,16 @@ Backends collect_backends() {
     b.items = static_cast<BackendInfo*>(palloc(sizeof(BackendInfo) * (n > 0 ? n : 1)));
     b.count = 0;
     b.read_all_stats = -1;
+    b.last_role = InvalidOid;
+    b.last_visible = false;
     for (int i = 1; i <= n; i++) {
         LocalPgBackendStatus* local = compat::local_backend_status(i);
         if (local == nullptr || local->backendStatus.st_procpid <= 0) continue;
         const PgBackendStatus& st = local->backendStatus;
         BackendInfo& info = b.items[b.count++];
         info.pid = st.st_procpid;
-        info.userid = st.st_userid;
         info.application_name =
             st.st_appname != nullptr && st.st_appname[0] != '\0' ? pstrdup(st.st_appname) : nullptr;
-        info.names_visible = -1;
     }
     qsort(b.items, b.count, sizeof(BackendInfo), compare_pid);
     return b;
@@ -85,24 +85,26 @@ BackendInfo* find_backend(const Backends& b, int pid) {
 }
 
 // A session's lock names are shown as pg_stat_activity shows its queries: to roles with the
-// privileges of the session's role, and to members of pg_read_all_stats. The server caches
-// role memberships, and the usual cases (one's own sessions) need no lookup at all.
+// privileges of the session's user, and to members of pg_read_all_stats. The role is the
+// one the name table recorded with the name, not the backend-status snapshot's: that
+// snapshot stays as it was until the transaction ends, while the locks are read anew on
+// every call, so a session started since (or a pid used again) would be judged by what the
+// snapshot has for that pid. The server caches role memberships, and the usual cases (one's
+// own sessions) need no lookup at all.
 bool may_read_all_stats(Backends* b) {
     if (b->read_all_stats < 0)
         b->read_all_stats = has_privs_of_role(GetUserId(), PGLOCKS_ROLE_READ_ALL_STATS) ? 1 : 0;
     return b->read_all_stats == 1;
 }
 
-bool names_visible(Backends* b, BackendInfo* info) {
-    if (info == nullptr) return may_read_all_stats(b);  // gone, or not yet in the snapshot
-    if (info->names_visible < 0) {
+bool names_visible(Backends* b, Oid role) {
+    if (role != b->last_role || !OidIsValid(role)) {
         const Oid me = GetUserId();
-        info->names_visible =
-            (info->userid == me || has_privs_of_role(me, info->userid) || may_read_all_stats(b))
-                ? 1
-                : 0;
+        b->last_visible = role == me || (OidIsValid(role) && has_privs_of_role(me, role)) ||
+                          may_read_all_stats(b);
+        b->last_role = role;
     }
-    return info->names_visible == 1;
+    return b->last_visible;
 }
 
 }  // namespace
@@ -134,6 +136,7 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
             int name_len = -1;
             TimestampTz held_since = 0;
             bool have_since = false;
+            bool in_table = false;  // another session's name table entry was found
             if (granted && inst->pid == MyProcPid) {
                 const Entry* e = registry().find(id);
                 if (e != nullptr && !e->holds.empty()) {
@@ -144,10 +147,12 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
                         memcpy(name, e->name.data(), name_len);
                     }
                 }
-            } else if (names_lookup(inst->pid, id, name, &name_len, &held_since)) {
+            } else if (Oid role = InvalidOid;
+                       names_lookup(inst->pid, id, name, &name_len, &held_since, &role)) {
                 // 0: a name kept after pglocks' hold ended; the lock, if held, is held again.
+                in_table = true;
                 have_since = granted && held_since != 0;
-                if (!names_visible(&backends, backend)) name_len = -1;
+                if (!names_visible(&backends, role)) name_len = -1;
             }
 
             Datum values[kColumns];
@@ -179,7 +184,7 @@ PGLOCKS_FUNCTION(pglocks_locks_data) {
             TimestampTz wait_start = compat::lock_wait_start(inst);
             // Servers before 14 do not record when a wait began; a pglocks waiter's
             // published name does.
-            if (!granted && wait_start == 0 && name_len >= 0) wait_start = held_since;
+            if (!granted && wait_start == 0 && in_table) wait_start = held_since;
             values[9] = TimestampTzGetDatum(wait_start);
             nulls[9] = granted || wait_start == 0;
             if (granted)

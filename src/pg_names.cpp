@@ -20,6 +20,7 @@ extern "C" {
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -43,6 +44,7 @@ struct NameKey {
 struct NameEntry {
     NameKey key;
     pg_atomic_uint64 since;  // written by the owner without the partition lock
+    Oid role;                // the role the session logged in as: who may read the name
     int32 len;
     char name[kSharedNameBytes];
 };
@@ -225,12 +227,36 @@ void follow_pressure() {
 
 }  // namespace
 
+namespace {
+
+// Turning pglocks.share_names off withdraws the names this backend has published, kept
+// ones and those of locks it holds: other sessions then see all of its locks by number.
+// Runs where any setting changes, abort included (after the LWLocks are released), and
+// never while this backend waits for a lock or holds a partition lock; it takes those
+// locks one at a time and cannot fail. In the exit hook's order: the holds' names by key,
+// then the kept ones, and a scan of the whole table only for a name neither reached.
+void assign_share_names(bool newval, void*) {
+    if (newval || !g_share_names || !names_available() || MyProc == nullptr) return;
+    if (g_published == 0) return;
+    // The new value, which the settings machinery stores on return: names_unpublish
+    // keeps no name once it is off.
+    g_share_names = false;
+    const_cast<HoldsRegistry&>(registry()).unpublish_all();
+    for (LocalName& l : g_local) {
+        if (l.entry != nullptr) remove_shared(l.id);
+        l.entry = nullptr;
+    }
+    if (g_published > 0) remove_all_of_backend();
+}
+
+}  // namespace
+
 void names_define_settings() {
     DefineCustomBoolVariable(
         "pglocks.share_names", "Shows the names of this session's locks to other sessions.",
         "When off, other sessions see this session's locks in pglocks_locks by their numeric "
         "key. Needs pglocks in shared_preload_libraries to have any effect.",
-        &g_share_names, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+        &g_share_names, true, PGC_USERSET, 0, nullptr, assign_share_names, nullptr);
     // A server-start setting can only be defined while the server starts.
     if (!process_shared_preload_libraries_in_progress) return;
     DefineCustomIntVariable(
@@ -288,6 +314,9 @@ bool names_publish(const LockId& id, const char* name, int len, TimestampTz sinc
         const int n = len <= kSharedNameBytes ? len : pg_mbcliplen(name, len, kSharedNameBytes);
         memcpy(e->name, name, n);
         e->len = n;
+        // As pg_stat_activity's usename: the role the session logged in as, which no SET
+        // SESSION AUTHORIZATION or SET ROLE changes.
+        e->role = GetAuthenticatedUserId();
         if (!found) {
             pg_atomic_init_u64(&e->since, 0);
             g_published++;
@@ -309,7 +338,7 @@ void names_unpublish(const LockId& id) {
     LocalName& slot = local_slot(id);
     if (slot.entry != nullptr && slot.id == id) {
         if (!slot.in_use) return;
-        if (kept_idle() < keep_limit()) {
+        if (g_share_names && kept_idle() < keep_limit()) {  // see assign_share_names
             // Kept published; dropped under pressure or at exit.
             pg_atomic_write_u64(&slot.entry->since, 0);
             slot.in_use = false;
@@ -325,7 +354,7 @@ void names_drop_idle() {
     if (names_available()) drop_idle_names();
 }
 
-bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since) {
+bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since, Oid* role) {
     if (!names_available()) return false;
     const Place at = locate(pid, id);
     LWLockAcquire(at.lock, LW_SHARED);
@@ -335,6 +364,7 @@ bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* 
     if (e != nullptr) {
         memcpy(name, e->name, e->len);
         *len = e->len;
+        *role = e->role;
         *since = static_cast<TimestampTz>(pg_atomic_read_u64(&e->since));
     }
     LWLockRelease(at.lock);

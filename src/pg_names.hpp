@@ -27,7 +27,8 @@ void names_unpublish(const LockId& id);
 // Drops names this backend keeps published for locks it no longer uses.
 void names_drop_idle();
 
-// Looks up the name of `pid`'s hold of `id` in this database.
-bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since);
+// Looks up the name of `pid`'s hold of `id` in this database, with the role that session
+// logged in as (*role).
+bool names_lookup(int pid, const LockId& id, char* name, int* len, TimestampTz* since, Oid* role);
 
 }  // namespace pglocks

@@ -278,6 +278,11 @@ my $seen_by = sub {
 };
 my $named = 'customer:acme-renewal? customer:acme-renewal+';
 is($seen_by->('bob'), "$numeric? $numeric+", 'another plain role sees the numeric key only');
+is( $node->safe_psql('sec',
+		"SELECT waiting_since IS NOT NULL FROM pglocks_locks WHERE pid = $waiter->{pid} AND NOT granted",
+		extra_params => [ '-U', 'bob' ]),
+	't',
+	'and when the waiter began to wait (which PostgreSQL 13 records only with the name)');
 is($seen_by->('alice'), $named, 'another session of the same role sees the names');
 is($seen_by->('dave'), $named, 'a member of the holder\'s role sees the names');
 is($seen_by->('carol'), $named, 'a member of pg_read_all_stats sees the names');
@@ -296,7 +301,63 @@ run_sql($waiter, 'SELECT pglocks_release_all()');
 is($seen_by->('carol'), "$numeric+", 'pglocks.share_names = off hides the name even from pg_read_all_stats');
 is($seen_by->('alice'), "$numeric+", 'and from the same role');
 run_sql($owner, 'SELECT pglocks_release_all()');
+# Turned off, it withdraws the names already shown: of a lock held, and of one released
+# whose name the session kept for its next acquire, here taken again with the core function.
+run_sql($owner, 'RESET pglocks.share_names');
+run_sql($owner, "SELECT pglocks_acquire('customer:held'), pglocks_acquire('customer:kept'), "
+	  . "pglocks_release('customer:kept'), pg_advisory_lock(pglocks_key('customer:kept'))");
+my $shown = sub {
+	return $node->safe_psql('sec',
+		'SELECT string_agg(key, \' \' ORDER BY key COLLATE "C") FROM pglocks_locks '
+		  . "WHERE pid = $owner->{pid}");
+};
+is($shown->(), 'customer:held customer:kept', 'both names shown while pglocks.share_names is on');
+run_sql($owner, 'SET pglocks.share_names = off');
+my $held_num = $su->("SELECT pglocks_key('customer:held')", 'sec');
+my $kept_num = $su->("SELECT pglocks_key('customer:kept')", 'sec');
+is($shown->(), join(' ', sort ($held_num, $kept_num)),
+	'pglocks.share_names = off withdraws the name of a held lock and a kept one');
+run_sql($owner, "SELECT pg_advisory_unlock_all(), pglocks_acquire('customer:kept'), "
+	  . "pglocks_release('customer:kept'), pg_advisory_lock(pglocks_key('customer:kept'))");
+is($shown->(), $kept_num, 'a lock taken and released while it is off leaves no name behind');
+run_sql($owner, 'SET pglocks.share_names = on');
+run_sql($owner, "SELECT pg_advisory_unlock_all(), pglocks_acquire('customer:held')");
+is($shown->(), 'customer:held', 'turned on again, the next acquire shows its name');
+run_sql($owner, 'SELECT pglocks_release_all()');
 quit_session($_) for ($owner, $waiter);
+
+# Who may read a name is decided by the role that published it, not by the backend-status
+# snapshot, which stays as it was until the reader's transaction ends: a session started
+# after the snapshot is not in it.
+my $viewer = session($node, 'sec', user => 'alice');
+run_sql($viewer, 'BEGIN');
+run_sql($viewer, 'SELECT count(*) FROM pglocks_locks');
+my $late = session($node, 'sec', user => 'alice');
+run_sql($late, "SELECT pglocks_acquire('customer:late')");
+is( (run_sql($viewer, "SELECT key FROM pglocks_locks WHERE pid = $late->{pid}"))[0],
+	'customer:late',
+	'a plain role sees the name of its own session started after its transaction\'s snapshot');
+my $other = session($node, 'sec', user => 'bob');
+run_sql($other, "SELECT pglocks_acquire('customer:late-bob')");
+is( (run_sql($viewer, "SELECT key FROM pglocks_locks WHERE pid = $other->{pid}"))[0],
+	$su->("SELECT pglocks_key('customer:late-bob')", 'sec'),
+	'and not the name of another role\'s session started after it');
+run_sql($viewer, 'COMMIT');
+# The role a session logged in as, as pg_stat_activity's usename: a superuser session that
+# became alice with SET SESSION AUTHORIZATION keeps its names from alice's sessions, also
+# a name it kept from before and takes again.
+my $became = session($node, 'sec');
+run_sql($became, "SELECT pglocks_acquire('customer:su'), pglocks_release('customer:su')");
+run_sql($became, 'SET SESSION AUTHORIZATION alice');
+run_sql($became, "SELECT pglocks_acquire('customer:su'), pglocks_acquire('customer:su2')");
+is( (run_sql($late,
+			"SELECT string_agg(key, ' ' ORDER BY key COLLATE \"C\") FROM pglocks_locks WHERE pid = $became->{pid}"))[0],
+	join(' ', sort map { $su->("SELECT pglocks_key('$_')", 'sec') } qw(customer:su customer:su2)),
+	'a superuser session after SET SESSION AUTHORIZATION alice: alice sees its locks by number');
+is( $node->safe_psql('sec',
+		"SELECT string_agg(key, ' ' ORDER BY key COLLATE \"C\") FROM pglocks_locks WHERE pid = $became->{pid}"),
+	'customer:su customer:su2', 'a superuser sees them by name');
+quit_session($_) for ($viewer, $late, $other, $became);
 
 ###############################################################################
 note 'trusted: a database owner installs it without being superuser';
