@@ -9,6 +9,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -113,6 +114,16 @@ TimestampTz lock_wait_start(const LockInstanceData* lock) {
     return lock->waitStart;
 #else
     return 0;
+#endif
+}
+
+bool pid_is_autovacuum(int pid) {
+    PGPROC* proc = BackendPidGetProc(pid);
+    if (proc == nullptr) return false;
+#if PG_VERSION_NUM >= 140000
+    return (proc->statusFlags & PROC_IS_AUTOVACUUM) != 0;
+#else
+    return (ProcGlobal->allPgXact[proc->pgprocno].vacuumFlags & PROC_IS_AUTOVACUUM) != 0;
 #endif
 }
 

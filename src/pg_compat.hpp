@@ -107,6 +107,10 @@ LocalPgBackendStatus* local_backend_status(int index);
 // does not record it (before 14).
 TimestampTz lock_wait_start(const LockInstanceData* lock);
 
+// Whether `pid` is an autovacuum worker (the flag moved from PGXACT to PGPROC in 14). Read
+// without ProcArrayLock: a hint, as the lock manager's own test of it is.
+bool pid_is_autovacuum(int pid);
+
 // Sets up fcinfo's result of a set-returning function as a tuplestore (materialize mode)
 // and returns it with its tuple descriptor.
 void materialize_result(FunctionCallInfo fcinfo, Tuplestorestate** store, TupleDesc* desc);

@@ -18,7 +18,9 @@
 // broadcasts on it: pglocks_release_slot, pglocks_release_all, the end of a (sub)transaction, and
 // backend exit. A slot freed behind pglocks' back (pg_advisory_unlock_all, DISCARD ALL) is
 // signalled when the holder's transaction ends, which finds it no longer held; one freed inside a
-// transaction that stays open is not: the head also wakes every kSafetyNetMs to look.
+// transaction that stays open is not: the head also wakes every kSafetyNetMs to look. The
+// lock manager's deadlock detector does not see the head's sleep: the head runs a check of
+// its own (head_deadlocked).
 #include "pg_slots.hpp"
 
 #include "lock_key.hpp"  // pure C++ first: it refuses to follow postgres.h
@@ -42,12 +44,16 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
+
 namespace pglocks {
 namespace {
 
 constexpr int kMaxSlots = 1024;
 constexpr int kConditionVariables = 64;
 constexpr long kSafetyNetMs = 500;
+// The longest interval between two deadlock checks of a head's sleep.
+constexpr long kDeadlockCheckMaxMs = 10000;
 
 struct SlotsShared {
     ConditionVariable cv[kConditionVariables];
@@ -233,6 +239,122 @@ bool queue_first(Semaphore* s) {
     return false;
 }
 
+// The deadlock check of the head's sleep, which the lock manager's detector cannot see (the
+// head waits on a condition variable, not in the lock queue). The head waits for any slot;
+// it waits for ever when every slot is held, by other sessions, each of which waits in the
+// lock manager, directly or through others, for a lock the head holds. From the lock table
+// read as pg_locks reads it (GetLockStatusData: the shared table under every partition lock
+// at once): the sessions that wait, each blocked by the holders of its lock whose modes
+// conflict with the mode it asks for, and from the head outwards the sessions whose wait
+// depends on it. Parallel workers count as their leader. Not followed, so that such a
+// cycle is missed, never made up: waits blocked only by their place in a lock's queue
+// (behind a waiter whose request conflicts); locks held through the fast path, read apart
+// from the shared table and not in its picture (a lock that blocks a waiter is never
+// there: a conflicting request moves it to the shared table first); autovacuum workers,
+// which the lock manager cancels when they block a waiter for deadlock_timeout.
+int compare_tags(const void* a, const void* b) {
+    return memcmp(&static_cast<const LockInstanceData*>(a)->locktag,
+                  &static_cast<const LockInstanceData*>(b)->locktag, sizeof(LOCKTAG));
+}
+
+int compare_ints(const void* a, const void* b) {
+    const int x = *static_cast<const int*>(a), y = *static_cast<const int*>(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+int lock_group(const LockInstanceData& l) { return l.leaderPid != 0 ? l.leaderPid : l.pid; }
+
+// The first of the instances of `tag` in the sorted array, or n when it has none.
+int first_of(const LockInstanceData* locks, int n, const LOCKTAG& tag) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (memcmp(&locks[mid].locktag, &tag, sizeof(LOCKTAG)) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && memcmp(&locks[lo].locktag, &tag, sizeof(LOCKTAG)) == 0 ? lo : n;
+}
+
+bool same_tag(const LockInstanceData& l, const LOCKTAG& tag) {
+    return memcmp(&l.locktag, &tag, sizeof(LOCKTAG)) == 0;
+}
+
+// Returns a slot holder (a pid) when the head is in a deadlock, 0 when it is not. Plain
+// data only in this frame: it checks for interrupts.
+int head_deadlocked(Semaphore* s) {
+    LockData* data = GetLockStatusData();
+    const int n = data->nelements;
+    LockInstanceData* locks = data->locks;
+    qsort(locks, n, sizeof(LockInstanceData), compare_tags);
+    // The lock groups, sorted, and each instance's place among them.
+    int* groups = static_cast<int*>(palloc(sizeof(int) * (n + 1)));
+    for (int i = 0; i < n; i++) groups[i] = lock_group(locks[i]);
+    groups[n] = MyProcPid;
+    qsort(groups, n + 1, sizeof(int), compare_ints);
+    int ngroups = 0;
+    for (int i = 0; i <= n; i++)
+        if (ngroups == 0 || groups[ngroups - 1] != groups[i]) groups[ngroups++] = groups[i];
+    auto group_of = [groups, ngroups](int pid) {
+        const void* at = bsearch(&pid, groups, ngroups, sizeof(int), compare_ints);
+        return static_cast<int>(static_cast<const int*>(at) - groups);
+    };
+    int* group_at = static_cast<int*>(palloc(sizeof(int) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) group_at[i] = group_of(lock_group(locks[i]));
+    // The groups whose wait depends on the head, the head's first; grown until no wait
+    // depends on them any more (each round adds a group, or is the last).
+    bool* stuck = static_cast<bool*>(palloc0(sizeof(bool) * ngroups));
+    stuck[group_of(MyProcPid)] = true;
+    for (bool grew = true; grew;) {
+        CHECK_FOR_INTERRUPTS();
+        grew = false;
+        for (int i = 0; i < n; i++) {
+            const LockInstanceData& w = locks[i];
+            if (w.waitLockMode == NoLock || w.pid == 0 || stuck[group_at[i]]) continue;
+            const LOCKMASK conflicts =
+                GetLockTagsMethodTable(&w.locktag)->conflictTab[w.waitLockMode];
+            for (int j = first_of(locks, n, w.locktag); j < n && same_tag(locks[j], w.locktag);
+                 j++) {
+                const LockInstanceData& h = locks[j];
+                if (h.fastpath || group_at[j] == group_at[i] || (h.holdMask & conflicts) == 0 ||
+                    !stuck[group_at[j]])
+                    continue;
+                if (compat::pid_is_autovacuum(w.pid)) break;
+                stuck[group_at[i]] = true;
+                grew = true;
+                break;
+            }
+        }
+    }
+    // A deadlock when every slot is held, by the head or by a group in the set, and some
+    // by another session (the head holding them all is refused before any wait).
+    const int head = group_of(MyProcPid);
+    int other_holder = 0;
+    bool all_stuck = true;
+    for (int i = 0; i < s->slots && all_stuck; i++) {
+        const LockId id = slot_lock(s, i);
+        LOCKTAG tag;
+        SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
+        bool held = false;
+        for (int j = first_of(locks, n, tag); j < n && same_tag(locks[j], tag); j++) {
+            const LockInstanceData& h = locks[j];
+            if (h.holdMask == 0) continue;  // a waiter only; any mode held keeps the slot
+            held = true;
+            if (group_at[j] == head) continue;
+            if (!stuck[group_at[j]]) all_stuck = false;
+            if (other_holder == 0) other_holder = h.pid;
+        }
+        if (!held) all_stuck = false;
+    }
+    pfree(stuck);
+    pfree(group_at);
+    pfree(groups);
+    pfree(locks);
+    pfree(data);
+    return all_stuck ? other_holder : 0;
+}
+
 long ms_until(TimestampTz deadline) {
     const TimestampTz now = GetCurrentTimestamp();
     if (now >= deadline) return 0;
@@ -255,6 +377,11 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
     ConditionVariable* cv = &g_shared->cv[s->cv];
     char* queue_name = psprintf("%.*s#queue", s->display_len, s->display);
     int slot = -1;
+    // The first deadlock check after deadlock_timeout of sleep, as the lock manager's; then
+    // at growing intervals (a cycle can close later, when a slot holder starts to wait for a
+    // lock of the head's, and that wait's own check does not see the head's sleep).
+    long check_interval_ms = DeadlockTimeout > 0 ? DeadlockTimeout : 1000;
+    TimestampTz next_check = 0;
 
     // The queue lock and name are ended on the way out, or by the abort callbacks when an
     // error (cancel, statement_timeout, lock_timeout, deadlock) ends the wait: never here
@@ -265,12 +392,29 @@ int wait_for_slot(Semaphore* s, Scope scope, int timeout_ms) {
     g_wait.named = names_publish(s->queue, queue_name, static_cast<int>(strlen(queue_name)), start);
     g_wait.queued = lock_internal(s->queue, limited ? static_cast<int>(ms_until(deadline)) : -1);
     if (g_wait.queued) {
+        next_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), check_interval_ms);
         for (;;) {
             // Prepared before looking, so that a slot freed after the look wakes us.
             ConditionVariablePrepareToSleep(cv);
             slot = try_slots(s, scope);
             if (slot >= 0) break;
-            long sleep_ms = kSafetyNetMs;
+            if (ms_until(next_check) == 0) {
+                const int holder = head_deadlocked(s);
+                if (holder != 0)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_T_R_DEADLOCK_DETECTED), errmsg("deadlock detected"),
+                             errdetail("Process %d waits for a slot of semaphore \"%.*s\"; "
+                                       "the processes that hold its slots (process %d among "
+                                       "them) wait, directly or through others, for locks "
+                                       "process %d holds.",
+                                       MyProcPid, s->display_len, s->display, holder, MyProcPid),
+                             errhint("Release the semaphore's slots before waiting for other "
+                                     "locks, or take locks in one order.")));
+                check_interval_ms = std::min<long>(
+                    check_interval_ms * 2, std::max<long>(kDeadlockCheckMaxMs, DeadlockTimeout));
+                next_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), check_interval_ms);
+            }
+            long sleep_ms = std::min(kSafetyNetMs, ms_until(next_check));
             if (limited) {
                 const long left = ms_until(deadline);
                 if (left == 0) break;

@@ -18,8 +18,12 @@ after it, the call's answer and the server's lock table:
                statement_timeout: their errors, nothing held or queued, the others served
   view         pglocks_locks shows the head holding name#queue, the waiters behind it
                waiting for it
-  deadlock     one through the head's sleep is not detected (documented): the head's
-               timeout ends it
+  deadlock     one through the head's sleep (the holders of the slots wait for a lock of
+               the head's, directly or through others) ends the head's wait with 40P01
+               after deadlock_timeout, with a timeout or without, and when the cycle
+               closes during the sleep; a holder waiting for a lock the head holds in a
+               mode that does not conflict, and that a session waiting for nothing holds
+               in one that does, is no deadlock
   order        waiters are served in the order they arrived, and a call made while they
                wait (by the session that freed the slot, say) does not take a slot ahead
                of them, unless its session holds a slot of the semaphore
@@ -281,33 +285,128 @@ class Scenarios:
         for s in (h, w1, w2):
             s.close()
 
-        # A deadlock through the head's sleep (the head holds a lock that the slot's holder
-        # then waits for) is not detected, as documented: the head's timeout ends it (NULL,
-        # the other lock still held), and the holder's lock wait, which no deadlock error
-        # ended, is granted once the head gives that lock back.
+        # A deadlock through the head's sleep: the head holds a lock that the slot's holder
+        # then waits for. The lock manager's detector does not see the head's sleep; the
+        # head's own check does, after deadlock_timeout (1 s here): 40P01 for the head, well
+        # before its timeout, and without one; then the holder's wait, which no deadlock
+        # error ended, is granted once the head gives that lock back (a session lock: the
+        # error does not end it).
+        for timeout in (", timeout => '5s'", ""):
+            h, w = Session(self.dsn), Session(self.dsn)
+            w.q("SET deadlock_timeout = '1s'")
+            h.q("SELECT pglocks_acquire_slot('dl', 1)")
+            w.q("SELECT pglocks_acquire('dl:x')")
+            w.start(f"SELECT pglocks_acquire_slot('dl', 1{timeout})")
+            self.until_waiting(w)
+            h.start("SELECT pglocks_acquire('dl:x')")
+            self.until_waiting(h, queued=True)
+            res, t1 = w.finish()
+            took = t1 - w.sent
+            if not isinstance(res, psycopg2.errors.DeadlockDetected) or took > 4.5:
+                self.fail(f"deadlock{timeout}: the head got {res!r} after {took:.3f}s")
+            if "semaphore \"dl\"" not in str(res):
+                self.fail(f"deadlock{timeout}: the error does not name the semaphore: {res}")
+            if h.done():
+                self.fail(f"deadlock{timeout}: the holder's wait ended: {h.finish()[0]!r}")
+            if w.q("SELECT string_agg(key, ',') FROM pglocks_held()") != "dl:x":
+                self.fail(f"deadlock{timeout}: the head does not hold just its other lock")
+            if self.m.q(f"SELECT count(*) FROM pg_locks WHERE pid = {w.pid} AND NOT granted"):
+                self.fail(f"deadlock{timeout}: the head still waits for something")
+            w.q("SELECT pglocks_release('dl:x')")
+            got, _ = h.finish()
+            if got is not True:
+                self.fail(f"deadlock{timeout}: the holder got {got!r}")
+            self.ok(f"a deadlock through the head's sleep{timeout or ', no timeout'}: 40P01 "
+                    f"after {took:.1f} s, then the holder's lock")
+            for x in (h, w):
+                x.close()
+
+        # A cycle that closes after the head's first check (the holder asks for the head's
+        # lock 1.5 s into the sleep) is found by a later one (at 3 s), still 40P01.
         h, w = Session(self.dsn), Session(self.dsn)
+        w.q("SET deadlock_timeout = '1s'")
         h.q("SELECT pglocks_acquire_slot('dl', 1)")
         w.q("SELECT pglocks_acquire('dl:x')")
-        w.start("SELECT pglocks_acquire_slot('dl', 1, timeout => '3s')")
+        w.start("SELECT pglocks_acquire_slot('dl', 1)")
         self.until_waiting(w)
+        time.sleep(1.5)
+        if w.done():
+            self.fail(f"late cycle: the head's wait ended before the cycle: {w.finish()[0]!r}")
         h.start("SELECT pglocks_acquire('dl:x')")
-        self.until_waiting(h, queued=True)
-        slot, t1 = w.finish()
+        res, t1 = w.finish()
         took = t1 - w.sent
-        if slot is not None or took < 2.9:
-            self.fail(f"undetected deadlock: the head got {slot!r} after {took:.3f}s")
-        if h.done():
-            self.fail(f"undetected deadlock: the holder's wait ended: {h.finish()[0]!r}")
-        if w.q("SELECT string_agg(key, ',') FROM pglocks_held()") != "dl:x":
-            self.fail("undetected deadlock: the head does not hold just its other lock")
+        if not isinstance(res, psycopg2.errors.DeadlockDetected) or took > 12:
+            self.fail(f"late cycle: the head got {res!r} after {took:.3f}s")
         w.q("SELECT pglocks_release('dl:x')")
-        got, _ = h.finish()
-        if got is not True:
-            self.fail(f"undetected deadlock: the holder got {got!r}")
-        self.ok(f"a deadlock through the head's sleep: NULL after {took:.1f} s, "
-                "then the holder's lock")
-        for s in (h, w):
-            s.close()
+        if h.finish()[0] is not True:
+            self.fail("late cycle: the holder did not get the head's lock")
+        self.ok(f"a cycle that closes during the head's sleep: 40P01 after {took:.1f} s")
+        for x in (h, w):
+            x.close()
+
+        # Every slot's holder queued behind the head, each asking for a second slot of two:
+        # the head, then the next head (holding one slot, the other's holder queued behind
+        # it) get 40P01; the last, head in turn, is no deadlock (the other slot's holder
+        # waits for nothing): it sleeps on past its checks and gets the slot given up.
+        h1, h2, w = Session(self.dsn), Session(self.dsn), Session(self.dsn)
+        for x in (h1, h2, w):
+            x.q("SET deadlock_timeout = '1s'")
+        h1.q("SELECT pglocks_acquire_slot('dl2', 2)")
+        h2.q("SELECT pglocks_acquire_slot('dl2', 2)")
+        w.start("SELECT pglocks_acquire_slot('dl2', 2)")
+        self.until_waiting(w)
+        h1.start("SELECT pglocks_acquire_slot('dl2', 2)")
+        self.until_waiting(h1, queued=True)
+        h2.start("SELECT pglocks_acquire_slot('dl2', 2)")
+        self.until_waiting(h2, queued=True)
+        res, _ = w.finish()
+        if not isinstance(res, psycopg2.errors.DeadlockDetected):
+            self.fail(f"holders queued behind the head: the head got {res!r}")
+        first, _ = h1.finish()
+        if not isinstance(first, psycopg2.errors.DeadlockDetected):
+            self.fail(f"holders queued behind the head: the next head got {first!r}")
+        time.sleep(2.5)
+        if h2.done():
+            self.fail(f"holders queued behind the head: the last ended: {h2.finish()[0]!r}")
+        h1.q("SELECT pglocks_release_all()")
+        if h2.finish()[0] != 0:
+            self.fail("holders queued behind the head: the last did not get slot 0")
+        self.ok("slot holders queued behind the head: 40P01 for the head and the next, "
+                "then the slot given up")
+        for x in (h1, h2, w):
+            x.close()
+
+        # No deadlock: the holder waits for a table lock that a third session, which waits
+        # for nothing, holds in a conflicting mode, and that the head holds in a mode that
+        # does not conflict. The head sleeps on past several checks, and gets the slot
+        # once the third session lets the holder go on.
+        self.m.q("CREATE TABLE IF NOT EXISTS nd_t ()")
+        h, w, z = Session(self.dsn), Session(self.dsn), Session(self.dsn)
+        w.q("SET deadlock_timeout = '1s'")
+        h.q("SELECT pglocks_acquire_slot('nd', 1)")
+        z.q("BEGIN")
+        z.q("LOCK TABLE nd_t IN SHARE MODE")
+        w.q("BEGIN")
+        w.q("LOCK TABLE nd_t IN ACCESS SHARE MODE")
+        w.start("SELECT pglocks_acquire_slot('nd', 1)")
+        self.until_waiting(w)
+        h.start("BEGIN; LOCK TABLE nd_t IN ROW EXCLUSIVE MODE; "
+                "SELECT pglocks_release_slot('nd', 0); COMMIT")
+        self.until_waiting(h, queued=True)
+        time.sleep(3.5)
+        if w.done():
+            self.fail(f"no deadlock: the head's wait ended: {w.finish()[0]!r}")
+        z.q("COMMIT")
+        res, _ = h.finish()
+        if isinstance(res, Exception):
+            self.fail(f"no deadlock: the holder got {res!r}")
+        if w.finish()[0] != 0:
+            self.fail("no deadlock: the head did not get the slot")
+        w.q("COMMIT")
+        self.ok("a holder waiting for a table lock another session holds (the head's mode "
+                "does not conflict): no deadlock through 3.5 s of checks, then the slot")
+        for x in (h, w, z):
+            x.close()
 
         # Arrival order, several times.
         for rnd in range(3):
