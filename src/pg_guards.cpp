@@ -85,8 +85,7 @@ char* lock_display_name(const KeyArg& key) {
 // owns a count in the lock manager) or through the core functions, session or transaction
 // level alike.
 bool held_in_any_mode(const LockId& id) {
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
+    const LOCKTAG tag = make_tag(id);
     return compat::lock_held_by_me(&tag, ExclusiveLock) || compat::lock_held_by_me(&tag, ShareLock);
 }
 

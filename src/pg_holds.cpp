@@ -99,12 +99,6 @@ void drop_pending() {
     }
 }
 
-LOCKTAG make_tag(const LockId& id) {
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
-    return tag;
-}
-
 LOCKMODE mode_of(const LockId& id) { return id.shared ? ShareLock : ExclusiveLock; }
 
 bool held_by_me(const LOCKTAG* tag, LOCKMODE mode) { return compat::lock_held_by_me(tag, mode); }
@@ -533,6 +527,12 @@ int64_t newest_token(const LockId& id) {
 void register_hold_callbacks() {
     RegisterXactCallback(xact_callback, nullptr);
     RegisterSubXactCallback(subxact_callback, nullptr);
+}
+
+LOCKTAG make_tag(const LockId& id) {
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
+    return tag;
 }
 
 }  // namespace pglocks

@@ -74,6 +74,9 @@ uint64_t release_all();
 // Whether this session holds the lock of `id` (in its mode) in the lock manager.
 bool holds_lock(const LockId& id);
 
+// The lock manager's tag of a pglocks lock in this database.
+LOCKTAG make_tag(const LockId& id);
+
 // A session lock outside the holds registry, for pglocks' own queues: tries, then waits at
 // most timeout_ms (-1: no limit of ours; the user's lock_timeout still applies). Returns
 // whether it is held. Cancels, deadlocks and lock_timeout raise their usual errors with the

@@ -264,6 +264,10 @@ int compare_ints(const void* a, const void* b) {
 
 int lock_group(const LockInstanceData& l) { return l.leaderPid != 0 ? l.leaderPid : l.pid; }
 
+bool same_tag(const LockInstanceData& l, const LOCKTAG& tag) {
+    return memcmp(&l.locktag, &tag, sizeof(LOCKTAG)) == 0;
+}
+
 // The first of the instances of `tag` in the sorted array, or n when it has none.
 int first_of(const LockInstanceData* locks, int n, const LOCKTAG& tag) {
     int lo = 0, hi = n;
@@ -274,11 +278,7 @@ int first_of(const LockInstanceData* locks, int n, const LOCKTAG& tag) {
         else
             hi = mid;
     }
-    return lo < n && memcmp(&locks[lo].locktag, &tag, sizeof(LOCKTAG)) == 0 ? lo : n;
-}
-
-bool same_tag(const LockInstanceData& l, const LOCKTAG& tag) {
-    return memcmp(&l.locktag, &tag, sizeof(LOCKTAG)) == 0;
+    return lo < n && same_tag(locks[lo], tag) ? lo : n;
 }
 
 // Returns a slot holder (a pid) when the head is in a deadlock, 0 when it is not. Plain
@@ -333,9 +333,7 @@ int head_deadlocked(Semaphore* s) {
     int other_holder = 0;
     bool all_stuck = true;
     for (int i = 0; i < s->slots && all_stuck; i++) {
-        const LockId id = slot_lock(s, i);
-        LOCKTAG tag;
-        SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, id.hi, id.lo, static_cast<uint16>(id.form));
+        const LOCKTAG tag = make_tag(slot_lock(s, i));
         bool held = false;
         for (int j = first_of(locks, n, tag); j < n && same_tag(locks[j], tag); j++) {
             const LockInstanceData& h = locks[j];
